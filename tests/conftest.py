@@ -1,0 +1,65 @@
+"""Session fixtures: tiny real models under the real hub ids, mini datasets in the real layouts.
+
+The HF cache location and offline flags must be set before any Hugging Face library is imported
+(their constants are read at import time), hence the module-level environment set-up.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+_HF_HOME = Path(tempfile.mkdtemp(prefix="discl-hf-home-"))
+os.environ["HF_HOME"] = str(_HF_HOME)
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+os.environ["TOKENIZERS_PARALLELISM"] = "false"
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(_HF_HOME, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def hf_home() -> Path:
+    """An offline HF cache holding tiny models under the real default ids."""
+    from discl import tiny
+
+    tiny.install_tiny_models(_HF_HOME)
+    return _HF_HOME
+
+
+@pytest.fixture(scope="session")
+def mini_iwildcam(tmp_path_factory) -> Path:
+    """A WILDS root dir holding ``iwildcam_v2.0/`` (loads with ``wilds.get_dataset``)."""
+    from discl import tiny
+
+    return tiny.make_mini_iwildcam(tmp_path_factory.mktemp("wilds"))
+
+
+@pytest.fixture(scope="session")
+def mini_imagenet_lt(tmp_path_factory) -> Path:
+    """An ImageNet-LT root with ``ImageNet_LT_{train,val,test}.txt`` and the images they list."""
+    from discl import tiny
+
+    return tiny.make_mini_imagenet_lt(tmp_path_factory.mktemp("imagenet_lt"))
+
+
+@pytest.fixture()
+def script_env(hf_home) -> dict:
+    """Environment for running an entry script in a subprocess, offline, against the tiny models."""
+    env = dict(os.environ)
+    env.update(HF_HOME=str(hf_home), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONHASHSEED="0")
+    return env
