@@ -1,0 +1,1 @@
+"""Dataset readers: WILDS iWildCam, ImageNet-LT lists, and the curriculum training tables."""

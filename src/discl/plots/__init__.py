@@ -1,0 +1,1 @@
+"""Figures: the spectrum grid, score histograms, curriculum timelines and metric curves."""
