@@ -1,0 +1,42 @@
+"""Zero-shot classification heads for open_clip models: class-name templates → one text embedding per class."""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence, Union
+
+import torch
+import torch.nn.functional as F
+
+Template = Union[str, Callable[[str], str]]
+
+
+def render_template(template: Template, classname: str) -> str:
+    """Fill one template: a ``str.format`` pattern with ``{}`` or a callable (open_clip/FLYP style lambdas)."""
+    return template(classname) if callable(template) else template.format(classname)
+
+
+@torch.no_grad()
+def build_zeroshot_head(model, tokenizer, classnames: Sequence[str], templates: Sequence[Template],
+                        device: str | torch.device = "cpu", batch_size: int = 256) -> torch.Tensor:
+    """Per class: mean of the L2-normalised template text embeddings, renormalised → ``[C, D]`` float32."""
+    if not classnames or not templates:
+        raise ValueError("build_zeroshot_head needs at least one class name and one template")
+    texts = [render_template(t, name) for name in classnames for t in templates]
+    was_training = model.training
+    model.eval()
+    try:
+        chunks = []
+        # One batched pass over all class × template texts instead of one forward per class.
+        for start in range(0, len(texts), batch_size):
+            tokens = tokenizer(texts[start:start + batch_size]).to(device)
+            chunks.append(F.normalize(model.encode_text(tokens).float(), dim=-1))
+    finally:
+        model.train(was_training)
+    embeddings = torch.cat(chunks).view(len(classnames), len(templates), -1)
+    return F.normalize(embeddings.mean(dim=1), dim=-1)
+
+
+def zeroshot_logits(model, images: torch.Tensor, head: torch.Tensor) -> torch.Tensor:
+    """``logit_scale.exp() · normalise(encode_image(images)) @ head.T`` → ``[N, C]``."""
+    features = F.normalize(model.encode_image(images).float(), dim=-1)
+    return model.logit_scale.exp().float() * features @ head.to(features.device, torch.float32).T
