@@ -1,0 +1,242 @@
+"""Mini iWildCam (WILDS v2.0) and mini ImageNet-LT roots in their real on-disk layouts, for tests and the demo.
+
+Pixels come from real photos that installed packages ship (scikit-image, scikit-learn). Each class gets a
+distinct visual signature (its own photo and hue) so tiny models can learn something; each image is a random
+crop / flip / brightness jitter of it, drawn from a generator seeded by (seed, split, class, index), so the
+same call always writes the same bytes. A builder that finds a complete root returns it untouched.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime, timedelta
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from discl.fileio import atomic_save_image, atomic_write_csv, atomic_write_text
+
+log = logging.getLogger(__name__)
+
+# ---------------------------------------------------------------- iWildCam ----
+IWILDCAM_DIRNAME = "iwildcam_v2.0"
+IWILDCAM_SIZE = (64, 36)  # camera-trap frames are 16:9
+# (real WILDS category_id, scientific name, photo of its signature); y = position, `empty` is y=0
+MINI_IWILDCAM_CLASSES = (
+    (0, "empty", None),
+    (2, "tayassu pecari", "chelsea"),
+    (3, "dasyprocta punctata", "coffee"),
+    (6, "puma concolor", "astronaut"),
+    (122, "acinonyx jubatus", "china"),
+    (90, "loxodonta africana", "rocket"),
+    (24, "panthera onca", "flower"),
+    (111, "equus quagga", "immunohistochemistry"),
+)
+# images per class, in y order: long-tailed train, small balanced-ish evaluation splits
+MINI_IWILDCAM_COUNTS = {
+    "train": (24, 16, 10, 7, 5, 3, 2, 2),
+    "id_val": (2, 2, 2, 1, 1, 1, 1, 1),
+    "id_test": (2, 2, 2, 1, 1, 1, 1, 1),
+    "val": (2, 2, 1, 1, 1, 1, 1, 1),
+    "test": (2, 2, 2, 1, 1, 1, 1, 1),
+}
+# camera locations: in-distribution splits share the first four, OOD val / test get their own (WILDS' design)
+MINI_IWILDCAM_LOCATIONS = {"train": (0, 1, 2, 3), "id_val": (0, 1, 2, 3), "id_test": (0, 1, 2, 3),
+                           "val": (4, 5), "test": (6, 7)}
+# background texture and colour cast of each location: OOD locations look different (the domain shift)
+_LOCATION_LOOKS = (
+    ("grass", (0.55, 0.8, 0.45)), ("grass", (0.6, 0.75, 0.5)), ("gravel", (0.65, 0.7, 0.5)),
+    ("grass", (0.5, 0.7, 0.55)), ("brick", (0.8, 0.6, 0.5)), ("moon", (0.7, 0.7, 0.75)),
+    ("gravel", (0.5, 0.5, 0.65)), ("camera", (0.75, 0.65, 0.55)),
+)
+_REAL_LOCATION_IDS = (23, 41, 57, 88, 120, 187, 245, 301)  # "location" column: sparse ids as in the release
+METADATA_COLUMNS = ["split", "location_remapped", "location", "sequence_remapped", "sequence", "y",
+                    "category_id", "datetime", "filename", "image_id"]
+
+# ------------------------------------------------------------- ImageNet-LT ----
+IMAGENET_LT_SIZE = (48, 48)
+# training images per class: many (>= 100, one with exactly 100 — the many/medium cut edge case), medium, few
+MINI_IMAGENET_LT_TRAIN_COUNTS = (120, 100, 50, 20, 19, 8, 4, 2)
+MINI_IMAGENET_LT_VAL_PER_CLASS = 3  # ImageNet_LT_val.txt: drawn from ImageNet *train* (20/class in the real one)
+MINI_IMAGENET_LT_TEST_PER_CLASS = 5  # ImageNet_LT_test.txt: ImageNet *val* (50/class in the real one)
+_IMAGENET_LT_PHOTOS = ("coffee", "chelsea", "astronaut", "rocket", "china", "flower", "immunohistochemistry",
+                       "hubble_deep_field", "coins", "colorwheel")
+IMAGENET_LT_LISTS = ("ImageNet_LT_train.txt", "ImageNet_LT_val.txt", "ImageNet_LT_test.txt")
+
+
+@lru_cache(maxsize=None)
+def _photo(name: str) -> Image.Image:
+    """A shipped photo as RGB, downscaled to ~192 px wide so crops are cheap."""
+    if name in ("china", "flower"):
+        from sklearn.datasets import load_sample_image
+
+        array = load_sample_image(f"{name}.jpg")
+    else:
+        import skimage.data
+
+        array = getattr(skimage.data, name)()
+    image = Image.fromarray(np.asarray(array, dtype=np.uint8)).convert("RGB")
+    width = 192
+    return image.resize((width, max(1, round(image.height * width / image.width))), Image.BILINEAR)
+
+
+def _shift_hue(image: Image.Image, hue: float) -> Image.Image:
+    """Rotate the hue by ``hue`` turns (0..1)."""
+    if hue == 0.0:
+        return image
+    h, s, v = image.convert("HSV").split()
+    h = h.point(lambda value: (value + int(round(hue * 255))) % 256)
+    return Image.merge("HSV", (h, s, v)).convert("RGB")
+
+
+def _random_view(photo: Image.Image, size: tuple[int, int], rng: np.random.Generator,
+                 min_scale: float = 0.5) -> Image.Image:
+    """A random crop of ``photo`` with the aspect of ``size``, resized, maybe flipped, brightness-jittered."""
+    aspect = size[0] / size[1]
+    scale = rng.uniform(min_scale, 0.95)
+    crop_w = min(photo.width, int(photo.width * scale))
+    crop_h = min(photo.height, int(crop_w / aspect))
+    crop_w = int(crop_h * aspect)
+    left = int(rng.integers(0, photo.width - crop_w + 1))
+    top = int(rng.integers(0, photo.height - crop_h + 1))
+    view = photo.crop((left, top, left + crop_w, top + crop_h)).resize(size, Image.BILINEAR)
+    if rng.random() < 0.5:
+        view = view.transpose(Image.FLIP_LEFT_RIGHT)
+    gain = rng.uniform(0.85, 1.15)
+    pixels = np.clip(np.asarray(view, dtype=np.float32) * gain, 0, 255).astype(np.uint8)
+    return Image.fromarray(pixels)
+
+
+def _tinted(image: Image.Image, cast: tuple[float, float, float]) -> Image.Image:
+    """Multiply each channel by ``cast`` (a location's colour cast) after a grey-to-RGB conversion."""
+    pixels = np.asarray(image.convert("RGB"), dtype=np.float32) * np.asarray(cast, dtype=np.float32) * 1.3
+    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+
+
+def _camera_trap_frame(species_photo: str | None, location: int, rng: np.random.Generator) -> Image.Image:
+    """A location background with, unless empty, the species' signature patch pasted at a random place."""
+    texture, cast = _LOCATION_LOOKS[location]
+    frame = _tinted(_random_view(_photo(texture), IWILDCAM_SIZE, rng), cast)
+    if species_photo is not None:
+        patch_size = (int(rng.integers(26, 36)), int(rng.integers(18, 26)))
+        patch = _random_view(_photo(species_photo), patch_size, rng, min_scale=0.6)
+        left = int(rng.integers(0, IWILDCAM_SIZE[0] - patch_size[0] + 1))
+        top = int(rng.integers(0, IWILDCAM_SIZE[1] - patch_size[1] + 1))
+        frame.paste(patch, (left, top))
+    return frame
+
+
+def _images_complete(folder: Path, relative_paths) -> bool:
+    return all((folder / path).is_file() for path in relative_paths)
+
+
+def mini_iwildcam_metadata(seed: int = 0) -> pd.DataFrame:
+    """The ``metadata.csv`` rows of the mini iWildCam (pure: no files touched)."""
+    rng = np.random.default_rng([seed, 7])
+    uuid_rng = np.random.default_rng([seed, 11])
+    rows = []
+    start = datetime(2013, 6, 1, 6, 0, 0)
+    for split, counts in MINI_IWILDCAM_COUNTS.items():
+        locations = MINI_IWILDCAM_LOCATIONS[split]
+        for y, count in enumerate(counts):
+            category_id = MINI_IWILDCAM_CLASSES[y][0]
+            for index in range(count):
+                # real camera traps fire bursts: consecutive images of one class at one place share a sequence
+                location = locations[(y + index // 3) % len(locations)]
+                sequence_key = (split, y, index // 3)
+                if index % 3 == 0:
+                    burst_start = start + timedelta(days=int(rng.integers(0, 700)),
+                                                    seconds=int(rng.integers(0, 86400)))
+                stamp = burst_start + timedelta(seconds=index % 3)
+                image_id = str(uuid.UUID(bytes=uuid_rng.bytes(16), version=4))
+                rows.append({"split": split, "location_remapped": location,
+                             "location": _REAL_LOCATION_IDS[location], "sequence_key": sequence_key,
+                             "y": y, "category_id": category_id,
+                             "datetime": stamp.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3],
+                             "filename": f"{image_id}.jpg", "image_id": image_id})
+    frame = pd.DataFrame(rows)
+    keys = list(dict.fromkeys(frame["sequence_key"]))
+    frame["sequence_remapped"] = frame["sequence_key"].map({key: i for i, key in enumerate(keys)})
+    sequence_ids = {key: str(uuid.UUID(bytes=uuid_rng.bytes(16), version=4)) for key in keys}
+    frame["sequence"] = frame["sequence_key"].map(sequence_ids)
+    return frame[METADATA_COLUMNS]
+
+
+def mini_iwildcam_categories() -> pd.DataFrame:
+    """``categories.csv`` as in the release: ``y, category_id, name``; categories absent from the data get y 99999."""
+    rows = [{"y": y, "category_id": cid, "name": name} for y, (cid, name, _) in enumerate(MINI_IWILDCAM_CLASSES)]
+    # the release lists categories that have no images with y = 99999; keep one so readers handle it
+    rows.append({"y": 99999, "category_id": 243, "name": "didelphis sp"})
+    return pd.DataFrame(rows, columns=["y", "category_id", "name"])
+
+
+def make_mini_iwildcam(root: str | Path, seed: int = 0) -> Path:
+    """Write a mini WILDS iWildCam v2.0 under ``root/iwildcam_v2.0``; return ``root`` (the WILDS root dir)."""
+    root = Path(root)
+    data_dir = root / IWILDCAM_DIRNAME
+    release = data_dir / "RELEASE_v2.0.txt"
+    metadata = mini_iwildcam_metadata(seed)
+    # RELEASE_v2.0.txt is written last, so its presence plus every image means a complete earlier build
+    if release.is_file() and _images_complete(data_dir / "train", metadata["filename"]):
+        log.info("mini iWildCam already complete at %s", data_dir)
+        return root
+    for index, row in enumerate(metadata.itertuples(index=False)):
+        rng = np.random.default_rng([seed, 1, index])
+        frame = _camera_trap_frame(MINI_IWILDCAM_CLASSES[row.y][2], row.location_remapped, rng)
+        atomic_save_image(frame, data_dir / "train" / row.filename, quality=90)
+    atomic_write_csv(data_dir / "metadata.csv", metadata)
+    atomic_write_csv(data_dir / "categories.csv", mini_iwildcam_categories())
+    atomic_write_text(release, "Mini iWildCam v2.0 in the WILDS layout, built by discl.tiny (test fixture).\n")
+    log.info("mini iWildCam: %d images at %s", len(metadata), data_dir)
+    return root
+
+
+def _imagenet_lt_signature(label: int) -> tuple[str, float]:
+    """Class ``label``'s photo and hue: photos cycle, the hue separates classes sharing a photo."""
+    photo = _IMAGENET_LT_PHOTOS[label % len(_IMAGENET_LT_PHOTOS)]
+    hue = ((label // len(_IMAGENET_LT_PHOTOS)) * 0.37 + label * 0.11) % 1.0
+    return photo, hue
+
+
+def mini_imagenet_lt_lists(wnids: list[str],
+                           train_counts: tuple[int, ...] = MINI_IMAGENET_LT_TRAIN_COUNTS) -> dict[str, list[tuple[str, int]]]:
+    """The (relative path, label) entries of the three list files (pure)."""
+    lists: dict[str, list[tuple[str, int]]] = {name: [] for name in IMAGENET_LT_LISTS}
+    val_number = 1
+    for label, (wnid, count) in enumerate(zip(wnids, train_counts)):
+        # the real val list samples from ImageNet's train folder, disjoint from the LT training images
+        for n in range(count + MINI_IMAGENET_LT_VAL_PER_CLASS):
+            name = "ImageNet_LT_train.txt" if n < count else "ImageNet_LT_val.txt"
+            lists[name].append((f"train/{wnid}/{wnid}_{1000 + 7 * n}.JPEG", label))
+        for _ in range(MINI_IMAGENET_LT_TEST_PER_CLASS):
+            lists["ImageNet_LT_test.txt"].append((f"val/{wnid}/ILSVRC2012_val_{val_number:08d}.JPEG", label))
+            val_number += 1
+    return lists
+
+
+def make_mini_imagenet_lt(root: str | Path, seed: int = 0) -> Path:
+    """Write a mini ImageNet-LT root (images + ``ImageNet_LT_{train,val,test}.txt``); return ``root``."""
+    from discl.data.imagenet_lt import imagenet_wnids
+
+    root = Path(root)
+    num_classes = len(MINI_IMAGENET_LT_TRAIN_COUNTS)
+    lists = mini_imagenet_lt_lists(imagenet_wnids()[:num_classes])
+    entries = [entry for name in IMAGENET_LT_LISTS for entry in lists[name]]
+    # the test list is written last, so it existing with every image means a complete earlier build
+    if (root / IMAGENET_LT_LISTS[-1]).is_file() and _images_complete(root, [path for path, _ in entries]):
+        log.info("mini ImageNet-LT already complete at %s", root)
+        return root
+    for index, (path, label) in enumerate(entries):
+        photo, hue = _imagenet_lt_signature(label)
+        rng = np.random.default_rng([seed, 2, label, index])
+        image = _shift_hue(_random_view(_photo(photo), IMAGENET_LT_SIZE, rng), hue)
+        atomic_save_image(image, root / path, quality=90)
+    for name in IMAGENET_LT_LISTS:
+        atomic_write_text(root / name, "".join(f"{path} {label}\n" for path, label in lists[name]))
+    log.info("mini ImageNet-LT: %d classes, %d images at %s", num_classes, len(entries), root)
+    return root
+
