@@ -1,0 +1,192 @@
+"""Scoring real training images with a zero-shot CLIP classifier and choosing the hard ones (spec §1).
+
+The selection rules are pure functions over a score table (one row per image: true class, true-class
+probability, prediction), so they are tested on hand-made tables; scoring is a batched DataLoader loop.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from discl.errors import InputError
+from discl.zeroshot import Template, build_zeroshot_head, zeroshot_logits
+
+log = logging.getLogger(__name__)
+
+CRITERIA = ("misclassified", "low-prob", "both", "either", "none")
+SCORE_COLUMNS = ["real_path", "image_stem", "class_id", "class_name", "true_prob", "pred_id", "pred_name",
+                 "pred_prob", "misclassified"]
+
+
+@dataclass
+class RealImageSet:
+    """Training images of one dataset with everything the scorer and the CSV writer need."""
+
+    dataset: str  # "iwildcam" | "imagenet_lt"
+    paths: list[str]  # readable paths of the images
+    real_paths: list[str]  # paths as written to the hard-sample CSV
+    labels: list[int]
+    class_names: list[str]  # per label id: the name written to the CSV (scientific name for iWildCam)
+    head_names: list[str]  # per label id: the name given to the text templates (common name for iWildCam)
+    templates: Sequence[Template]
+    never_hard: set[int] = field(default_factory=set)  # label ids never selected (iWildCam's `empty`)
+
+    def __post_init__(self) -> None:
+        if not (len(self.paths) == len(self.real_paths) == len(self.labels)):
+            raise ValueError("paths, real_paths and labels must have the same length")
+        if len(self.class_names) != len(self.head_names):
+            raise ValueError("class_names and head_names must have the same length")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Pure selection rules
+
+
+def hard_mask(misclassified: np.ndarray, true_prob: np.ndarray, criterion: str, max_prob: float) -> np.ndarray:
+    """Which images the classifier finds hard: wrong, true-class probability < ``max_prob``, both, either or none."""
+    misclassified = np.asarray(misclassified, dtype=bool)
+    low = np.asarray(true_prob, dtype=float) < max_prob
+    if criterion == "misclassified":
+        return misclassified
+    if criterion == "low-prob":
+        return low
+    if criterion == "both":
+        return misclassified & low
+    if criterion == "either":
+        return misclassified | low
+    if criterion == "none":
+        return np.zeros_like(misclassified)
+    raise ValueError(f"unknown criterion {criterion!r}; expected one of {CRITERIA}")
+
+
+def cap_per_class(labels: np.ndarray, true_prob: np.ndarray, selected: np.ndarray, cap: int | None) -> np.ndarray:
+    """Keep at most ``cap`` selected images per class: the lowest true-class probability first, ties by position."""
+    selected = np.asarray(selected, dtype=bool).copy()
+    if cap is None:
+        return selected
+    if cap < 0:
+        raise ValueError(f"per-class cap must be >= 0, got {cap}")
+    labels = np.asarray(labels)
+    true_prob = np.asarray(true_prob, dtype=float)
+    for label in np.unique(labels[selected]):
+        members = np.flatnonzero(selected & (labels == label))
+        # lexsort sorts by the last key first: probability, then position for ties
+        order = members[np.lexsort((members, true_prob[members]))]
+        selected[order[cap:]] = False
+    return selected
+
+
+def select_hard(scores: pd.DataFrame, criterion: str = "misclassified", max_prob: float = 0.5,
+                tail_class_ids: Sequence[int] = (), per_class_cap: int | None = None,
+                never_hard: Sequence[int] = ()) -> np.ndarray:
+    """Boolean mask of hard images: criterion ∪ every image of the tail classes, minus ``never_hard``, capped."""
+    labels = scores["class_id"].to_numpy()
+    mask = hard_mask(scores["misclassified"].to_numpy(), scores["true_prob"].to_numpy(), criterion, max_prob)
+    mask |= np.isin(labels, np.asarray(list(tail_class_ids), dtype=labels.dtype))
+    mask &= ~np.isin(labels, np.asarray(list(never_hard), dtype=labels.dtype))
+    return cap_per_class(labels, scores["true_prob"].to_numpy(), mask, per_class_cap)
+
+
+def per_class_summary(scores: pd.DataFrame, selected: np.ndarray) -> pd.DataFrame:
+    """Per class: images, misclassified, mean true-class probability, hard images chosen (sorted by class id)."""
+    table = scores.assign(hard=np.asarray(selected, dtype=bool))
+    summary = table.groupby(["class_id", "class_name"], sort=True).agg(
+        images=("true_prob", "size"), misclassified=("misclassified", "sum"),
+        mean_true_prob=("true_prob", "mean"), hard=("hard", "sum"))
+    return summary.reset_index()
+
+
+def format_summary(summary: pd.DataFrame, max_rows: int | None = None) -> str:
+    """The per-class summary as a fixed-width text table with a total line."""
+    shown = summary if max_rows is None else summary.sort_values(["hard", "class_id"], ascending=[False, True]).head(max_rows)
+    width = max([len("class")] + [len(str(n)) for n in shown["class_name"]])
+    lines = [f"{'id':>4}  {'class':<{width}}  {'images':>6}  {'wrong':>6}  {'p(true)':>7}  {'hard':>5}"]
+    for row in shown.itertuples(index=False):
+        lines.append(f"{row.class_id:>4}  {row.class_name:<{width}}  {row.images:>6}  {row.misclassified:>6}  "
+                     f"{row.mean_true_prob:>7.3f}  {row.hard:>5}")
+    if max_rows is not None and len(summary) > len(shown):
+        lines.append(f"... {len(summary) - len(shown)} more classes")
+    total_images = int(summary["images"].sum())
+    lines.append(f"{'':>4}  {'total':<{width}}  {total_images:>6}  {int(summary['misclassified'].sum()):>6}  "
+                 f"{'':>7}  {int(summary['hard'].sum()):>5}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Scoring
+
+
+class _ImageFolderList(Dataset):
+    """Images by path; an unreadable file is flagged rather than raised (worker exceptions lose their type)."""
+
+    def __init__(self, paths: Sequence[str], transform: Callable):
+        self.paths = list(paths)
+        self.transform = transform
+        self._blank: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int):
+        try:
+            with Image.open(self.paths[index]) as image:
+                tensor = self.transform(image.convert("RGB"))
+            return tensor, index, True
+        except (OSError, ValueError, SyntaxError):
+            if self._blank is None:
+                self._blank = self.transform(Image.new("RGB", (32, 32)))
+            return self._blank, index, False
+
+
+@torch.no_grad()
+def score_images(model, head: torch.Tensor, images: RealImageSet, transform: Callable, device: str = "cpu",
+                 batch_size: int = 64, num_workers: int = 0) -> pd.DataFrame:
+    """Classify every image with the zero-shot ``head``; one row per image in input order (``SCORE_COLUMNS``)."""
+    loader = DataLoader(_ImageFolderList(images.paths, transform), batch_size=batch_size, shuffle=False,
+                        num_workers=num_workers)
+    labels = torch.as_tensor(images.labels, dtype=torch.long)
+    true_prob = torch.empty(len(labels))
+    pred_id = torch.empty(len(labels), dtype=torch.long)
+    pred_prob = torch.empty(len(labels))
+    model.eval()
+    for pixels, index, ok in tqdm(loader, desc="scoring", unit="batch"):
+        if not bool(ok.all()):
+            raise InputError(images.paths[int(index[~ok][0])], "cannot read image")
+        probs = zeroshot_logits(model, pixels.to(device), head).softmax(dim=-1).cpu()
+        true_prob[index] = probs.gather(1, labels[index, None]).squeeze(1)
+        pred_prob[index], pred_id[index] = probs.max(dim=1)
+    names = np.asarray(images.class_names, dtype=object)
+    frame = pd.DataFrame({
+        "real_path": images.real_paths,
+        "image_stem": [_stem(p) for p in images.real_paths],
+        "class_id": labels.numpy(),
+        "class_name": names[labels.numpy()],
+        "true_prob": true_prob.numpy().astype(float),
+        "pred_id": pred_id.numpy(),
+        "pred_name": names[pred_id.numpy()],
+        "pred_prob": pred_prob.numpy().astype(float),
+    })
+    frame["misclassified"] = frame["pred_id"] != frame["class_id"]
+    return frame[SCORE_COLUMNS]
+
+
+def _stem(path: str) -> str:
+    name = path.replace("\\", "/").rsplit("/", 1)[-1]
+    return name.rsplit(".", 1)[0] if "." in name else name
+
+
+def score_with_zeroshot(model, tokenizer, transform: Callable, images: RealImageSet, device: str = "cpu",
+                        batch_size: int = 64, num_workers: int = 0) -> pd.DataFrame:
+    """Build the zero-shot head from the dataset's templates and score every image."""
+    model = model.to(device)
+    head = build_zeroshot_head(model, tokenizer, images.head_names, images.templates, device)
+    return score_images(model, head, images, transform, device, batch_size, num_workers)
