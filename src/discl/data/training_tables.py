@@ -1,0 +1,188 @@
+"""The curriculum training tables of spec §4: column constants, validating readers and atomic writers.
+
+iWildCam: one tab-separated table, columns ``title, filepath, label, strength, guidance, seed, img_id``
+(the curriculum-validation table has the same columns). ``filepath`` is written absolute; a relative one is
+read relative to the table's folder.
+
+ImageNet-LT: list files, one ``relative/path label guidance`` per line, no header. Real rows (guidance 100)
+are relative to the ImageNet-LT root (as in ``ImageNet_LT_train.txt``); synthetic rows (guidance < 100) are
+relative to the generation output root. ``data_roots.json`` beside the lists records both roots, so a reader
+needs no extra arguments.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from discl.errors import InputError
+from discl.fileio import atomic_write, atomic_write_csv, atomic_write_json
+
+IWILDCAM_COLUMNS = ["title", "filepath", "label", "strength", "guidance", "seed", "img_id"]
+IMAGENET_LT_COLUMNS = ["path", "label", "guidance"]
+REAL_GUIDANCE = 100  # guidance of real images (λ = 1)
+REAL_STRENGTH = 0
+REAL_SEED = 100  # the reference's marker seed for real rows
+IMAGENET_LT_GUIDANCE_LEVELS = (10, 30, 50, 100)
+DATA_ROOTS_FILE = "data_roots.json"
+
+
+def _first_bad(mask: np.ndarray) -> int | None:
+    """1-based data row of the first True in ``mask``, or None."""
+    hits = np.flatnonzero(mask)
+    return int(hits[0]) + 1 if hits.size else None
+
+
+def _int_column(frame: pd.DataFrame, column: str, file, lo: int | None = None, hi: int | None = None) -> np.ndarray:
+    """Parse one column as integers, raising on the first non-integer or out-of-range value."""
+    raw = frame[column]
+    numbers = pd.to_numeric(raw, errors="coerce").to_numpy(dtype="float64")
+    bad = np.isnan(numbers) | (numbers != np.round(numbers))
+    row = _first_bad(bad)
+    if row is not None:
+        raise InputError(file, f"expected an integer, got {raw.iloc[row - 1]!r}", row, column)
+    out_of_range = np.zeros(len(numbers), dtype=bool)
+    if lo is not None:
+        out_of_range |= numbers < lo
+    if hi is not None:
+        out_of_range |= numbers > hi
+    row = _first_bad(out_of_range)
+    if row is not None:
+        raise InputError(file, f"{int(numbers[row - 1])} outside [{lo}, {hi}]", row, column)
+    return numbers.astype("int64")
+
+
+def _blank_check(frame: pd.DataFrame, column: str, file) -> None:
+    values = frame[column]
+    blank = values.isna().to_numpy() | (values.astype(str).str.strip() == "").to_numpy()
+    row = _first_bad(blank)
+    if row is not None:
+        raise InputError(file, "value is missing", row, column)
+
+
+def validate_iwildcam_table(frame: pd.DataFrame, file: str | os.PathLike = "<table>") -> pd.DataFrame:
+    """Check columns, types and the strength/guidance encoding; return a typed copy with the spec's columns."""
+    missing = [c for c in IWILDCAM_COLUMNS if c not in frame.columns]
+    if missing:
+        raise InputError(file, f"missing column(s) {', '.join(missing)}; expected {', '.join(IWILDCAM_COLUMNS)}")
+    frame = frame[IWILDCAM_COLUMNS].reset_index(drop=True)
+    for column in ("title", "filepath"):
+        _blank_check(frame, column, file)
+    typed = pd.DataFrame({
+        "title": frame["title"].astype(str),
+        "filepath": frame["filepath"].astype(str),
+        "label": _int_column(frame, "label", file, lo=0),
+        "strength": _int_column(frame, "strength", file, 0, 100),
+        "guidance": _int_column(frame, "guidance", file, 0, 100),
+        "seed": _int_column(frame, "seed", file, lo=0),
+        "img_id": _int_column(frame, "img_id", file),
+    })
+    row = _first_bad((typed["guidance"] != 100 - typed["strength"]).to_numpy())
+    if row is not None:
+        raise InputError(file, f"guidance {typed['guidance'][row - 1]} != 100 - strength "
+                               f"({100 - typed['strength'][row - 1]})", row, "guidance")
+    return typed
+
+
+def write_iwildcam_table(frame: pd.DataFrame, path: str | os.PathLike) -> None:
+    """Validate and write an iWildCam training / curriculum-validation table (TSV with header) atomically."""
+    atomic_write_csv(path, validate_iwildcam_table(frame, path), sep="\t")
+
+
+def read_iwildcam_table(path: str | os.PathLike) -> pd.DataFrame:
+    """Read and validate an iWildCam table; relative ``filepath`` values are resolved against its folder."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "training table not found")
+    try:
+        frame = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError:
+        raise InputError(path, "file is empty (expected a header row)") from None
+    except pd.errors.ParserError as err:
+        raise InputError(path, f"not a valid tab-separated table ({err})") from None
+    typed = validate_iwildcam_table(frame, path)
+    base = path.resolve().parent
+    typed["filepath"] = [p if os.path.isabs(p) else str(base / p) for p in typed["filepath"]]
+    return typed
+
+
+def validate_imagenet_lt_list(frame: pd.DataFrame, file: str | os.PathLike = "<list>") -> pd.DataFrame:
+    """Check an ImageNet-LT list table (``path, label, guidance``); return a typed copy."""
+    missing = [c for c in IMAGENET_LT_COLUMNS if c not in frame.columns]
+    if missing:
+        raise InputError(file, f"missing column(s) {', '.join(missing)}; expected {', '.join(IMAGENET_LT_COLUMNS)}")
+    frame = frame[IMAGENET_LT_COLUMNS].reset_index(drop=True)
+    _blank_check(frame, "path", file)
+    paths = frame["path"].astype(str)
+    row = _first_bad(paths.str.contains(r"\s", regex=True).to_numpy())
+    if row is not None:
+        raise InputError(file, f"path {paths[row - 1]!r} contains whitespace (lists are space-separated)", row, "path")
+    row = _first_bad(paths.map(os.path.isabs).to_numpy())
+    if row is not None:
+        raise InputError(file, f"path {paths[row - 1]!r} must be relative", row, "path")
+    return pd.DataFrame({
+        "path": paths,
+        "label": _int_column(frame, "label", file, lo=0),
+        "guidance": _int_column(frame, "guidance", file, 0, 100),
+    })
+
+
+def write_imagenet_lt_list(frame: pd.DataFrame, path: str | os.PathLike) -> None:
+    """Validate and write an ImageNet-LT list file (``relative/path label guidance`` per line) atomically."""
+    typed = validate_imagenet_lt_list(frame, path)
+    lines = [f"{p} {label} {g}\n" for p, label, g in zip(typed["path"], typed["label"], typed["guidance"])]
+    with atomic_write(path, "w") as handle:
+        handle.writelines(lines)
+
+
+def write_data_roots(folder: str | os.PathLike, real_root: str | os.PathLike,
+                     synthetic_root: str | os.PathLike) -> Path:
+    """Record the roots the relative paths of an ImageNet-LT list are resolved against."""
+    target = Path(folder) / DATA_ROOTS_FILE
+    atomic_write_json(target, {"real_root": str(Path(real_root).resolve()),
+                               "synthetic_root": str(Path(synthetic_root).resolve())})
+    return target
+
+
+def read_data_roots(folder: str | os.PathLike) -> tuple[Path, Path]:
+    """``(real_root, synthetic_root)`` from ``data_roots.json`` in ``folder``."""
+    target = Path(folder) / DATA_ROOTS_FILE
+    if not target.is_file():
+        raise InputError(target, "not found; pass the real and synthetic roots explicitly")
+    try:
+        roots = json.loads(target.read_text(encoding="utf-8"))
+        return Path(roots["real_root"]), Path(roots["synthetic_root"])
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise InputError(target, f"expected {{'real_root': ..., 'synthetic_root': ...}} ({err})") from None
+
+
+def read_imagenet_lt_list(path: str | os.PathLike, real_root: str | os.PathLike | None = None,
+                          synthetic_root: str | os.PathLike | None = None) -> pd.DataFrame:
+    """Read a list file into ``path, label, guidance, filepath`` (absolute: real rows under ``real_root``).
+
+    Roots not given are taken from ``data_roots.json`` beside the list.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "list file not found")
+    if real_root is None or synthetic_root is None:
+        saved_real, saved_synthetic = read_data_roots(path.parent)
+        real_root = saved_real if real_root is None else real_root
+        synthetic_root = saved_synthetic if synthetic_root is None else synthetic_root
+    records = []
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            parts = line.split()
+            if len(parts) != 3:
+                raise InputError(path, f"expected 'relative/path label guidance', got {line.strip()!r}", number)
+            records.append(parts)
+    # one record per line (blank lines are rejected above), so data row N is line N
+    typed = validate_imagenet_lt_list(pd.DataFrame(records, columns=IMAGENET_LT_COLUMNS), path)
+    real_root, synthetic_root = Path(real_root), Path(synthetic_root)
+    typed["filepath"] = [str((real_root if g == REAL_GUIDANCE else synthetic_root) / p)
+                         for p, g in zip(typed["path"], typed["guidance"])]
+    return typed
