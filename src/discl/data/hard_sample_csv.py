@@ -1,0 +1,165 @@
+"""Hard-sample CSVs (spec §1): the list of real images to regenerate, in the reference's template columns.
+
+iWildCam: an unnamed index, ``label id``, ``label name`` (scientific species name), ``filepath``, ``img_name``.
+ImageNet-LT: ``filepath``, ``image_name`` (file name with extension), ``label``, ``classname``.
+Columns are read by name, never by position; every problem is an ``InputError`` naming file, row and column.
+Both datasets read into one frame: ``class_id, class_name, class_folder, real_path, image_stem``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from discl.errors import InputError
+from discl.fileio import atomic_write_csv
+
+log = logging.getLogger(__name__)
+
+FRAME_COLUMNS = ["class_id", "class_name", "class_folder", "real_path", "image_stem"]
+_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+
+@dataclass(frozen=True)
+class CsvLayout:
+    """Names of the template columns of one dataset's hard-sample CSV."""
+
+    label: str
+    name: str
+    path: str
+    image: str
+    columns: tuple[str, ...]  # in the order the reference template writes them
+    index: bool  # the reference's iWildCam template carries an unnamed index column
+    image_has_suffix: bool  # ImageNet-LT's image_name keeps the extension, iWildCam's img_name is the stem
+
+
+LAYOUTS = {
+    "iwildcam": CsvLayout("label id", "label name", "filepath", "img_name",
+                          ("label id", "label name", "filepath", "img_name"), index=True, image_has_suffix=False),
+    "imagenet_lt": CsvLayout("label", "classname", "filepath", "image_name",
+                             ("filepath", "image_name", "label", "classname"), index=False, image_has_suffix=True),
+}
+
+
+def _layout(dataset: str) -> CsvLayout:
+    if dataset not in LAYOUTS:
+        raise ValueError(f"dataset must be one of {sorted(LAYOUTS)}, got {dataset!r}")
+    return LAYOUTS[dataset]
+
+
+def class_folder(class_name: str) -> str:
+    """The output folder of a class: the name with spaces as ``_`` (the reference's layout).
+
+    Path separators become ``_`` too: ImageNet names like ``baluster / handrail`` would otherwise nest folders.
+    """
+    return re.sub(r"[\s/\\]+", "_", str(class_name).strip())
+
+
+def image_stem(name: str) -> str:
+    """``name`` without an image extension (``n02093428_672.JPEG`` → ``n02093428_672``)."""
+    name = str(name).strip()
+    stem, suffix = os.path.splitext(name)
+    return stem if suffix.lower() in _IMAGE_SUFFIXES else name
+
+
+def read_hard_sample_csv(path: str | os.PathLike, dataset: str,
+                         root: str | os.PathLike | None = None) -> pd.DataFrame:
+    """Read a hard-sample CSV into ``class_id, class_name, class_folder, real_path, image_stem``.
+
+    Relative ``filepath`` values are joined to ``root`` when given. For iWildCam every ``label name`` must be a
+    known species (a common name like the reference template's ``Cheetah`` is an error, not a silent skip).
+    """
+    layout = _layout(dataset)
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "hard-sample CSV not found")
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+    except pd.errors.EmptyDataError:
+        raise InputError(path, "empty CSV: expected a header with columns "
+                         f"{list(layout.columns)}") from None
+    table.columns = [str(column).strip() for column in table.columns]
+    for column in layout.columns:
+        if column not in table.columns:
+            raise InputError(path, f"missing column (have {list(table.columns)}, need {list(layout.columns)})",
+                             column=column)
+    if table.empty:
+        raise InputError(path, "empty CSV: a header but no rows")
+    rows = [_read_row(path, row, record, layout, dataset, root)
+            for row, record in enumerate(table.to_dict("records"), start=1)]
+    frame = pd.DataFrame(rows, columns=FRAME_COLUMNS)
+    _check_consistent_labels(path, frame, layout)
+    return _disambiguate_folders(frame)
+
+
+def _read_row(path: Path, row: int, record: dict, layout: CsvLayout, dataset: str,
+              root: str | os.PathLike | None) -> dict:
+    label_text = record[layout.label].strip()
+    try:
+        class_id = int(label_text)
+    except ValueError:
+        raise InputError(path, f"label must be an integer, got {label_text!r}", row=row, column=layout.label) from None
+    if class_id < 0:
+        raise InputError(path, f"label must be >= 0, got {class_id}", row=row, column=layout.label)
+    class_name = record[layout.name].strip()
+    if not class_name:
+        raise InputError(path, "empty class name", row=row, column=layout.name)
+    if dataset == "iwildcam":
+        from discl.data.iwildcam import common_name
+
+        common_name(class_name, file=path, row=row, column=layout.name)  # raises for an unknown species
+    real_path = record[layout.path].strip()
+    if not real_path:
+        raise InputError(path, "empty image path", row=row, column=layout.path)
+    if root is not None and not os.path.isabs(real_path):
+        real_path = str(Path(root) / real_path)
+    stem = image_stem(record[layout.image])
+    if not stem:
+        raise InputError(path, "empty image name", row=row, column=layout.image)
+    return {"class_id": class_id, "class_name": class_name, "class_folder": class_folder(class_name),
+            "real_path": real_path, "image_stem": stem}
+
+
+def _check_consistent_labels(path: Path, frame: pd.DataFrame, layout: CsvLayout) -> None:
+    """One label id, one class name: a CSV mixing them would scatter a class over two folders."""
+    first_name: dict[int, str] = {}
+    for row, (class_id, name) in enumerate(zip(frame["class_id"], frame["class_name"]), start=1):
+        seen = first_name.setdefault(int(class_id), name)
+        if seen != name:
+            raise InputError(path, f"label {class_id} is named {name!r} here but {seen!r} in an earlier row",
+                             row=row, column=layout.name)
+
+
+def _disambiguate_folders(frame: pd.DataFrame) -> pd.DataFrame:
+    """Give classes that share a folder name (ImageNet has two 'missile' and two 'sunglasses') ``_<label>``."""
+    ids_per_folder = frame.groupby("class_folder")["class_id"].nunique()
+    shared = set(ids_per_folder[ids_per_folder > 1].index)
+    if shared:
+        log.warning("class names shared by several labels get the label appended to their folder: %s",
+                    sorted(shared))
+        mask = frame["class_folder"].isin(shared)
+        frame.loc[mask, "class_folder"] = [f"{folder}_{class_id}" for folder, class_id in
+                                           zip(frame.loc[mask, "class_folder"], frame.loc[mask, "class_id"])]
+    return frame
+
+
+def write_hard_sample_csv(frame: pd.DataFrame, path: str | os.PathLike, dataset: str) -> None:
+    """Write ``class_id, class_name, real_path, image_stem`` rows in the dataset's template columns (atomic)."""
+    layout = _layout(dataset)
+    missing = [c for c in ("class_id", "class_name", "real_path", "image_stem") if c not in frame.columns]
+    if missing:
+        raise ValueError(f"frame lacks columns {missing}")
+    if layout.image_has_suffix:
+        # image_name keeps the real file's extension, as in the reference's ImageNet-LT template
+        images = [stem + os.path.splitext(str(real))[1] for stem, real in zip(frame["image_stem"], frame["real_path"])]
+    else:
+        images = list(frame["image_stem"])
+    values = {layout.label: frame["class_id"].astype(int).tolist(), layout.name: list(frame["class_name"]),
+              layout.path: list(frame["real_path"]), layout.image: images}
+    table = pd.DataFrame({column: values[column] for column in layout.columns})
+    atomic_write_csv(path, table, index=layout.index)
