@@ -1,0 +1,127 @@
+"""Data-parallel training: set-up from ``torchrun``'s environment, rank-0-only writes, feature gathering.
+
+``torchrun --nproc_per_node N script.py`` sets ``RANK``, ``LOCAL_RANK`` and ``WORLD_SIZE``; without them
+everything here degrades to a single process (no process group, ``is_main()`` true, gathers are identities).
+The backend is NCCL when the process has a GPU and gloo on CPU (how the tests run two processes).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """Where this process sits: rank, world size and the device it computes on."""
+
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+    device: str = "cpu"
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0: the only process that writes files and logs results."""
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        """True when a process group with more than one member is running."""
+        return self.world_size > 1
+
+
+def init_distributed(device: str | None = None) -> DistInfo:
+    """Join the process group described by torchrun's environment (or stay single-process)."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda"):
+        device = f"cuda:{local_rank}" if world_size > 1 or device == "cuda" else device
+        torch.cuda.set_device(torch.device(device))
+    if world_size > 1 and not dist.is_initialized():
+        backend = "nccl" if device.startswith("cuda") else "gloo"
+        dist.init_process_group(backend=backend)
+        log.info("process group: rank %d/%d, backend %s, device %s", rank, world_size, backend, device)
+    return DistInfo(rank=rank, local_rank=local_rank, world_size=world_size, device=device)
+
+
+def cleanup() -> None:
+    """Leave the process group (no-op when single-process)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def is_main() -> bool:
+    """True on rank 0 or when not distributed."""
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+
+
+def barrier() -> None:
+    """Wait for every rank (no-op when single-process)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def all_gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
+    """Concatenate ``tensor`` from every rank along dim 0, keeping the autograd graph to each rank's part.
+
+    The contrastive loss needs every rank's features as negatives; ``torch.distributed.nn`` routes the
+    gradient of the gathered copy back to the rank that produced it.
+    """
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return tensor
+    from torch.distributed.nn.functional import all_gather
+
+    return torch.cat(all_gather(tensor), dim=0)
+
+
+def all_gather_objects(obj):
+    """Every rank's ``obj`` as a list in rank order (``[obj]`` when single-process)."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return [obj]
+    gathered = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, obj)
+    return gathered
+
+
+def broadcast_object(obj):
+    """Rank 0's ``obj`` on every rank."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def shard_indices(indices: list[int], rank: int, world_size: int) -> list[int]:
+    """Rank ``rank``'s strided share of ``indices`` (``indices[rank::world_size]``; equal lengths if divisible)."""
+    return list(indices[rank::world_size])
+
+
+def wrap_ddp(model: torch.nn.Module, info: DistInfo) -> torch.nn.Module:
+    """``DistributedDataParallel`` around ``model`` when distributed, else the model itself."""
+    if not info.distributed:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    device_ids = [torch.device(info.device).index] if info.device.startswith("cuda") else None
+    return DistributedDataParallel(model, device_ids=device_ids)
+
+
+def distributed_sampler(dataset, info: DistInfo, shuffle: bool = True, seed: int = 0, drop_last: bool = False):
+    """A ``DistributedSampler`` for ``dataset`` when distributed, else ``None`` (use the loader's own order)."""
+    if not info.distributed:
+        return None
+    from torch.utils.data.distributed import DistributedSampler
+
+    return DistributedSampler(dataset, num_replicas=info.world_size, rank=info.rank, shuffle=shuffle, seed=seed,
+                              drop_last=drop_last)
