@@ -1,0 +1,103 @@
+"""The production model loaders every stage calls (diffusion pipeline, open_clip, transformers CLIP).
+
+They take the real Hub ids and tags; tests and the demo point ``HF_HOME`` at a cache holding tiny models under
+those same ids (``discl.tiny.install_tiny_models``), so nothing here knows about tiny models except the name
+``discl.tiny.TINY_OPEN_CLIP``, which is registered with open_clip on demand. Nothing is loaded at import time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import Iterator
+
+log = logging.getLogger(__name__)
+
+REFINER_ID = "stabilityai/stable-diffusion-xl-refiner-1.0"
+HF_CLIP_ID = "openai/clip-vit-base-patch32"
+DTYPES = ("fp16", "bf16", "fp32")
+
+
+def default_device() -> str:
+    """``cuda`` when a GPU is visible, else ``cpu``."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def torch_dtype(dtype: str, device: str):
+    """The torch dtype for ``fp16``/``bf16``/``fp32``; half precision falls back to fp32 on CPU."""
+    import torch
+
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+    if dtype != "fp32" and str(device).startswith("cpu"):
+        # Half-precision diffusion on CPU is slow or unsupported for several ops; the weights are upcast.
+        log.info("device %s: using fp32 instead of %s", device, dtype)
+        dtype = "fp32"
+    return {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[dtype]
+
+
+@contextlib.contextmanager
+def quiet_hf_loading() -> Iterator[None]:
+    """Silence Hugging Face loading chatter (offline-cache notices, per-file progress bars) for one block."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    hub_logger = logging.getLogger("huggingface_hub")
+    saved = (diffusers_logging.get_verbosity(), transformers_logging.get_verbosity(), hub_logger.level,
+             diffusers_logging.is_progress_bar_enabled(), transformers_logging.is_progress_bar_enabled())
+    diffusers_logging.set_verbosity_error()
+    transformers_logging.set_verbosity_error()
+    hub_logger.setLevel(logging.ERROR)
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        diffusers_logging.set_verbosity(saved[0])
+        transformers_logging.set_verbosity(saved[1])
+        hub_logger.setLevel(saved[2])
+        if saved[3]:
+            diffusers_logging.enable_progress_bar()
+        if saved[4]:
+            transformers_logging.enable_progress_bar()
+
+
+def load_img2img_pipeline(model_id: str = REFINER_ID, dtype: str = "fp16", device: str | None = None,
+                          variant: str | None = "fp16"):
+    """``StableDiffusionXLImg2ImgPipeline.from_pretrained`` (safetensors) on ``device``, progress bar off."""
+    from diffusers import StableDiffusionXLImg2ImgPipeline
+
+    device = device or default_device()
+    dtype_ = torch_dtype(dtype, device)
+    with quiet_hf_loading():
+        pipe = StableDiffusionXLImg2ImgPipeline.from_pretrained(
+            model_id, dtype=dtype_, variant=variant or None, use_safetensors=True)
+    pipe = pipe.to(device)
+    # The caller shows its own progress over images; per-call denoising bars would flood the log.
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def create_open_clip(name: str = "ViT-B-16", pretrained: str | None = "openai", device: str | None = None):
+    """An open_clip model with its train/val transforms and tokenizer; ``pretrained`` '' or None = random init."""
+    import open_clip
+
+    from discl.tiny.models import TINY_OPEN_CLIP, register_tiny_open_clip
+
+    if name == TINY_OPEN_CLIP:
+        register_tiny_open_clip()
+    model, preprocess_train, preprocess_val = open_clip.create_model_and_transforms(
+        name, pretrained=pretrained or None, device=device or default_device())
+    return model, preprocess_train, preprocess_val, open_clip.get_tokenizer(name)
+
+
+def load_hf_clip(model_id: str = HF_CLIP_ID, device: str | None = None):
+    """A transformers ``CLIPModel`` (eval mode) and its ``CLIPProcessor``."""
+    from transformers import CLIPModel, CLIPProcessor
+
+    with quiet_hf_loading():
+        model = CLIPModel.from_pretrained(model_id).to(device or default_device()).eval()
+        processor = CLIPProcessor.from_pretrained(model_id)
+    return model, processor
