@@ -7,7 +7,9 @@ probability, prediction), so they are tested on hand-made tables; scoring is a b
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
@@ -45,6 +47,61 @@ class RealImageSet:
             raise ValueError("paths, real_paths and labels must have the same length")
         if len(self.class_names) != len(self.head_names):
             raise ValueError("class_names and head_names must have the same length")
+
+
+def iwildcam_training_images(root: str | os.PathLike) -> RealImageSet:
+    """The WILDS iWildCam training split; zero-shot classes are the common names, CSV names the scientific ones."""
+    from discl.data import iwildcam
+
+    dataset = iwildcam.load_dataset(root)
+    train = np.flatnonzero(dataset.split_array == dataset.split_dict["train"])
+    # WILDS keeps every image under <data dir>/train/ and the file names in _input_array (see get_input).
+    filenames = [str(name) for name in dataset._input_array[train]]
+    paths = [str((Path(dataset.data_dir) / "train" / name).resolve()) for name in filenames]
+    species = iwildcam.species_names(root)
+    labels = [int(y) for y in dataset.y_array[train]]
+    _check_labels(labels, len(species), iwildcam.data_dir(root) / "metadata.csv")
+    return RealImageSet(
+        dataset="iwildcam", paths=paths, real_paths=paths, labels=labels, class_names=species,
+        head_names=iwildcam.zeroshot_classnames(root), templates=iwildcam.IWILDCAM_TEMPLATES,
+        never_hard={y for y, name in enumerate(species) if name == iwildcam.EMPTY_CLASS})
+
+
+def imagenet_lt_training_images(root: str | os.PathLike, list_file: str | os.PathLike) -> RealImageSet:
+    """The images of an ImageNet-LT list (relative to ``root``); the head covers labels 0..max label."""
+    from open_clip.zero_shot_metadata import SIMPLE_IMAGENET_TEMPLATES
+
+    from discl.data import imagenet_lt
+
+    root = Path(root)
+    list_path = Path(list_file) if Path(list_file).is_absolute() or Path(list_file).is_file() else root / list_file
+    entries = imagenet_lt.read_list(list_path, allow_guidance=False)
+    names = imagenet_lt.class_names()
+    labels = [entry.label for entry in entries]
+    _check_labels(labels, len(names), list_path)
+    num_classes = max(labels) + 1  # 1000 for the real lists; a mini list with labels 0..7 gets an 8-way head
+    paths = [str((root / entry.path).resolve()) for entry in entries]
+    return RealImageSet(dataset="imagenet_lt", paths=paths, real_paths=paths, labels=labels,
+                        class_names=names[:num_classes], head_names=names[:num_classes],
+                        templates=SIMPLE_IMAGENET_TEMPLATES)
+
+
+def _check_labels(labels: Sequence[int], num_classes: int, file: Path) -> None:
+    bad = next((row for row, label in enumerate(labels, start=1) if not 0 <= label < num_classes), None)
+    if bad is not None:
+        raise InputError(file, f"label {labels[bad - 1]} outside 0..{num_classes - 1}", row=bad)
+    if not labels:
+        raise InputError(file, "no training images")
+
+
+def tail_class_ids(labels: Sequence[int], many_min: int = 100, few_max: int = 20,
+                   convention: str = "reference") -> list[int]:
+    """Label ids of the few-shot classes present in ``labels`` (``discl.data.imagenet_lt.split_by_count``)."""
+    from discl.data.imagenet_lt import split_by_count
+
+    counts = np.bincount(np.asarray(labels, dtype=np.int64))
+    groups = split_by_count(counts.tolist(), many_min, few_max, convention)
+    return [label for label, group in enumerate(groups) if group == "few" and counts[label] > 0]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -107,7 +164,10 @@ def per_class_summary(scores: pd.DataFrame, selected: np.ndarray) -> pd.DataFram
 
 def format_summary(summary: pd.DataFrame, max_rows: int | None = None) -> str:
     """The per-class summary as a fixed-width text table with a total line."""
-    shown = summary if max_rows is None else summary.sort_values(["hard", "class_id"], ascending=[False, True]).head(max_rows)
+    shown = summary
+    if max_rows is not None and len(summary) > max_rows:
+        # too many classes to list (182 for iWildCam): show those with the most hard images
+        shown = summary.sort_values(["hard", "class_id"], ascending=[False, True]).head(max_rows)
     width = max([len("class")] + [len(str(n)) for n in shown["class_name"]])
     lines = [f"{'id':>4}  {'class':<{width}}  {'images':>6}  {'wrong':>6}  {'p(true)':>7}  {'hard':>5}"]
     for row in shown.itertuples(index=False):
@@ -190,3 +250,47 @@ def score_with_zeroshot(model, tokenizer, transform: Callable, images: RealImage
     model = model.to(device)
     head = build_zeroshot_head(model, tokenizer, images.head_names, images.templates, device)
     return score_images(model, head, images, transform, device, batch_size, num_workers)
+
+
+def load_classifier(model_name: str | None, pretrained: str | None, checkpoint: str | os.PathLike | None,
+                    device: str):
+    """An open_clip model (+ val transform, tokenizer) from a pretrained tag or a ``{"model", "args"}`` checkpoint."""
+    from discl.models import create_open_clip
+
+    state = None
+    if checkpoint is not None:
+        state, saved_args = _read_checkpoint(Path(checkpoint))
+        model_name = model_name or saved_args.get("model")
+        pretrained = ""  # the checkpoint's weights replace any pretrained ones
+    model_name = model_name or "ViT-B-16"
+    try:
+        model, _, preprocess_val, tokenizer = create_open_clip(model_name, pretrained, device)
+    except RuntimeError as err:
+        # open_clip raises RuntimeError for unknown model names and pretrained tags
+        raise InputError(None, f"cannot create open_clip model {model_name!r} with pretrained {pretrained!r}: "
+                               f"{err}") from None
+    if state is not None:
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as err:
+            first_line = str(err).strip().splitlines()[0]
+            raise InputError(checkpoint, f"weights do not fit open_clip model {model_name!r}: {first_line}") from None
+    return model.to(device).eval(), preprocess_val, tokenizer
+
+
+def _read_checkpoint(path: Path) -> tuple[dict, dict]:
+    if not path.is_file():
+        raise InputError(path, "checkpoint not found")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - torch raises many types for a damaged or foreign file
+        raise InputError(path, f"cannot load checkpoint ({type(err).__name__}: {err})") from None
+    if not isinstance(payload, dict):
+        raise InputError(path, "expected a dict {'model': state_dict, 'args': dict}")
+    state = payload.get("model", payload)
+    if not isinstance(state, dict) or not state:
+        raise InputError(path, "the 'model' entry is not a state dict")
+    # Checkpoints saved from a DistributedDataParallel wrapper prefix every key with 'module.'
+    state = {key.removeprefix("module."): value for key, value in state.items()}
+    args = payload.get("args") if isinstance(payload.get("args"), dict) else {}
+    return state, args
