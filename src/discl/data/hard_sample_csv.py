@@ -72,7 +72,8 @@ def read_hard_sample_csv(path: str | os.PathLike, dataset: str,
     """Read a hard-sample CSV into ``class_id, class_name, class_folder, real_path, image_stem``.
 
     Relative ``filepath`` values are joined to ``root`` when given. For iWildCam every ``label name`` must be a
-    known species (a common name like the reference template's ``Cheetah`` is an error, not a silent skip).
+    known species (a common name like the reference template's ``Cheetah`` is an error, not a silent skip) and is
+    returned in the species table's spelling (lower case).
     """
     layout = _layout(dataset)
     path = Path(path)
@@ -110,9 +111,10 @@ def _read_row(path: Path, row: int, record: dict, layout: CsvLayout, dataset: st
     if not class_name:
         raise InputError(path, "empty class name", row=row, column=layout.name)
     if dataset == "iwildcam":
-        from discl.data.iwildcam import common_name
+        from discl.data.iwildcam import canonical_species
 
-        common_name(class_name, file=path, row=row, column=layout.name)  # raises for an unknown species
+        # one spelling per species, so 'Puma concolor' and 'puma concolor' share a folder; unknown names raise
+        class_name = canonical_species(class_name, file=path, row=row, column=layout.name)
     real_path = record[layout.path].strip()
     if not real_path:
         raise InputError(path, "empty image path", row=row, column=layout.path)

@@ -67,6 +67,13 @@ def common_name(scientific: str, *, file: str | os.PathLike | None = None, row: 
     raise InputError(file, f"unknown iWildCam species '{scientific}'{hint}", row=row, column=column)
 
 
+def canonical_species(scientific: str, *, file: str | os.PathLike | None = None, row: int | None = None,
+                      column: str | None = None) -> str:
+    """The table's spelling of a species name (``Puma_Concolor`` → ``puma concolor``); unknown → ``InputError``."""
+    common_name(scientific, file=file, row=row, column=column)
+    return _normalise(scientific)
+
+
 def data_dir(root: str | os.PathLike) -> Path:
     """``root/iwildcam_v2.0`` for a WILDS root dir; a path that already is the data dir is returned as is."""
     root = Path(root)
