@@ -13,6 +13,8 @@ import hashlib
 import logging
 import os
 import pickle
+import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
@@ -23,7 +25,7 @@ from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from discl.errors import InputError
-from discl.fileio import atomic_write, atomic_write_csv
+from discl.fileio import atomic_write, atomic_write_bytes, atomic_write_csv, is_temp_file
 from discl.manifest import MANIFEST_COLUMNS, read_manifest, sample_id, validate_manifest
 from discl.models import HF_CLIP_ID
 
@@ -39,6 +41,7 @@ EMBEDDING_PICKLE = "clip_emb.pkl"
 REPORT_FILE = "filter_report.csv"
 HISTOGRAM_FILE = "clip_scores_hist.png"
 CACHE_DIR = "clip_cache"
+SCORE_COLUMNS_REQUIRED = ("clip_image_text", "clip_image_image", "keep")
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -114,3 +117,531 @@ class ClipEmbedder:
                     input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"]))))
         self.texts_encoded += len(texts)
         return np.concatenate(chunks)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The on-disk embedding cache
+
+
+class EmbeddingCache:
+    """Embeddings keyed by a string plus a fingerprint, stored as ``<name>.npy`` + ``<name>.csv`` (the index).
+
+    A saved cache only grows by appending rows (a changed item is overwritten in place), and the ``.npy`` is
+    written before the index, so a run killed between the two leaves an index that is a prefix of the array:
+    loading keeps the first ``len(index)`` rows and stays consistent.
+    """
+
+    def __init__(self, folder: str | os.PathLike, name: str, dim: int):
+        self.folder = Path(folder)
+        self.name = name
+        self.dim = dim
+        self.keys: list[str] = []
+        self.fingerprints: list[str] = []
+        self.rows: dict[str, int] = {}
+        self.array = np.zeros((0, dim), np.float32)
+        self._load()
+
+    @property
+    def array_path(self) -> Path:
+        return self.folder / f"{self.name}.npy"
+
+    @property
+    def index_path(self) -> Path:
+        return self.folder / f"{self.name}.csv"
+
+    def _load(self) -> None:
+        if not self.index_path.is_file() or not self.array_path.is_file():
+            return
+        try:
+            index = pd.read_csv(self.index_path, dtype=str, keep_default_na=False)
+            array = np.load(self.array_path, allow_pickle=False)
+        except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+            log.warning("ignoring unreadable embedding cache %s (%s)", self.index_path, err)
+            return
+        if list(index.columns) != ["key", "fingerprint"] or array.ndim != 2 or array.shape[1] != self.dim \
+                or len(array) < len(index):
+            log.warning("ignoring inconsistent embedding cache %s", self.index_path)
+            return
+        self.keys = index["key"].tolist()
+        self.fingerprints = index["fingerprint"].tolist()
+        self.rows = {key: row for row, key in enumerate(self.keys)}
+        self.array = np.ascontiguousarray(array[:len(index)], dtype=np.float32)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def has(self, key: str, fingerprint: str = "") -> bool:
+        """True when ``key`` is cached with this fingerprint."""
+        row = self.rows.get(key)
+        return row is not None and self.fingerprints[row] == fingerprint
+
+    def get(self, keys: Sequence[str]) -> np.ndarray:
+        """``[len(keys), D]`` cached embeddings (every key must be present)."""
+        return self.array[[self.rows[key] for key in keys]]
+
+    def put(self, keys: Sequence[str], fingerprints: Sequence[str], embeddings: np.ndarray) -> None:
+        """Add or overwrite entries."""
+        new_rows = []
+        for key, fingerprint, embedding in zip(keys, fingerprints, embeddings):
+            row = self.rows.get(key)
+            if row is None:
+                self.rows[key] = len(self.keys)
+                self.keys.append(key)
+                self.fingerprints.append(fingerprint)
+                new_rows.append(embedding)
+            else:
+                self.fingerprints[row] = fingerprint
+                self.array[row] = embedding
+        if new_rows:
+            self.array = np.concatenate([self.array, np.asarray(new_rows, np.float32).reshape(-1, self.dim)])
+
+    def save(self) -> None:
+        """Write the array, then the index (both atomically)."""
+        with atomic_write(self.array_path, "wb") as handle:
+            np.save(handle, self.array, allow_pickle=False)
+        atomic_write_csv(self.index_path, pd.DataFrame({"key": self.keys, "fingerprint": self.fingerprints}))
+
+
+def file_fingerprint(path: str | os.PathLike) -> str:
+    """``size-mtime_ns`` of a file: a regenerated image gets a new fingerprint and is re-encoded."""
+    stat = os.stat(path)
+    return f"{stat.st_size}-{stat.st_mtime_ns}"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Finding the synthetic images and their real sources
+
+_SUBFOLDER = re.compile(r"^Strength(\d+)_guidance(\d+)_seed(\d+)$")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+_NOT_CLASS_FOLDERS = {"manifests", CACHE_DIR}
+_HELPER_COLUMNS = ["synthetic_file", "real_file", "text", "source", "source_row"]
+
+
+@dataclass
+class ClassInfo:
+    """What the reference layout cannot tell: a class folder's label id, class name and prompt."""
+
+    class_id: int
+    class_name: str
+    prompt: str
+
+
+class RealImageFinder:
+    """Resolves the real source of a synthetic image under ``--real_path`` (by path, then by file stem)."""
+
+    def __init__(self, real_root: str | os.PathLike):
+        self.real_root = Path(real_root)
+        self._by_stem: dict[str, Path] | None = None
+
+    def _stem_index(self) -> dict[str, Path]:
+        if self._by_stem is None:
+            if not self.real_root.is_dir():
+                raise InputError(self.real_root, "--real_path is not a folder")
+            self._by_stem = {}
+            for folder, _, files in os.walk(self.real_root):
+                for name in files:
+                    if Path(name).suffix.lower() in IMAGE_SUFFIXES:
+                        self._by_stem.setdefault(Path(name).stem, Path(folder) / name)
+        return self._by_stem
+
+    def find(self, real_path: str = "", stem: str = "") -> Path | None:
+        """The real image file: ``real_path`` as given, under the root, its file name under the root, or by stem."""
+        if real_path:
+            for candidate in (Path(real_path), self.real_root / real_path, self.real_root / Path(real_path).name):
+                if candidate.is_file():
+                    return candidate
+        return self._stem_index().get(stem or Path(real_path).stem)
+
+
+def collect_from_manifests(syn_root: str | os.PathLike, finder: RealImageFinder) -> pd.DataFrame:
+    """All rows of ``<syn_root>/manifests/*.csv`` with the synthetic and real image files resolved."""
+    syn_root = Path(syn_root)
+    frames = []
+    for manifest in sorted((syn_root / "manifests").glob("*.csv")):
+        if is_temp_file(manifest):
+            continue
+        frame = read_manifest(manifest)
+        frame["source"] = str(manifest)
+        frame["source_row"] = np.arange(1, len(frame) + 1)
+        frames.append(frame)
+    if not frames:
+        raise InputError(syn_root / "manifests", "no manifest CSV found")
+    table = pd.concat(frames, ignore_index=True)
+    duplicated = table["sample_id"].duplicated()
+    if duplicated.any():
+        first = table[duplicated].iloc[0]
+        raise InputError(first["source"], f"sample_id {first['sample_id']!r} is listed in two manifests",
+                         int(first["source_row"]), "sample_id")
+    synthetic_files, real_files = [], []
+    resolved: dict[str, Path | None] = {}
+    for record in table.itertuples(index=False):
+        synthetic = syn_root / record.synthetic_path
+        if not synthetic.is_file():
+            raise InputError(record.source, f"synthetic image {synthetic} not found", record.source_row,
+                             "synthetic_path")
+        if record.real_path not in resolved:
+            resolved[record.real_path] = finder.find(record.real_path, record.image_stem)
+        if resolved[record.real_path] is None:
+            raise InputError(record.source, f"real image {record.real_path!r} not found under {finder.real_root}",
+                             record.source_row, "real_path")
+        synthetic_files.append(str(synthetic))
+        real_files.append(str(resolved[record.real_path]))
+    table["synthetic_file"] = synthetic_files
+    table["real_file"] = real_files
+    return table
+
+
+def collect_from_layout(syn_root: str | os.PathLike, finder: RealImageFinder, dataset: str,
+                        describe_class: Callable[[str, str | os.PathLike | None], ClassInfo]) -> pd.DataFrame:
+    """Walk the reference layout ``<class>/Strength…_guidance…_seed…/<stem>.jpg`` when there is no manifest."""
+    syn_root = Path(syn_root)
+    if not syn_root.is_dir():
+        raise InputError(syn_root, "--syn_path is not a folder")
+    records = []
+    for class_dir in sorted(p for p in syn_root.iterdir() if p.is_dir() and p.name not in _NOT_CLASS_FOLDERS):
+        info = describe_class(class_dir.name, finder.real_root)
+        for sub_dir in sorted(class_dir.iterdir()):
+            match = _SUBFOLDER.match(sub_dir.name)
+            if not sub_dir.is_dir() or match is None:
+                raise InputError(sub_dir, "not in the layout <class>/Strength{100s}_guidance{10g}_seed{seed}/<stem>.jpg")
+            strength_pct, text_guidance_x10, seed = (int(g) for g in match.groups())
+            for image in sorted(sub_dir.iterdir()):
+                if image.is_dir():
+                    raise InputError(image, "unexpected folder: the layout is "
+                                            "<class>/Strength{100s}_guidance{10g}_seed{seed}/<stem>.jpg")
+                if image.suffix.lower() not in IMAGE_SUFFIXES or is_temp_file(image):
+                    continue  # the reference keeps clip_emb.pkl and concat previews next to the images
+                real = finder.find(stem=image.stem)
+                if real is None:
+                    raise InputError(image, f"no real image with stem {image.stem!r} under {finder.real_root}")
+                records.append({
+                    "sample_id": sample_id(class_dir.name, sub_dir.name, image.stem), "dataset": dataset,
+                    "class_id": info.class_id, "class_name": info.class_name, "class_folder": class_dir.name,
+                    "real_path": str(real), "image_stem": image.stem, "prompt": info.prompt,
+                    "strength": strength_pct / 100, "image_guidance": 100 - strength_pct,
+                    "text_guidance": text_guidance_x10 / 10, "seed": seed,
+                    "generator_seed": 0,  # unknown in the reference layout
+                    "synthetic_path": image.relative_to(syn_root).as_posix(), "tries": 1,
+                    "clip_image_text": "", "clip_image_image": "", "keep": "",
+                    "synthetic_file": str(image), "real_file": str(real),
+                    "source": str(image), "source_row": None})
+    if not records:
+        raise InputError(syn_root, "no synthetic images found (expected manifests/*.csv or "
+                                   "<class>/Strength…_guidance…_seed…/<stem>.jpg)")
+    table = pd.DataFrame(records)
+    helpers = table[["synthetic_file", "real_file", "source", "source_row"]]
+    return pd.concat([validate_manifest(table, syn_root), helpers], axis=1)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Scoring
+
+
+def parse_resize(text: str | None) -> tuple[int, int] | None:
+    """``"480x270"`` → ``(480, 270)``; ``"none"`` / empty → None (native size)."""
+    if text is None or str(text).strip().lower() in ("", "none", "native"):
+        return None
+    match = re.fullmatch(r"\s*(\d+)\s*[xX×]\s*(\d+)\s*", str(text))
+    if match is None or 0 in (int(match.group(1)), int(match.group(2))):
+        raise InputError(None, f"expected WIDTHxHEIGHT (e.g. 480x270) or 'none', got {text!r}", column="--resize")
+    return int(match.group(1)), int(match.group(2))
+
+
+def check_threshold(threshold: float) -> float:
+    """A cosine-similarity threshold must lie in [-1, 1]."""
+    if not -1.0 <= float(threshold) <= 1.0:
+        raise InputError(None, f"threshold {threshold} outside [-1, 1] (it applies to a cosine similarity)",
+                         column="--threshold")
+    return float(threshold)
+
+
+def load_image(path: str | os.PathLike, resize: tuple[int, int] | None) -> Image.Image:
+    """Open an image as RGB (resized to ``resize`` when given); an unreadable file is an ``InputError``."""
+    try:
+        with Image.open(path) as handle:
+            image = handle.convert("RGB")
+    except (OSError, UnidentifiedImageError, SyntaxError) as err:
+        raise InputError(path, f"cannot read image ({err})") from None
+    return image.resize(resize) if resize else image
+
+
+@dataclass
+class ScoringStats:
+    """How much work a scoring run did (the rest came from the cache)."""
+
+    texts_encoded: int = 0
+    real_encoded: int = 0
+    synthetic_encoded: int = 0
+    rows: int = 0
+
+
+class ClipScorer:
+    """Image–text and image–image cosines for a table of synthetic images, with every embedding cached once."""
+
+    def __init__(self, embedder: ClipEmbedder, cache_root: str | os.PathLike, resize: tuple[int, int] | None,
+                 workers: int = 4, save_every: int = 20000):
+        self.embedder = embedder
+        self.resize = resize
+        self.workers = workers
+        self.save_every = save_every
+        folder = Path(cache_root) / embedder.signature()
+        images = folder / (f"{resize[0]}x{resize[1]}" if resize else "native")
+        self.texts = EmbeddingCache(folder, "texts", embedder.dim)
+        self.real = EmbeddingCache(images, "real", embedder.dim)
+        self.synthetic = EmbeddingCache(images, "synthetic", embedder.dim)
+
+    def _encode_texts(self, texts: Iterable[str]) -> int:
+        missing = sorted({t for t in texts if not self.texts.has(t)})
+        if missing:
+            self.texts.put(missing, [""] * len(missing), self.embedder.embed_texts(missing))
+            self.texts.save()
+        return len(missing)
+
+    def _encode_images(self, cache: EmbeddingCache, keys: Sequence[str], files: Sequence[str], desc: str) -> int:
+        todo: dict[str, tuple[str, str]] = {}
+        for key, file in zip(keys, files):
+            if key not in todo:
+                fingerprint = file_fingerprint(file)
+                if not cache.has(key, fingerprint):
+                    todo[key] = (file, fingerprint)
+        if not todo:
+            return 0
+        items = list(todo.items())
+        chunk = self.embedder.batch_size
+        since_save = 0
+        # Decoding JPEGs releases the GIL, so a thread pool keeps the encoder busy.
+        with ThreadPoolExecutor(max_workers=max(1, self.workers)) as pool:
+            for start in tqdm(range(0, len(items), chunk), desc=desc, unit="batch",
+                              disable=len(items) <= chunk):
+                batch = items[start:start + chunk]
+                images = list(pool.map(lambda item: load_image(item[1][0], self.resize), batch))
+                cache.put([k for k, _ in batch], [fp for _, (_, fp) in batch], self.embedder.embed_images(images))
+                since_save += len(batch)
+                if since_save >= self.save_every:
+                    cache.save()
+                    since_save = 0
+        cache.save()
+        return len(items)
+
+    def score(self, table: pd.DataFrame, text_column: str = "prompt") -> tuple[pd.DataFrame, ScoringStats]:
+        """Fill ``clip_image_text`` / ``clip_image_image`` for every row (encoding only what is not cached)."""
+        table = table.copy()
+        real_keys = [str(Path(f).resolve()) for f in table["real_file"]]
+        stats = ScoringStats(rows=len(table))
+        stats.texts_encoded = self._encode_texts(table[text_column])
+        stats.real_encoded = self._encode_images(self.real, real_keys, table["real_file"].tolist(), "real images")
+        stats.synthetic_encoded = self._encode_images(self.synthetic, table["synthetic_path"].tolist(),
+                                                      table["synthetic_file"].tolist(), "synthetic images")
+        synthetic = self.synthetic.get(table["synthetic_path"].tolist())
+        # Embeddings are unit vectors, so the cosine is a dot product.
+        table["clip_image_text"] = np.sum(synthetic * self.texts.get(table[text_column].tolist()), axis=1)
+        table["clip_image_image"] = np.sum(synthetic * self.real.get(real_keys), axis=1)
+        log.info("scored %d synthetic images; encoded %d texts, %d real and %d synthetic images (rest cached)",
+                 stats.rows, stats.texts_encoded, stats.real_encoded, stats.synthetic_encoded)
+        return table, stats
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Filtering and outputs
+
+
+def apply_threshold(table: pd.DataFrame, threshold: float) -> pd.DataFrame:
+    """``keep`` = image–text similarity ≥ threshold (the image–image similarity is recorded, not used)."""
+    table = table.copy()
+    table["keep"] = (table["clip_image_text"] >= check_threshold(threshold)).astype(object)
+    return table
+
+
+def reference_score_dict(table: pd.DataFrame) -> dict:
+    """``clip_score.pkl``: ``{"{class}={subfolder}={stem}": [image–text, image–image]}``.
+
+    Each similarity is a float32 array of shape (1,): the reference's CSV builder reads ``value[0][0]``
+    (which fails on the plain scalars its own scorer wrote), and ``float(value[0])`` works as well.
+    """
+    return {key: [np.array([text], np.float32), np.array([image], np.float32)]
+            for key, text, image in zip(table["sample_id"], table["clip_image_text"], table["clip_image_image"])}
+
+
+def reference_filtered_list(table: pd.DataFrame) -> list:
+    """``filtered_results.pkl``: kept entries as ``[[class folder, subfolder, stem], image–text, image–image]``."""
+    kept = table[table["keep"].astype(bool)]
+    return [[key.split("="), float(text), float(image)]
+            for key, text, image in zip(kept["sample_id"], kept["clip_image_text"], kept["clip_image_image"])]
+
+
+def _write_pickle(path: Path, obj) -> None:
+    with atomic_write(path, "wb") as handle:
+        pickle.dump(obj, handle, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def write_reference_embeddings(table: pd.DataFrame, scorer: ClipScorer, syn_root: str | os.PathLike) -> int:
+    """Per subfolder ``clip_emb.pkl`` (stem → ``[1, D]`` image embedding), as the reference wrote; returns count."""
+    syn_root = Path(syn_root)
+    folders = table.assign(folder=[Path(p).parent.as_posix() for p in table["synthetic_path"]]).groupby("folder")
+    for folder, rows in folders:
+        embeddings = scorer.synthetic.get(rows["synthetic_path"].tolist())
+        _write_pickle(syn_root / folder / EMBEDDING_PICKLE,
+                      {stem: emb[None, :] for stem, emb in zip(rows["image_stem"], embeddings)})
+    return folders.ngroups
+
+
+def filter_reports(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Kept / dropped counts per class and per guidance level (with mean similarities per level)."""
+    counted = table.assign(kept=table["keep"].astype(bool).astype(int), total=1)
+    by_class = counted.groupby(["class_folder", "class_id"], as_index=False)[["total", "kept"]].sum()
+    by_guidance = counted.groupby("image_guidance", as_index=False).agg(
+        total=("total", "sum"), kept=("kept", "sum"), mean_image_text=("clip_image_text", "mean"),
+        mean_image_image=("clip_image_image", "mean"))
+    for report in (by_class, by_guidance):
+        report.insert(report.columns.get_loc("kept") + 1, "dropped", report["total"] - report["kept"])
+    return by_class, by_guidance
+
+
+def write_outputs(table: pd.DataFrame, syn_root: str | os.PathLike, threshold: float) -> dict[str, Path]:
+    """Write ``clip_scores.csv``, the reference pickles, the two filter reports and the histogram figure."""
+    from discl.plots.scores import plot_score_histograms
+
+    syn_root = Path(syn_root)
+    table = apply_threshold(table, threshold)
+    paths = {name: syn_root / name for name in (SCORES_FILE, CLIP_SCORE_PICKLE, FILTERED_PICKLE, HISTOGRAM_FILE)}
+    atomic_write_csv(paths[SCORES_FILE], validate_manifest(table[MANIFEST_COLUMNS], paths[SCORES_FILE]))
+    _write_pickle(paths[CLIP_SCORE_PICKLE], reference_score_dict(table))
+    _write_pickle(paths[FILTERED_PICKLE], reference_filtered_list(table))
+    by_class, by_guidance = filter_reports(table)
+    for name, report in (("filter_report_by_class.csv", by_class), ("filter_report_by_guidance.csv", by_guidance)):
+        paths[name] = syn_root / name
+        atomic_write_csv(paths[name], report)
+    atomic_write_bytes(paths[HISTOGRAM_FILE], plot_score_histograms(table, threshold))
+    return paths
+
+
+def read_scores(path: str | os.PathLike) -> pd.DataFrame:
+    """Read ``clip_scores.csv`` (a scored manifest): every row must have both similarities and ``keep``."""
+    frame = read_manifest(path)
+    for column in SCORE_COLUMNS_REQUIRED:
+        blank = frame[column].isna()
+        if blank.any():
+            raise InputError(path, "value is missing (run comp_clip_scores.py first)", int(np.flatnonzero(blank)[0]) + 1,
+                             column)
+    return frame
+
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The two datasets: what differs is passed as data, the code path is one
+
+
+def iwildcam_class_info(class_folder: str, real_root: str | os.PathLike | None = None) -> ClassInfo:
+    """Label, scientific name and generation prompt of an iWildCam class folder (``acinonyx_jubatus``).
+
+    Labels come from the release's ``categories.csv`` next to ``real_root`` (``iwildcam_v2.0/train``) when
+    there is one, else from the packaged 182-class list.
+    """
+    from discl.data.iwildcam import common_name, species_names
+    from discl.prompts import iwildcam_prompt
+
+    scientific = class_folder.replace("_", " ")
+    release = None if real_root is None else Path(real_root).parent
+    names = species_names(release if release and (release / "categories.csv").is_file() else None)
+    if scientific not in names:
+        common_name(scientific, file=class_folder)  # an unknown species raises with a "did you mean" hint
+        raise InputError(class_folder, f"species {scientific!r} is not among the dataset's classes")
+    return ClassInfo(names.index(scientific), scientific, iwildcam_prompt(common_name(scientific)))
+
+
+def imagenet_lt_class_info(class_folder: str, real_root: str | os.PathLike | None = None) -> ClassInfo:
+    """Label, class name and scoring text of an ImageNet-LT class folder (a WordNet id or the class name).
+
+    The LLM prompt of an image is not recoverable from the layout; like the reference's scorer, the text is
+    then ``a photo of {class name}``.
+    """
+    from discl.data.imagenet_lt import class_names, imagenet_wnids
+
+    names = class_names()
+    wnids = imagenet_wnids()
+    if class_folder in wnids:
+        label = wnids.index(class_folder)
+    else:
+        lowered = [n.replace(" ", "_").lower() for n in names]
+        if class_folder.lower() not in lowered:
+            raise InputError(class_folder, "not an ImageNet class folder (expected a WordNet id or a class name)")
+        label = lowered.index(class_folder.lower())
+    return ClassInfo(label, names[label], f"a photo of {names[label]}")
+
+
+@dataclass(frozen=True)
+class DatasetScoring:
+    """Per-dataset defaults of the scoring step (spec §3)."""
+
+    name: str
+    threshold: float
+    resize: str
+    describe_class: Callable[[str, str | os.PathLike | None], ClassInfo]
+
+
+SCORING = {
+    "iwildcam": DatasetScoring("iwildcam", IWILDCAM_THRESHOLD, "480x270", iwildcam_class_info),
+    # The reference scores ImageNet-LT images at their native size.
+    "imagenet_lt": DatasetScoring("imagenet_lt", IMAGENET_LT_THRESHOLD, "none", imagenet_lt_class_info),
+}
+TEXT_SOURCES = ("prompt", "class")
+
+
+def add_scoring_args(parser, dataset: str) -> None:
+    """The flags of ``comp_clip_scores.py`` (the reference's names first), with the dataset's defaults."""
+    spec = SCORING[dataset]
+    parser.add_argument("--syn_path", required=True,
+                        help="generation output folder (manifests/*.csv, or the reference's class/subfolder layout)")
+    parser.add_argument("--real_path", required=True, help="folder holding the real source images")
+    parser.add_argument("--threshold", type=float, default=spec.threshold,
+                        help="keep an image when its image–text similarity is >= this (default %(default)s)")
+    parser.add_argument("--model", default=HF_CLIP_ID, help="transformers CLIP id or folder (default %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=64, help="images / texts per encoder call")
+    parser.add_argument("--device", default=None, help="cuda, cpu, ... (default: cuda when available)")
+    parser.add_argument("--resize", default=spec.resize,
+                        help="WIDTHxHEIGHT applied to every image before embedding, or 'none' (default %(default)s)")
+    parser.add_argument("--workers", type=int, default=4, help="threads decoding images")
+    parser.add_argument("--text", choices=TEXT_SOURCES, default="prompt",
+                        help="score against each image's generation prompt (paper) or 'a photo of {class}' "
+                             "(the reference's ImageNet-LT scorer)")
+    parser.add_argument("--clip-emb-pkl", action="store_true",
+                        help="also write the reference's per-subfolder clip_emb.pkl (pickles; off by default)")
+
+
+def class_text(class_name: str, dataset: str) -> str:
+    """The ``--text class`` scoring text: the iWildCam generation prompt, or ``a photo of {class}``."""
+    if dataset == "iwildcam":
+        from discl.data.iwildcam import common_name
+        from discl.prompts import iwildcam_prompt
+
+        return iwildcam_prompt(common_name(class_name))
+    return f"a photo of {class_name}"
+
+
+def run_scoring(args, dataset: str) -> tuple[pd.DataFrame, ScoringStats, dict[str, Path]]:
+    """Score every synthetic image under ``args.syn_path``, filter, and write every output (see module doc)."""
+    from discl.models import default_device
+
+    threshold = check_threshold(args.threshold)
+    resize = parse_resize(args.resize)
+    syn_root = Path(args.syn_path)
+    if not syn_root.is_dir():
+        raise InputError(syn_root, "--syn_path is not a folder")
+    finder = RealImageFinder(args.real_path)
+    if any(p for p in (syn_root / "manifests").glob("*.csv") if not is_temp_file(p)):
+        table = collect_from_manifests(syn_root, finder)
+    else:
+        log.info("no manifests in %s: walking the reference folder layout", syn_root)
+        table = collect_from_layout(syn_root, finder, dataset, SCORING[dataset].describe_class)
+    if args.text == "class":
+        texts = {name: class_text(name, dataset) for name in table["class_name"].unique()}
+        table["text"] = table["class_name"].map(texts)
+    else:
+        table["text"] = table["prompt"]
+    embedder = ClipEmbedder(args.model, args.device or default_device(), args.batch_size)
+    scorer = ClipScorer(embedder, syn_root / CACHE_DIR, resize, workers=args.workers)
+    table, stats = scorer.score(table, text_column="text")
+    paths = write_outputs(table, syn_root, threshold)
+    if args.clip_emb_pkl:
+        write_reference_embeddings(table, scorer, syn_root)
+    return apply_threshold(table, threshold), stats, paths
