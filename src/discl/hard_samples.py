@@ -148,8 +148,8 @@ def select_hard(scores: pd.DataFrame, criterion: str = "misclassified", max_prob
     """Boolean mask of hard images: criterion ∪ every image of the tail classes, minus ``never_hard``, capped."""
     labels = scores["class_id"].to_numpy()
     mask = hard_mask(scores["misclassified"].to_numpy(), scores["true_prob"].to_numpy(), criterion, max_prob)
-    mask |= np.isin(labels, np.asarray(list(tail_class_ids), dtype=labels.dtype))
-    mask &= ~np.isin(labels, np.asarray(list(never_hard), dtype=labels.dtype))
+    mask = mask | np.isin(labels, np.asarray(list(tail_class_ids), dtype=labels.dtype))
+    mask = mask & ~np.isin(labels, np.asarray(list(never_hard), dtype=labels.dtype))
     return cap_per_class(labels, scores["true_prob"].to_numpy(), mask, per_class_cap)
 
 
