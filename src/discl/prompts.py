@@ -227,8 +227,8 @@ _SETTING = [
     "on a rocky riverbank beside slowly flowing water",
 ]
 _LIGHT = [
-    "in soft golden hour light", "under bright midday sun", "in diffuse overcast daylight",
-    "lit by warm evening light", "in cool morning light with long shadows", "under gentle studio lighting",
+    "in soft golden hour light", "in bright midday sun", "in diffuse overcast daylight",
+    "lit by warm evening light", "in cool morning light with long shadows", "in soft natural light",
 ]
 _STYLE = [
     "captured with a sharp high resolution camera and natural colors",

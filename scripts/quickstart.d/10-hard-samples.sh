@@ -1,0 +1,25 @@
+# Stage 10 — hard samples and LLM-style prompts on the mini world (usage: docs/hard-samples-and-prompts.md).
+# Sourced by scripts/quickstart.sh with PY, RUN and WORLD set. The classifier is the tiny open_clip with random
+# weights, so "hard" here means "hard for a random model": the point is the flow and the file formats.
+# Outputs: $RUN/hard_samples/{iwildcam,imagenet_lt}.csv (+ *_scores.csv) and imagenet_lt_prompts.json.
+HS="$RUN/hard_samples"
+mkdir -p "$HS"
+# Library logs go to a file; on failure they are shown.
+hs_run() { local log="$1"; shift; if ! "$@" 2>"$log"; then cat "$log" >&2; return 1; fi; }
+HS_TINY=(--model discl-tiny-clip --pretrained "" --device cpu --workers 0 --summary-rows 8)
+
+echo "-- iWildCam: misclassified or p(true) < 0.3, at most 3 per species, never 'empty'"
+hs_run "$HS/iwildcam.log" "$PY" data_generation/make_hard_samples.py --dataset iwildcam \
+  --root "$WORLD/iwildcam" "${HS_TINY[@]}" --criterion either --max-prob 0.3 --per-class-cap 3 \
+  --output "$HS/iwildcam.csv"
+
+echo "-- ImageNet-LT: every image of the few-shot classes (the reference's rule), at most 4 per class"
+hs_run "$HS/imagenet_lt.log" "$PY" data_generation/make_hard_samples.py --dataset imagenet_lt \
+  --root "$WORLD/imagenet_lt" --list ImageNet_LT_train.txt "${HS_TINY[@]}" --criterion none --tail-classes \
+  --per-class-cap 4 --output "$HS/imagenet_lt.csv"
+
+echo "-- prompts for the ImageNet-LT hard classes (offline template bank; the LLM backend needs OPENAI_API_KEY)"
+hs_run "$HS/prompts.log" "$PY" data_generation/ImageNet_LT/get_text_prompt.py --data_csv "$HS/imagenet_lt.csv" \
+  --prompt_json "$HS/imagenet_lt_prompts.json" --backend template
+"$PY" -c 'import json, sys; d = json.load(open(sys.argv[1])); c = sorted(d)[0]; print(f"   e.g. {c}: {d[c][0]}")' \
+  "$HS/imagenet_lt_prompts.json"
