@@ -10,6 +10,7 @@ import math
 import os
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from discl.errors import InputError
@@ -37,6 +38,7 @@ MANIFEST_COLUMNS = [
 ]
 DATASETS = ("iwildcam", "imagenet_lt")
 SCORE_COLUMNS = ("clip_image_text", "clip_image_image", "keep")
+INT64_MAX = 2 ** 63 - 1  # integer columns are stored as int64
 
 
 def guidance_from_strength(strength: float) -> int:
@@ -69,16 +71,28 @@ def _is_blank(value) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value)) or (isinstance(value, str) and value == "")
 
 
-def _as_int(value, file, row, column, minimum=None, maximum=None) -> int:
+def _parse_int(value) -> int:
+    """An exact integer from an int, an integral float (in-memory frames) or text such as ``10`` / ``1e3``."""
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    text = str(value).strip()
     try:
-        number = float(value)
+        return int(text)  # exact, also for 63-bit generator seeds that a float would round
+    except ValueError:
+        number = float(text)
         if not number.is_integer():
-            raise ValueError
-    except (TypeError, ValueError):
+            raise ValueError(text) from None
+        return int(number)
+
+
+def _as_int(value, file, row, column, minimum=None, maximum=INT64_MAX) -> int:
+    try:
+        number = _parse_int(value)
+    except (TypeError, ValueError, OverflowError):
         raise InputError(file, f"expected an integer, got {value!r}", row, column) from None
-    number = int(number)
     if (minimum is not None and number < minimum) or (maximum is not None and number > maximum):
-        raise InputError(file, f"{number} outside [{minimum}, {maximum}]", row, column)
+        low = "-inf" if minimum is None else minimum
+        raise InputError(file, f"{number} outside [{low}, {maximum}]", row, column)
     return number
 
 
@@ -136,7 +150,7 @@ def validate_manifest(frame: pd.DataFrame, file: str | os.PathLike = "<manifest>
 def _typed(frame: pd.DataFrame) -> pd.DataFrame:
     frame = frame.copy()
     for column in ("class_id", "image_guidance", "seed", "generator_seed", "tries"):
-        frame[column] = frame[column].astype("int64")
+        frame[column] = frame[column].map(_parse_int).astype("int64")
     for column in ("strength", "text_guidance", "clip_image_text", "clip_image_image"):
         frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
     frame["keep"] = frame["keep"].map(
