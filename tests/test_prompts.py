@@ -129,7 +129,8 @@ def test_template_bank_is_deterministic_diverse_and_long_enough():
     assert len(set(bank)) == 10
     assert all("tree frog" in p and len(p.split()) >= 15 for p in bank)
     # ten prompts walk ten different scene settings
-    assert len({p.split(" light")[0].split(" in ")[0] for p in bank}) > 1
+    settings = [next(s for s in prompts._SETTING if s in p) for p in bank]
+    assert len(set(settings)) == 10
 
 
 def test_template_backend_script_resumes(tmp_path, get_text_prompt, capsys):
