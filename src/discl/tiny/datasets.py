@@ -2,8 +2,9 @@
 
 Pixels come from real photos that installed packages ship (scikit-image, scikit-learn). Each class gets a
 distinct visual signature (its own photo and hue) so tiny models can learn something; each image is a random
-crop / flip / brightness jitter of it, drawn from a generator seeded by (seed, split, class, index), so the
-same call always writes the same bytes. A builder that finds a complete root returns it untouched.
+crop / flip / brightness jitter of it, drawn from a NumPy generator seeded by ``seed`` and the image's position,
+so the same call always writes the same bytes. A builder that finds a complete root returns it untouched; one
+that finds a partial root (an interrupted build) writes it again.
 """
 
 from __future__ import annotations
@@ -113,6 +114,7 @@ def _random_view(photo: Image.Image, size: tuple[int, int], rng: np.random.Gener
 
 def _tinted(image: Image.Image, cast: tuple[float, float, float]) -> Image.Image:
     """Multiply each channel by ``cast`` (a location's colour cast) after a grey-to-RGB conversion."""
+    # casts are < 1 per channel; the 1.3 gain keeps the frame about as bright as the source texture
     pixels = np.asarray(image.convert("RGB"), dtype=np.float32) * np.asarray(cast, dtype=np.float32) * 1.3
     return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
 
@@ -202,8 +204,8 @@ def _imagenet_lt_signature(label: int) -> tuple[str, float]:
     return photo, hue
 
 
-def mini_imagenet_lt_lists(wnids: list[str],
-                           train_counts: tuple[int, ...] = MINI_IMAGENET_LT_TRAIN_COUNTS) -> dict[str, list[tuple[str, int]]]:
+def mini_imagenet_lt_lists(wnids: list[str], train_counts: tuple[int, ...] = MINI_IMAGENET_LT_TRAIN_COUNTS
+                           ) -> dict[str, list[tuple[str, int]]]:
     """The (relative path, label) entries of the three list files (pure)."""
     lists: dict[str, list[tuple[str, int]]] = {name: [] for name in IMAGENET_LT_LISTS}
     val_number = 1
