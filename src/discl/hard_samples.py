@@ -34,8 +34,7 @@ class RealImageSet:
     """Training images of one dataset with everything the scorer and the CSV writer need."""
 
     dataset: str  # "iwildcam" | "imagenet_lt"
-    paths: list[str]  # readable paths of the images
-    real_paths: list[str]  # paths as written to the hard-sample CSV
+    paths: list[str]  # absolute image paths, also written to the hard-sample CSV
     labels: list[int]
     class_names: list[str]  # per label id: the name written to the CSV (scientific name for iWildCam)
     head_names: list[str]  # per label id: the name given to the text templates (common name for iWildCam)
@@ -43,8 +42,8 @@ class RealImageSet:
     never_hard: set[int] = field(default_factory=set)  # label ids never selected (iWildCam's `empty`)
 
     def __post_init__(self) -> None:
-        if not (len(self.paths) == len(self.real_paths) == len(self.labels)):
-            raise ValueError("paths, real_paths and labels must have the same length")
+        if len(self.paths) != len(self.labels):
+            raise ValueError("paths and labels must have the same length")
         if len(self.class_names) != len(self.head_names):
             raise ValueError("class_names and head_names must have the same length")
 
@@ -60,9 +59,9 @@ def iwildcam_training_images(root: str | os.PathLike) -> RealImageSet:
     paths = [str((Path(dataset.data_dir) / "train" / name).resolve()) for name in filenames]
     species = iwildcam.species_names(root)
     labels = [int(y) for y in dataset.y_array[train]]
-    _check_labels(labels, len(species), iwildcam.data_dir(root) / "metadata.csv")
+    _check_labels(labels, len(species), iwildcam.data_dir(root) / "metadata.csv", rows=train + 1, column="y")
     return RealImageSet(
-        dataset="iwildcam", paths=paths, real_paths=paths, labels=labels, class_names=species,
+        dataset="iwildcam", paths=paths, labels=labels, class_names=species,
         head_names=iwildcam.zeroshot_classnames(root), templates=iwildcam.IWILDCAM_TEMPLATES,
         never_hard={y for y, name in enumerate(species) if name == iwildcam.EMPTY_CLASS})
 
@@ -81,17 +80,20 @@ def imagenet_lt_training_images(root: str | os.PathLike, list_file: str | os.Pat
     _check_labels(labels, len(names), list_path)
     num_classes = max(labels) + 1  # 1000 for the real lists; a mini list with labels 0..7 gets an 8-way head
     paths = [str((root / entry.path).resolve()) for entry in entries]
-    return RealImageSet(dataset="imagenet_lt", paths=paths, real_paths=paths, labels=labels,
+    return RealImageSet(dataset="imagenet_lt", paths=paths, labels=labels,
                         class_names=names[:num_classes], head_names=names[:num_classes],
                         templates=SIMPLE_IMAGENET_TEMPLATES)
 
 
-def _check_labels(labels: Sequence[int], num_classes: int, file: Path) -> None:
-    bad = next((row for row, label in enumerate(labels, start=1) if not 0 <= label < num_classes), None)
-    if bad is not None:
-        raise InputError(file, f"label {labels[bad - 1]} outside 0..{num_classes - 1}", row=bad)
+def _check_labels(labels: Sequence[int], num_classes: int, file: Path, rows: Sequence[int] | None = None,
+                  column: str = "label") -> None:
+    """Every label must name a class; ``rows`` maps positions to the file's data rows (default 1, 2, …)."""
     if not labels:
         raise InputError(file, "no training images")
+    bad = next((i for i, label in enumerate(labels) if not 0 <= label < num_classes), None)
+    if bad is not None:
+        row = int(rows[bad]) if rows is not None else bad + 1
+        raise InputError(file, f"label {labels[bad]} outside 0..{num_classes - 1}", row=row, column=column)
 
 
 def tail_class_ids(labels: Sequence[int], many_min: int = 100, few_max: int = 20,
@@ -226,8 +228,8 @@ def score_images(model, head: torch.Tensor, images: RealImageSet, transform: Cal
         pred_prob[index], pred_id[index] = probs.max(dim=1)
     names = np.asarray(images.class_names, dtype=object)
     frame = pd.DataFrame({
-        "real_path": images.real_paths,
-        "image_stem": [_stem(p) for p in images.real_paths],
+        "real_path": images.paths,
+        "image_stem": [Path(p).stem for p in images.paths],
         "class_id": labels.numpy(),
         "class_name": names[labels.numpy()],
         "true_prob": true_prob.numpy().astype(float),
@@ -237,11 +239,6 @@ def score_images(model, head: torch.Tensor, images: RealImageSet, transform: Cal
     })
     frame["misclassified"] = frame["pred_id"] != frame["class_id"]
     return frame[SCORE_COLUMNS]
-
-
-def _stem(path: str) -> str:
-    name = path.replace("\\", "/").rsplit("/", 1)[-1]
-    return name.rsplit(".", 1)[0] if "." in name else name
 
 
 def score_with_zeroshot(model, tokenizer, transform: Callable, images: RealImageSet, device: str = "cpu",
