@@ -1,0 +1,331 @@
+"""CLIPScore filtering: score math, scores against transformers run directly, the embedding cache, the
+reference pickles, the reference-layout fallback, and every bad input."""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import pickle
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from discl.clipscore import (EmbeddingCache, check_threshold, cosine, parse_resize, reference_filtered_list,
+                             reference_score_dict)
+from discl.cli import run_cli
+from discl.errors import InputError
+from discl.fileio import atomic_save_image
+from discl.manifest import (MANIFEST_COLUMNS, guidance_from_strength, read_manifest, sample_id, subfolder_name,
+                            synthetic_relpath, write_manifest)
+
+STRENGTHS = (0.3, 0.8)
+SEEDS = (10, 20)
+
+
+def load_script(repo_root: Path, relpath: str):
+    spec = importlib.util.spec_from_file_location(relpath.replace("/", "_")[:-3], repo_root / relpath)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def train_images(wilds_root: Path) -> pd.DataFrame:
+    """Mini iWildCam training images of non-empty classes, with their class names."""
+    data = wilds_root / "iwildcam_v2.0"
+    metadata = pd.read_csv(data / "metadata.csv")
+    names = pd.read_csv(data / "categories.csv").set_index("y")["name"]
+    train = metadata[(metadata["split"] == "train") & (metadata["y"] > 0)].copy()
+    train["class_name"] = train["y"].map(names)
+    return train.reset_index(drop=True)
+
+
+def make_generation(wilds_root: Path, out: Path, images: pd.DataFrame, strengths=STRENGTHS, seeds=SEEDS,
+                    part: str = "part001-of001") -> pd.DataFrame:
+    """A generation output in the contract's layout: blends of each real image with noise + a manifest shard."""
+    from discl.data.iwildcam import common_name
+    from discl.prompts import iwildcam_prompt
+
+    rows = []
+    for image in images.itertuples():
+        folder, stem = image.class_name.replace(" ", "_"), image.filename[:-4]
+        real = np.asarray(Image.open(wilds_root / "iwildcam_v2.0/train" / image.filename).convert("RGB"), float)
+        for strength in strengths:
+            for seed in seeds:
+                rng = np.random.default_rng(seed)
+                pixels = (1 - strength) * real + strength * rng.uniform(0, 255, real.shape)
+                relpath = synthetic_relpath(folder, strength, 10.0, seed, stem)
+                atomic_save_image(Image.fromarray(pixels.astype(np.uint8)), out / relpath)
+                rows.append({
+                    "sample_id": sample_id(folder, subfolder_name(strength, 10.0, seed), stem), "dataset": "iwildcam",
+                    "class_id": image.y, "class_name": image.class_name, "class_folder": folder,
+                    "real_path": f"iwildcam_v2.0/train/{image.filename}", "image_stem": stem,
+                    "prompt": iwildcam_prompt(common_name(image.class_name)), "strength": strength,
+                    "image_guidance": guidance_from_strength(strength), "text_guidance": 10.0, "seed": seed,
+                    "generator_seed": 7, "synthetic_path": relpath, "tries": 1,
+                    "clip_image_text": "", "clip_image_image": "", "keep": ""})
+    manifest = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
+    write_manifest(manifest, out / "manifests" / f"{part}.csv")
+    return manifest
+
+
+@pytest.fixture(scope="module")
+def scorer_script(repo_root):
+    return load_script(repo_root, "data_generation/iWildCam/comp_clip_scores.py")
+
+
+@pytest.fixture(scope="module")
+def generated(mini_iwildcam, tmp_path_factory) -> Path:
+    """Three hard images × 2 strengths × 2 seeds, never scored (copy it before scoring)."""
+    out = tmp_path_factory.mktemp("gen") / "iwildcam"
+    make_generation(mini_iwildcam, out, train_images(mini_iwildcam).iloc[[0, 1, 30]])
+    return out
+
+
+@pytest.fixture(scope="module")
+def scored(generated, mini_iwildcam, scorer_script, hf_home, tmp_path_factory) -> Path:
+    """``generated`` scored once by the script with threshold 0.0."""
+    out = tmp_path_factory.mktemp("scored") / "iwildcam"
+    shutil.copytree(generated, out)
+    scorer_script.main(["--syn_path", str(out), "--real_path", str(mini_iwildcam / "iwildcam_v2.0/train"),
+                        "--threshold", "0.0", "--device", "cpu", "--batch-size", "5", "--clip-emb-pkl"])
+    return out
+
+
+def real_dir(wilds_root: Path) -> str:
+    return str(wilds_root / "iwildcam_v2.0/train")
+
+
+# ------------------------------------------------------------------------------------------- pure functions
+def test_cosine_by_hand():
+    a = np.array([[1.0, 0.0], [1.0, 1.0], [3.0, 4.0]])
+    b = np.array([[0.0, 2.0], [2.0, 2.0], [4.0, 3.0]])
+    np.testing.assert_allclose(cosine(a, b), [0.0, 1.0, 24 / 25], atol=1e-7)
+    np.testing.assert_allclose(cosine([1.0, 0.0], [[-1.0, 0.0]]), [-1.0])
+
+
+def test_parse_resize_and_threshold():
+    assert parse_resize("480x270") == (480, 270)
+    assert parse_resize("none") is None and parse_resize(None) is None
+    for bad in ("480", "0x10", "axb"):
+        with pytest.raises(InputError, match="--resize"):
+            parse_resize(bad)
+    assert check_threshold(-1.0) == -1.0 and check_threshold(1) == 1.0
+    for bad in (1.01, -1.5):
+        with pytest.raises(InputError, match=r"outside \[-1, 1\]"):
+            check_threshold(bad)
+
+
+def test_embedding_cache_survives_a_kill_between_array_and_index(tmp_path):
+    cache = EmbeddingCache(tmp_path, "x", 2)
+    cache.put(["a", "b"], ["1", "1"], np.array([[1, 0], [0, 1]], np.float32))
+    cache.save()
+    # a run killed after writing the grown array but before its index: the old index is a prefix of it
+    grown = np.array([[1, 0], [0, 1], [5, 5]], np.float32)
+    np.save(tmp_path / "x.npy", grown)
+    reloaded = EmbeddingCache(tmp_path, "x", 2)
+    assert reloaded.keys == ["a", "b"] and reloaded.has("b", "1") and not reloaded.has("b", "2")
+    np.testing.assert_array_equal(reloaded.get(["b", "a"]), [[0, 1], [1, 0]])
+    # an overwritten entry keeps its row; a new one is appended
+    reloaded.put(["a", "c"], ["2", "1"], np.array([[2, 2], [3, 3]], np.float32))
+    assert reloaded.keys == ["a", "b", "c"] and reloaded.has("a", "2")
+    np.testing.assert_array_equal(reloaded.get(["a", "c"]), [[2, 2], [3, 3]])
+
+
+def test_reference_pickle_shapes_by_hand():
+    table = pd.DataFrame({"sample_id": ["cat=Strength30_guidance100_seed10=x", "dog=Strength80_guidance100_seed20=y"],
+                          "clip_image_text": [0.31, 0.2], "clip_image_image": [0.9, 0.5], "keep": [True, False]})
+    scores = reference_score_dict(table)
+    assert scores["cat=Strength30_guidance100_seed10=x"][0].shape == (1,)
+    assert scores["cat=Strength30_guidance100_seed10=x"][0][0] == np.float32(0.31)
+    assert reference_filtered_list(table) == [[["cat", "Strength30_guidance100_seed10", "x"],
+                                               pytest.approx(0.31), pytest.approx(0.9)]]
+
+
+# ------------------------------------------------------------------------------------------------- scoring
+def test_scores_match_transformers_one_image_at_a_time(scored, mini_iwildcam):
+    """Independent computation: CLIPModel by its real id, batch 1, the same 480×270 resize."""
+    import torch
+    from transformers import CLIPModel, CLIPProcessor
+
+    model = CLIPModel.from_pretrained("openai/clip-vit-base-patch32").eval()
+    processor = CLIPProcessor.from_pretrained("openai/clip-vit-base-patch32")
+
+    def unit(output):
+        vector = (output if torch.is_tensor(output) else output.pooler_output)[0].double().numpy()
+        return vector / np.linalg.norm(vector)
+
+    @functools.lru_cache(maxsize=None)
+    def image_vector(path):
+        image = Image.open(path).convert("RGB").resize((480, 270))
+        with torch.no_grad():
+            return unit(model.get_image_features(**processor(images=image, return_tensors="pt")))
+
+    @functools.lru_cache(maxsize=None)
+    def text_vector(text):
+        with torch.no_grad():
+            return unit(model.get_text_features(**processor.tokenizer(text, return_tensors="pt")))
+
+    table = pd.read_csv(scored / "clip_scores.csv")
+    assert len(table) == 12
+    for row in table.itertuples():
+        synthetic = image_vector(scored / row.synthetic_path)
+        real = image_vector(Path(real_dir(mini_iwildcam)) / f"{row.image_stem}.jpg")
+        assert row.clip_image_text == pytest.approx(float(synthetic @ text_vector(row.prompt)), abs=1e-5)
+        assert row.clip_image_image == pytest.approx(float(synthetic @ real), abs=1e-5)
+    # the scored table is the manifest with the score columns filled
+    assert read_manifest(scored / "clip_scores.csv")["keep"].tolist() == (table["clip_image_text"] >= 0).tolist()
+
+
+def test_reference_pickles_read_like_the_reference_builder(scored):
+    table = pd.read_csv(scored / "clip_scores.csv").set_index("sample_id")
+    scores = pickle.loads((scored / "clip_score.pkl").read_bytes())
+    assert set(scores) == set(table.index)
+    for key, value in scores.items():
+        assert isinstance(value, list) and len(value) == 2
+        # the reference's CSV builder reads value[0][0] as the image–text similarity
+        assert float(value[0][0]) == pytest.approx(table.loc[key, "clip_image_text"], abs=1e-6)
+        assert float(value[1][0]) == pytest.approx(table.loc[key, "clip_image_image"], abs=1e-6)
+        class_folder, subfolder, stem = key.split("=")
+        assert (scored / class_folder / subfolder / f"{stem}.jpg").is_file()
+    # its filter (score >= threshold, grouped subfolder -> class -> stems) works on our values
+    nested: dict = {}
+    for key, value in scores.items():
+        if value[0][0] >= 0.1:
+            class_folder, subfolder, stem = key.split("=")
+            nested.setdefault(subfolder, {}).setdefault(class_folder, []).append(stem)
+    assert sum(len(s) for c in nested.values() for s in c.values()) == int((table["clip_image_text"] >= 0.1).sum())
+    filtered = pickle.loads((scored / "filtered_results.pkl").read_bytes())
+    kept = table[table["keep"]]
+    assert len(filtered) == len(kept)
+    for (parts, text, image) in filtered:
+        key = "=".join(parts)
+        assert len(parts) == 3 and text == pytest.approx(kept.loc[key, "clip_image_text"])
+        assert image == pytest.approx(kept.loc[key, "clip_image_image"])
+    embeddings = pickle.loads(next(scored.glob("*/Strength30_guidance100_seed10/clip_emb.pkl")).read_bytes())
+    assert all(e.shape == (1, 32) and abs(np.linalg.norm(e) - 1) < 1e-5 for e in embeddings.values())
+
+
+def test_reports_and_histogram(scored):
+    by_guidance = pd.read_csv(scored / "filter_report_by_guidance.csv")
+    table = pd.read_csv(scored / "clip_scores.csv")
+    assert by_guidance["image_guidance"].tolist() == [20, 70]
+    assert by_guidance["total"].tolist() == [6, 6]
+    assert (by_guidance["kept"] + by_guidance["dropped"] == by_guidance["total"]).all()
+    by_class = pd.read_csv(scored / "filter_report_by_class.csv")
+    assert by_class["total"].sum() == len(table) and by_class["kept"].sum() == int(table["keep"].sum())
+    assert (scored / "clip_scores_hist.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cache_encodes_only_new_images(scored, mini_iwildcam, scorer_script, tmp_path, capsys):
+    """A rerun encodes nothing; a new shard encodes only its images; a regenerated image is re-encoded."""
+    from discl.clipscore import run_scoring
+
+    out = tmp_path / "gen"
+    shutil.copytree(scored, out)
+    argv = ["--syn_path", str(out), "--real_path", real_dir(mini_iwildcam), "--device", "cpu"]
+    args = scorer_script.get_args_parser().parse_args(argv)
+    first, stats, _ = run_scoring(args, "iwildcam")
+    assert (stats.texts_encoded, stats.real_encoded, stats.synthetic_encoded) == (0, 0, 0)
+    # a newly finished shard: one more hard image (new class, new prompt), plus one old image at a new seed
+    images = train_images(mini_iwildcam)
+    make_generation(mini_iwildcam, out, images.iloc[[44]], part="part002-of003")
+    make_generation(mini_iwildcam, out, images.iloc[[0]], seeds=(30,), part="part003-of003")
+    # and one old synthetic image regenerated in place
+    regenerated = out / first["synthetic_path"].iloc[0]
+    Image.open(regenerated).rotate(90).save(regenerated)
+    table, stats, _ = run_scoring(args, "iwildcam")
+    assert len(table) == 12 + 4 + 2
+    assert stats.texts_encoded == 1  # the new class's prompt
+    assert stats.real_encoded == 1  # the new hard image
+    assert stats.synthetic_encoded == 4 + 2 + 1
+    assert table.set_index("sample_id").loc[first["sample_id"].iloc[1], "clip_image_text"] == \
+        pytest.approx(first["clip_image_text"].iloc[1], abs=1e-7)
+
+
+def test_reference_layout_fallback_gives_the_same_scores(scored, generated, mini_iwildcam, scorer_script, tmp_path):
+    out = tmp_path / "layout"
+    shutil.copytree(generated, out, ignore=shutil.ignore_patterns("manifests"))
+    scorer_script.main(["--syn_path", str(out), "--real_path", real_dir(mini_iwildcam), "--threshold", "0.0",
+                        "--device", "cpu"])
+    ours = pd.read_csv(out / "clip_scores.csv").set_index("sample_id").sort_index()
+    expected = pd.read_csv(scored / "clip_scores.csv").set_index("sample_id").sort_index()
+    assert ours.index.tolist() == expected.index.tolist()
+    np.testing.assert_allclose(ours["clip_image_text"], expected["clip_image_text"], atol=1e-6)
+    np.testing.assert_allclose(ours["clip_image_image"], expected["clip_image_image"], atol=1e-6)
+    assert (ours["class_id"] == expected["class_id"]).all() and (ours["prompt"] == expected["prompt"]).all()
+
+
+# ------------------------------------------------------------------------------------------------ bad input
+def run_expecting_error(script, argv, capsys) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(script.main, argv)
+    assert exit_info.value.code == 2
+    message = capsys.readouterr().err.strip()
+    assert message.startswith("error: ") and "\n" not in message
+    return message
+
+
+def test_threshold_outside_range(generated, mini_iwildcam, scorer_script, capsys):
+    message = run_expecting_error(scorer_script, ["--syn_path", str(generated), "--real_path",
+                                                  real_dir(mini_iwildcam), "--threshold", "1.5"], capsys)
+    assert "column '--threshold'" in message and "outside [-1, 1]" in message
+
+
+def test_missing_real_image_names_manifest_row_and_column(generated, mini_iwildcam, scorer_script, tmp_path, capsys):
+    real = tmp_path / "real"
+    shutil.copytree(real_dir(mini_iwildcam), real)
+    manifest = read_manifest(next((generated / "manifests").glob("*.csv")))
+    (real / f"{manifest['image_stem'].iloc[5]}.jpg").unlink()
+    out = tmp_path / "gen"
+    shutil.copytree(generated, out)
+    message = run_expecting_error(scorer_script, ["--syn_path", str(out), "--real_path", str(real)], capsys)
+    first_row = int(np.flatnonzero(manifest["image_stem"] == manifest["image_stem"].iloc[5])[0]) + 1
+    assert f"part001-of001.csv: row {first_row}: column 'real_path': real image" in message
+    assert not (out / "clip_scores.csv").exists() and not (out / "clip_score.pkl").exists()
+
+
+def test_folder_not_in_layout(generated, mini_iwildcam, scorer_script, tmp_path, capsys):
+    out = tmp_path / "layout"
+    shutil.copytree(generated, out, ignore=shutil.ignore_patterns("manifests"))
+    (out / "tayassu_pecari" / "samples_v2").mkdir()
+    message = run_expecting_error(scorer_script, ["--syn_path", str(out), "--real_path", real_dir(mini_iwildcam)],
+                                  capsys)
+    assert "samples_v2: not in the layout" in message
+
+
+def test_unknown_class_folder(generated, mini_iwildcam, scorer_script, tmp_path, capsys):
+    out = tmp_path / "layout"
+    shutil.copytree(generated, out, ignore=shutil.ignore_patterns("manifests"))
+    (out / "Cheetah").mkdir()
+    message = run_expecting_error(scorer_script, ["--syn_path", str(out), "--real_path", real_dir(mini_iwildcam)],
+                                  capsys)
+    assert "Cheetah" in message and "acinonyx jubatus" in message
+
+
+def test_corrupt_synthetic_image(generated, mini_iwildcam, scorer_script, tmp_path, capsys):
+    out = tmp_path / "gen"
+    shutil.copytree(generated, out)
+    broken = sorted(out.glob("*/Strength80_guidance100_seed20/*.jpg"))[0]
+    broken.write_bytes(b"not a jpeg")
+    message = run_expecting_error(scorer_script, ["--syn_path", str(out), "--real_path", real_dir(mini_iwildcam)],
+                                  capsys)
+    assert f"error: {broken}: cannot read image" in message
+    assert not (out / "clip_scores.csv").exists()
+
+
+def test_missing_synthetic_image_and_empty_folder(generated, mini_iwildcam, scorer_script, tmp_path, capsys):
+    out = tmp_path / "gen"
+    shutil.copytree(generated, out)
+    manifest = read_manifest(next((out / "manifests").glob("*.csv")))
+    (out / manifest["synthetic_path"].iloc[3]).unlink()
+    message = run_expecting_error(scorer_script, ["--syn_path", str(out), "--real_path", real_dir(mini_iwildcam)],
+                                  capsys)
+    assert "row 4: column 'synthetic_path': synthetic image" in message
+    (tmp_path / "empty").mkdir()
+    message = run_expecting_error(scorer_script, ["--syn_path", str(tmp_path / "empty"), "--real_path",
+                                                  real_dir(mini_iwildcam)], capsys)
+    assert "no synthetic images found" in message
