@@ -114,23 +114,29 @@ def test_mini_iwildcam_classes_are_learnable_in_distribution(mini_iwildcam):
 def test_builders_are_deterministic_idempotent_and_repair_a_partial_build(tmp_path, mini_iwildcam,
                                                                           mini_imagenet_lt):
     root = mini.make_mini_iwildcam(tmp_path / "w")
-    assert _digest(root / "iwildcam_v2.0") == _digest(mini_iwildcam / "iwildcam_v2.0")
+    data_dir = root / "iwildcam_v2.0"
+    assert _digest(data_dir) == _digest(mini_iwildcam / "iwildcam_v2.0")
     lt_root = mini.make_mini_imagenet_lt(tmp_path / "lt")
     assert _digest(lt_root) == _digest(mini_imagenet_lt)
 
-    release = root / "iwildcam_v2.0" / "RELEASE_v2.0.txt"
-    stamp = release.stat().st_mtime_ns
+    stamps = {p: p.stat().st_mtime_ns for p in (data_dir / mini.BUILD_STAMP, data_dir / "metadata.csv")}
     mini.make_mini_iwildcam(root)
-    assert release.stat().st_mtime_ns == stamp  # complete: left untouched
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # complete: left untouched
 
-    victim = sorted((root / "iwildcam_v2.0" / "train").iterdir())[3]
-    expected = victim.read_bytes()
+    victim, bystander = sorted((data_dir / "train").iterdir())[3:5]
+    expected, bystander_time = victim.read_bytes(), bystander.stat().st_mtime_ns
     victim.unlink()
     mini.make_mini_iwildcam(root)
     assert victim.read_bytes() == expected
+    assert bystander.stat().st_mtime_ns == bystander_time  # only the missing image was written again
 
-    other_seed = mini.make_mini_iwildcam(tmp_path / "seed1", seed=1)
-    assert _digest(other_seed / "iwildcam_v2.0") != _digest(root / "iwildcam_v2.0")
+    # another seed: new pixels (and for iWildCam new image ids), same lists
+    mini.make_mini_imagenet_lt(lt_root, seed=1)
+    reseeded = _digest(lt_root)
+    assert reseeded["ImageNet_LT_train.txt"] == _digest(mini_imagenet_lt)["ImageNet_LT_train.txt"]
+    first_image = imagenet_lt.read_split(lt_root, "train")[0].path
+    assert reseeded[first_image] != _digest(mini_imagenet_lt)[first_image]
+    assert not set(mini.mini_iwildcam_metadata(1)["image_id"]) & set(mini.mini_iwildcam_metadata(0)["image_id"])
 
 
 # ------------------------------------------------------------------------------------ iWildCam helpers ----

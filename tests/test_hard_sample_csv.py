@@ -65,6 +65,14 @@ def test_columns_are_read_by_name_and_relative_paths_resolve_against_root(tmp_pa
     assert frame["class_folder"].tolist() == ["puma_concolor"] * 2
 
 
+def test_a_spreadsheet_bom_and_padded_header_are_tolerated(tmp_path):
+    path = tmp_path / "excel.csv"
+    path.write_bytes("\ufefffilepath, image_name, label, classname\nval/a.JPEG,a.JPEG,0,tench\n".encode("utf-8"))
+    frame = read_hard_sample_csv(path, "imagenet_lt")
+    assert frame[["class_id", "class_name", "real_path", "image_stem"]].values.tolist() == [
+        [0, "tench", "val/a.JPEG", "a"]]
+
+
 def test_a_csv_built_from_the_mini_iwildcam_points_at_its_images(tmp_path, mini_iwildcam):
     from discl.data.iwildcam import species_names
 

@@ -80,7 +80,8 @@ def read_hard_sample_csv(path: str | os.PathLike, dataset: str,
     if not path.is_file():
         raise InputError(path, "hard-sample CSV not found")
     try:
-        table = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+        # utf-8-sig: a CSV saved by a spreadsheet starts with a BOM that would otherwise hide the first column
+        table = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True, encoding="utf-8-sig")
     except pd.errors.EmptyDataError:
         raise InputError(path, "empty CSV: expected a header with columns "
                          f"{list(layout.columns)}") from None

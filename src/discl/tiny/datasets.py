@@ -3,23 +3,26 @@
 Pixels come from real photos that installed packages ship (scikit-image, scikit-learn). Each class gets a
 distinct visual signature (its own photo and hue) so tiny models can learn something; each image is a random
 crop / flip / brightness jitter of it, drawn from a NumPy generator seeded by ``seed`` and the image's position,
-so the same call always writes the same bytes. A builder that finds a complete root returns it untouched; one
-that finds a partial root (an interrupted build) writes it again.
+so the same call always writes the same bytes. A builder that finds a complete root of the same seed returns
+it untouched; one that finds an interrupted build writes only what is missing.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from datetime import datetime, timedelta
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
 from PIL import Image
+from tqdm import tqdm
 
-from discl.fileio import atomic_save_image, atomic_write_csv, atomic_write_text
+from discl.fileio import atomic_save_image, atomic_write_csv, atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +70,7 @@ MINI_IMAGENET_LT_TEST_PER_CLASS = 5  # ImageNet_LT_test.txt: ImageNet *val* (50/
 _IMAGENET_LT_PHOTOS = ("coffee", "chelsea", "astronaut", "rocket", "china", "flower", "immunohistochemistry",
                        "hubble_deep_field", "coins", "colorwheel")
 IMAGENET_LT_LISTS = ("ImageNet_LT_train.txt", "ImageNet_LT_val.txt", "ImageNet_LT_test.txt")
+BUILD_STAMP = "discl_mini.json"  # {"seed": ..., "complete": ...}: lets a rerun skip or finish a build
 
 
 @lru_cache(maxsize=None)
@@ -132,8 +136,32 @@ def _camera_trap_frame(species_photo: str | None, location: int, rng: np.random.
     return frame
 
 
-def _images_complete(folder: Path, relative_paths) -> bool:
-    return all((folder / path).is_file() for path in relative_paths)
+def _read_stamp(folder: Path) -> dict:
+    try:
+        return json.loads((folder / BUILD_STAMP).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_images(folder: Path, seed: int, images: Sequence[tuple[str, Callable[[], Image.Image]]]) -> bool:
+    """Write the images ``(relative path, make)`` under ``folder``; return False if it was already complete.
+
+    A stamp records the seed before the first image is written, so an interrupted build of the same seed only
+    writes what is missing; another seed rewrites every image.
+    """
+    stamp = _read_stamp(folder)
+    same_seed = stamp.get("seed") == seed
+    missing = [(path, make) for path, make in images if not (same_seed and (folder / path).is_file())]
+    if same_seed and stamp.get("complete") and not missing:
+        return False
+    atomic_write_json(folder / BUILD_STAMP, {"seed": seed, "complete": False})
+    for path, make in tqdm(missing, desc=f"mini dataset {folder.name}", leave=False, disable=len(missing) < 200):
+        atomic_save_image(make(), folder / path, quality=90)
+    return True
+
+
+def _finish(folder: Path, seed: int) -> None:
+    atomic_write_json(folder / BUILD_STAMP, {"seed": seed, "complete": True})
 
 
 def mini_iwildcam_metadata(seed: int = 0) -> pd.DataFrame:
@@ -180,19 +208,19 @@ def make_mini_iwildcam(root: str | Path, seed: int = 0) -> Path:
     """Write a mini WILDS iWildCam v2.0 under ``root/iwildcam_v2.0``; return ``root`` (the WILDS root dir)."""
     root = Path(root)
     data_dir = root / IWILDCAM_DIRNAME
-    release = data_dir / "RELEASE_v2.0.txt"
     metadata = mini_iwildcam_metadata(seed)
-    # RELEASE_v2.0.txt is written last, so its presence plus every image means a complete earlier build
-    if release.is_file() and _images_complete(data_dir / "train", metadata["filename"]):
+    images = [(f"train/{row.filename}",
+               partial(_camera_trap_frame, MINI_IWILDCAM_CLASSES[row.y][2], row.location_remapped,
+                       np.random.default_rng([seed, 1, index])))
+              for index, row in enumerate(metadata.itertuples(index=False))]
+    if not _write_images(data_dir, seed, images):
         log.info("mini iWildCam already complete at %s", data_dir)
         return root
-    for index, row in enumerate(metadata.itertuples(index=False)):
-        rng = np.random.default_rng([seed, 1, index])
-        frame = _camera_trap_frame(MINI_IWILDCAM_CLASSES[row.y][2], row.location_remapped, rng)
-        atomic_save_image(frame, data_dir / "train" / row.filename, quality=90)
     atomic_write_csv(data_dir / "metadata.csv", metadata)
     atomic_write_csv(data_dir / "categories.csv", mini_iwildcam_categories())
-    atomic_write_text(release, "Mini iWildCam v2.0 in the WILDS layout, built by discl.tiny (test fixture).\n")
+    atomic_write_text(data_dir / "RELEASE_v2.0.txt",
+                      "Mini iWildCam v2.0 in the WILDS layout, built by discl.tiny (test fixture).\n")
+    _finish(data_dir, seed)
     log.info("mini iWildCam: %d images at %s", len(metadata), data_dir)
     return root
 
@@ -202,6 +230,11 @@ def _imagenet_lt_signature(label: int) -> tuple[str, float]:
     photo = _IMAGENET_LT_PHOTOS[label % len(_IMAGENET_LT_PHOTOS)]
     hue = ((label // len(_IMAGENET_LT_PHOTOS)) * 0.37 + label * 0.11) % 1.0
     return photo, hue
+
+
+def _imagenet_lt_image(label: int, rng: np.random.Generator) -> Image.Image:
+    photo, hue = _imagenet_lt_signature(label)
+    return _shift_hue(_random_view(_photo(photo), IMAGENET_LT_SIZE, rng), hue)
 
 
 def mini_imagenet_lt_lists(wnids: list[str], train_counts: tuple[int, ...] = MINI_IMAGENET_LT_TRAIN_COUNTS
@@ -228,17 +261,14 @@ def make_mini_imagenet_lt(root: str | Path, seed: int = 0) -> Path:
     num_classes = len(MINI_IMAGENET_LT_TRAIN_COUNTS)
     lists = mini_imagenet_lt_lists(imagenet_wnids()[:num_classes])
     entries = [entry for name in IMAGENET_LT_LISTS for entry in lists[name]]
-    # the test list is written last, so it existing with every image means a complete earlier build
-    if (root / IMAGENET_LT_LISTS[-1]).is_file() and _images_complete(root, [path for path, _ in entries]):
+    images = [(path, partial(_imagenet_lt_image, label, np.random.default_rng([seed, 2, label, index])))
+              for index, (path, label) in enumerate(entries)]
+    if not _write_images(root, seed, images):
         log.info("mini ImageNet-LT already complete at %s", root)
         return root
-    for index, (path, label) in enumerate(entries):
-        photo, hue = _imagenet_lt_signature(label)
-        rng = np.random.default_rng([seed, 2, label, index])
-        image = _shift_hue(_random_view(_photo(photo), IMAGENET_LT_SIZE, rng), hue)
-        atomic_save_image(image, root / path, quality=90)
     for name in IMAGENET_LT_LISTS:
         atomic_write_text(root / name, "".join(f"{path} {label}\n" for path, label in lists[name]))
+    _finish(root, seed)
     log.info("mini ImageNet-LT: %d classes, %d images at %s", num_classes, len(entries), root)
     return root
 
