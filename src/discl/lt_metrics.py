@@ -15,15 +15,13 @@ GROUPS = ("many", "medium", "few")
 METRICS = ("overall",) + GROUPS
 
 
-def class_groups(counts: Sequence[int], convention: str = "reference") -> np.ndarray:
+def class_groups(counts: Sequence[int], convention: str = "reference", many_min: int = 100,
+                 few_max: int = 20) -> np.ndarray:
     """Per class, its group name (``many`` / ``medium`` / ``few``) from the training counts."""
     from discl.data.imagenet_lt import split_by_count
 
-    split = split_by_count(list(counts), convention=convention)
-    groups = np.empty(len(counts), dtype=object)
-    for name in GROUPS:
-        groups[list(split[name])] = name
-    return groups
+    return np.array(split_by_count(list(counts), many_min=many_min, few_max=few_max, convention=convention),
+                    dtype=object)
 
 
 def group_accuracy(predictions: Sequence[int], labels: Sequence[int], groups: np.ndarray) -> dict[str, float]:
@@ -52,3 +50,13 @@ def format_table(rows: Sequence[dict], splits: Sequence[str]) -> str:
                 cells.append(f"{row[f'{split}_{metric}']:>14.2f}")
         lines.append("  ".join(cells))
     return "\n".join(lines)
+
+
+def format_best(summary: dict) -> str:
+    """One line: the epoch selected on validation and its test numbers."""
+    if not summary:
+        return "no finished epoch yet"
+    test = summary["best_test"]
+    cells = ", ".join(f"{m} {test[m]:.2f}" if test[m] is not None else f"{m} n/a" for m in GROUPS + ("overall",))
+    return (f"selected epoch {summary['best_epoch']} (best val top-1 {summary['best_val']['overall']:.2f}): "
+            f"test {cells}")

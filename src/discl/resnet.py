@@ -125,7 +125,10 @@ def read_model_state(path: str | os.PathLike) -> tuple[dict, dict | None]:
     except Exception as err:  # torch raises many types for a file that is not a checkpoint
         raise InputError(path, f"not a readable torch checkpoint ({type(err).__name__}: {err})") from None
     if isinstance(payload, dict) and isinstance(payload.get("model"), dict):
-        state, config = payload["model"], payload.get("model_config")
+        saved = payload.get("args") or {}
+        state = payload["model"]
+        config = model_config(saved["arch"], saved["num_classes"], saved["width"]) if all(
+            saved.get(k) is not None for k in ("arch", "num_classes", "width")) else None
     elif isinstance(payload, dict) and payload and all(isinstance(v, torch.Tensor) for v in payload.values()):
         state, config = payload, None
     else:
@@ -155,7 +158,7 @@ def load_classifier(path: str | os.PathLike, device: str | torch.device = "cpu")
     """Rebuild a trained classifier from one of our checkpoints (e.g. to score hard samples)."""
     state, config = read_model_state(path)
     if config is None:
-        raise InputError(path, "checkpoint has no model_config; use build_model + load_weights instead")
+        raise InputError(path, "checkpoint does not say its arch / width / num_classes; use build_model + load_weights")
     model = build_model(config["arch"], config["num_classes"], config["width"])
     load_weights(model, path)
     return model.to(device).eval()
