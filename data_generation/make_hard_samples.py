@@ -52,7 +52,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     select.add_argument("--few-max", type=int, default=20, help="few-shot: fewer than this many training images")
     select.add_argument("--many-min", type=int, default=100)
     select.add_argument("--split-convention", choices=("reference", "standard"), default="reference")
-    select.add_argument("--per-class-cap", type=int, default=None, help="at most this many per class (lowest prob first)")
+    select.add_argument("--per-class-cap", type=int, default=None,
+                        help="at most this many per class (lowest true-class probability first)")
     out = parser.add_argument_group("output")
     out.add_argument("--output", required=True, help="hard-sample CSV to write")
     out.add_argument("--scores", default=None, help="scores CSV (default: <output stem>_scores.csv)")

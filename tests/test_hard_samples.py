@@ -89,7 +89,8 @@ def test_per_class_summary_and_table():
 
 @pytest.fixture(scope="module")
 def script(repo_root):
-    spec = importlib.util.spec_from_file_location("make_hard_samples", repo_root / "data_generation/make_hard_samples.py")
+    path = repo_root / "data_generation" / "make_hard_samples.py"
+    spec = importlib.util.spec_from_file_location("make_hard_samples", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -15,7 +15,7 @@ import re
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
@@ -53,7 +53,8 @@ def imagenet_lt_prompt(description: str) -> str:
 def validate_prompt_dict(data: object, file: str | os.PathLike | None = None) -> dict[str, list[str]]:
     """Check that ``data`` maps class names to non-empty lists of non-empty strings; return a clean copy."""
     if not isinstance(data, dict):
-        raise InputError(file, f"expected a JSON object mapping class name -> list of prompts, got {type(data).__name__}")
+        raise InputError(file, "expected a JSON object mapping class name -> list of prompts, "
+                               f"got {type(data).__name__}")
     prompts: dict[str, list[str]] = {}
     for name, entries in data.items():
         if not isinstance(entries, list):
@@ -143,7 +144,7 @@ class ChatClient:
 
     base_url: str = "https://api.openai.com/v1"
     model: str = "gpt-3.5-turbo"
-    api_key: str | None = None
+    api_key: str | None = field(default=None, repr=False)  # never shown in logs or reprs
     temperature: float = 1.0
     timeout: float = 60.0
     max_retries: int = 5
