@@ -239,7 +239,8 @@ def test_llm_client_gives_up_and_keeps_finished_classes(tmp_path, get_text_promp
 
 def test_llm_client_fails_fast_on_auth_error(tmp_path):
     with ChatServer([(401, "bad key")]) as server:
-        client = prompts.ChatClient(base_url=server.base_url, api_key="wrong", backoff=0.01)
+        client = prompts.ChatClient(base_url=server.base_url, api_key=SECRET, backoff=0.01)
+        assert SECRET not in repr(client)
         with pytest.raises(prompts.LLMError, match="HTTP 401"):
             client.complete("hello")
         assert len(server.requests) == 1
