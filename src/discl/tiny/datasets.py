@@ -9,6 +9,7 @@ it untouched; one that finds an interrupted build writes only what is missing.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import uuid
@@ -73,18 +74,29 @@ IMAGENET_LT_LISTS = ("ImageNet_LT_train.txt", "ImageNet_LT_val.txt", "ImageNet_L
 BUILD_STAMP = "discl_mini.json"  # {"seed": ..., "complete": ...}: lets a rerun skip or finish a build
 
 
+# Photo name -> (package, file inside it). Opened straight from the installed package folder: importing
+# scikit-learn / scikit-image just to read a few pictures would cost seconds.
+_PHOTO_FILES = {
+    "china": ("sklearn", "datasets/images/china.jpg"), "flower": ("sklearn", "datasets/images/flower.jpg"),
+    "astronaut": ("skimage", "data/astronaut.png"), "chelsea": ("skimage", "data/chelsea.png"),
+    "coffee": ("skimage", "data/coffee.png"), "rocket": ("skimage", "data/rocket.jpg"),
+    "immunohistochemistry": ("skimage", "data/ihc.png"), "hubble_deep_field": ("skimage", "data/hubble_deep_field.jpg"),
+    "coins": ("skimage", "data/coins.png"), "colorwheel": ("skimage", "data/color.png"),
+    "grass": ("skimage", "data/grass.png"), "gravel": ("skimage", "data/gravel.png"),
+    "brick": ("skimage", "data/brick.png"), "moon": ("skimage", "data/moon.png"),
+    "camera": ("skimage", "data/camera.png"),
+}
+
+
 @lru_cache(maxsize=None)
 def _photo(name: str) -> Image.Image:
-    """A shipped photo as RGB, downscaled to ~192 px wide so crops are cheap."""
-    if name in ("china", "flower"):
-        from sklearn.datasets import load_sample_image
-
-        array = load_sample_image(f"{name}.jpg")
-    else:
-        import skimage.data
-
-        array = getattr(skimage.data, name)()
-    image = Image.fromarray(np.asarray(array, dtype=np.uint8)).convert("RGB")
+    """A shipped photo as RGB, downscaled to 192 px wide so crops are cheap."""
+    package, relative = _PHOTO_FILES[name]
+    spec = importlib.util.find_spec(package)  # locates the package without importing it
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError(f"the mini datasets need the photos shipped with {package}; install it")
+    with Image.open(Path(spec.submodule_search_locations[0]) / relative) as image:
+        image = image.convert("RGB")
     width = 192
     return image.resize((width, max(1, round(image.height * width / image.width))), Image.BILINEAR)
 
