@@ -140,6 +140,7 @@ def validation_candidates(frame: pd.DataFrame, levels: Sequence[int]) -> list[st
 def sample_validation(frame: pd.DataFrame, size: int, random_state: int = DEFAULT_RANDOM_STATE,
                       levels: Sequence[int] | None = None) -> pd.DataFrame:
     """The curriculum-validation rows: ``size`` images having every level, one row per (image, level)."""
+    frame = frame.reset_index(drop=True)
     levels = guidance_levels(frame) if levels is None else list(levels)
     candidates = validation_candidates(frame, levels)
     if len(candidates) < size:

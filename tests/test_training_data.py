@@ -1,0 +1,227 @@
+"""Curriculum training data: encodings and image ids by hand, the validation sample, both builders end to end
+on the mini datasets with hand-made scores, the table readers, and bad input."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from discl.cli import run_cli
+from discl.data.training_tables import (read_imagenet_lt_list, read_iwildcam_table, validate_iwildcam_table,
+                                        write_imagenet_lt_list, write_iwildcam_table)
+from discl.errors import InputError
+from discl.manifest import (MANIFEST_COLUMNS, guidance_from_strength, sample_id, subfolder_name, synthetic_relpath,
+                            write_manifest)
+from discl.training_data import (assign_image_ids, build_curriculum, iwildcam_titled, real_rows, sample_validation,
+                                 synthetic_rows)
+
+
+def load_script(repo_root: Path, relpath: str):
+    spec = importlib.util.spec_from_file_location(relpath.replace("/", "_")[:-3], repo_root / relpath)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def scored_rows(dataset: str, images: list[tuple[str, int, str]], strengths, seeds, text_score=None) -> pd.DataFrame:
+    """A scored manifest by hand: ``images`` are (real path, label, class name); keep = image–text ≥ 0.25."""
+    rows = []
+    for real_path, label, class_name in images:
+        folder, stem = class_name.replace(" ", "_"), Path(real_path).stem
+        for strength in strengths:
+            for seed in seeds:
+                score = 0.3 if text_score is None else text_score(stem, strength, seed)
+                rows.append({
+                    "sample_id": sample_id(folder, subfolder_name(strength, 10.0, seed), stem), "dataset": dataset,
+                    "class_id": label, "class_name": class_name, "class_folder": folder, "real_path": real_path,
+                    "image_stem": stem, "prompt": f"a photo of {class_name}", "strength": strength,
+                    "image_guidance": guidance_from_strength(strength), "text_guidance": 10.0, "seed": seed,
+                    "generator_seed": 1, "synthetic_path": synthetic_relpath(folder, strength, 10.0, seed, stem),
+                    "tries": 1, "clip_image_text": score, "clip_image_image": 0.9, "keep": score >= 0.25})
+    return pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
+
+
+# --------------------------------------------------------------------------------------------- pure steps
+def test_image_ids_by_hand():
+    frame = pd.DataFrame({"key": ["a", "b", "b", "c", "d", "d", "d"],
+                          "guidance": [100, 100, 70, 100, 100, 50, 70]})
+    assert assign_image_ids(frame).tolist() == [-1, 0, 0, -2, 1, 1, 1]
+
+
+def test_synthetic_encodings_threshold_and_min_guidance():
+    real = real_rows(["x/a.jpg", "x/b.jpg"], ["/r/x/a.jpg", "/r/x/b.jpg"], [3, 4])
+    assert real[["strength", "guidance", "seed"]].drop_duplicates().values.tolist() == [[0, 100, 100]]
+    scores = scored_rows("iwildcam", [("x/a.jpg", 3, "puma concolor")], (0.3, 0.6, 0.5), (10,),
+                         text_score=lambda stem, s, seed: {0.3: 0.3, 0.6: 0.4, 0.5: 0.2}[s])
+    rows = synthetic_rows(scores, real, "/syn", min_guidance=50)
+    # 0.5 is dropped by CLIPScore (0.2 < 0.25), 0.6 by the minimum guidance (40 < 50)
+    assert rows[["key", "label", "strength", "guidance", "seed"]].values.tolist() == [["x/a.jpg", 3, 30, 70, 10]]
+    assert rows["filepath"].tolist() == ["/syn/puma_concolor/Strength30_guidance100_seed10/a.jpg"]
+    # a threshold given to the builder re-filters on the image–text similarity instead of `keep`
+    assert sorted(synthetic_rows(scores, real, "/syn", threshold=0.15)["guidance"]) == [40, 50, 70]
+    assert synthetic_rows(scores, real, "/syn", levels=[50])["guidance"].tolist() == []
+
+
+def test_validation_sample_has_every_level_and_is_reproducible():
+    keys = ["a", "b", "c", "d"]
+    real = real_rows(keys, keys, [0, 1, 2, 3])
+    synthetic = pd.DataFrame([(k, k, k, i, 100 - g, g, seed) for i, k in enumerate(keys)
+                              for g in ((50, 70) if k != "c" else (70,)) for seed in (10, 20)],
+                             columns=["key", "path", "filepath", "label", "strength", "guidance", "seed"])
+    tables = build_curriculum(real, synthetic.iloc[:-4], val_size=1, random_state=0)  # d has no synthetic rows
+    assert tables.levels == [50, 70, 100]
+    validation = tables.validation
+    assert validation["key"].nunique() == 1 and validation["key"].iloc[0] in ("a", "b")
+    assert sorted(validation["guidance"]) == [50, 70, 100]  # one row per level, the real one included
+    assert set(tables.train["key"]) == set(keys) - set(validation["key"])
+    assert tables.train.set_index("key")["img_id"].groupby(level=0).first().to_dict() == \
+        {k: v for k, v in {"a": 0, "b": 1, "c": 2, "d": -1}.items() if k not in set(validation["key"])}
+    again = build_curriculum(real, synthetic.iloc[:-4], val_size=1, random_state=0)
+    pd.testing.assert_frame_equal(again.validation, validation)
+    # more images asked for than have every level: all candidates (a and b), never c
+    everything = sample_validation(pd.concat([real, synthetic.iloc[:-4]]).assign(img_id=0), size=10)
+    assert sorted(everything["key"].unique()) == ["a", "b"]
+
+
+def test_titles_two_templates_in_reference_order():
+    frame = pd.DataFrame({"key": ["a", "b"], "filepath": ["/a.jpg", "/b.jpg"], "label": [1, 0], "strength": [0, 30],
+                          "guidance": [100, 70], "seed": [100, 10], "img_id": [-1, 0]})
+    titled = iwildcam_titled(frame, ["empty", "cheetah"], ("a photo of {}.", "{} in the wild."))
+    assert titled["title"].tolist() == ["a photo of cheetah.", "a photo of empty.", "cheetah in the wild.",
+                                        "empty in the wild."]
+    assert titled["filepath"].tolist() == ["/a.jpg", "/b.jpg"] * 2
+
+
+# ------------------------------------------------------------------------------------------ table readers
+def test_table_round_trip_and_validation(tmp_path):
+    good = pd.DataFrame({"title": ["a photo of puma."], "filepath": ["rel/a.jpg"], "label": [3], "strength": [30],
+                         "guidance": [70], "seed": [10], "img_id": [0]})
+    write_iwildcam_table(good, tmp_path / "t.csv")
+    back = read_iwildcam_table(tmp_path / "t.csv")
+    assert back["filepath"].tolist() == [str(tmp_path.resolve() / "rel/a.jpg")]
+    assert back[["label", "strength", "guidance", "seed", "img_id"]].values.tolist() == [[3, 30, 70, 10, 0]]
+    for column, value, message in (("guidance", 60, "!= 100 - strength"), ("label", "x", "expected an integer"),
+                                   ("strength", 130, "outside [0, 100]"), ("title", "", "value is missing")):
+        with pytest.raises(InputError, match=f"row 1: column '{column}'.*{message[:12]}".replace("[", r"\[")):
+            validate_iwildcam_table(good.assign(**{column: [value]}), "t.csv")
+    with pytest.raises(InputError, match="missing column"):
+        validate_iwildcam_table(good.drop(columns=["img_id"]))
+    (tmp_path / "list.txt").write_text("train/a.JPEG 1 100\nsyn/b.jpg 1\n")
+    with pytest.raises(InputError, match="list.txt: row 2: expected"):
+        read_imagenet_lt_list(tmp_path / "list.txt", "/r", "/s")
+    with pytest.raises(InputError, match="must be relative"):
+        write_imagenet_lt_list(pd.DataFrame({"path": ["/abs.jpg"], "label": [1], "guidance": [100]}), tmp_path / "l")
+    with pytest.raises(InputError, match="data_roots.json: not found"):
+        read_imagenet_lt_list(tmp_path / "list.txt")
+
+
+# ---------------------------------------------------------------------------------------------- end to end
+@pytest.fixture(scope="module")
+def iwildcam_hard(mini_iwildcam) -> list[tuple[str, int, str]]:
+    data = mini_iwildcam / "iwildcam_v2.0"
+    metadata = pd.read_csv(data / "metadata.csv")
+    names = pd.read_csv(data / "categories.csv").set_index("y")["name"]
+    train = metadata[(metadata["split"] == "train") & (metadata["y"] > 0)].iloc[[0, 1, 2, 20, 30]]
+    return [(f"iwildcam_v2.0/train/{f}", int(y), names[y]) for f, y in zip(train["filename"], train["y"])]
+
+
+def test_iwildcam_builder_end_to_end(mini_iwildcam, iwildcam_hard, repo_root, tmp_path, capsys):
+    syn = tmp_path / "gen"
+    # image 4 misses strength 0.3 at seed 20 only; image 5's 0.3 versions all fail CLIPScore
+    scores = scored_rows("iwildcam", iwildcam_hard, (0.1, 0.3, 0.5, 0.7), (10, 20),
+                         text_score=lambda stem, s, seed: 0.1 if stem == Path(iwildcam_hard[4][0]).stem and s == 0.3
+                         else 0.3)
+    scores = scores[~((scores["image_stem"] == Path(iwildcam_hard[3][0]).stem) & (scores["strength"] == 0.3)
+                      & (scores["seed"] == 20))]
+    write_manifest(scores, syn / "clip_scores.csv")
+    script = load_script(repo_root, "curriculum/iWildCam/build_data.py")
+    assert script.main(["--syn_path", str(syn), "--data-root", str(mini_iwildcam), "--save_folder",
+                        str(tmp_path / "data"), "--val-size", "2", "--random-state", "3"]) == 0
+    printed = capsys.readouterr().out
+    assert "levels [50, 70, 90, 100]" in printed
+    train = read_iwildcam_table(tmp_path / "data/train.csv")
+    validation = read_iwildcam_table(tmp_path / "data/validate.csv")
+    n_train = (pd.read_csv(mini_iwildcam / "iwildcam_v2.0/metadata.csv")["split"] == "train").sum()
+
+    stems = {Path(p).stem: i for i, (p, _, _) in enumerate(iwildcam_hard)}
+    val_stems = {Path(p).stem for p in validation["filepath"]}
+    assert len(val_stems) == 2 and not val_stems & {Path(p).stem for p in train["filepath"]}
+    # only images 1-3 have every kept level (image 4 still has 70 at seed 10; image 5 lacks 70)
+    assert {stems[s] for s in val_stems} <= {0, 1, 2, 3}
+    assert validation["title"].str.startswith("a photo of ").all()
+    assert sorted(validation["guidance"]) == [50, 50, 70, 70, 90, 90, 100, 100]
+    # two caption templates per row, template 1 first
+    half = len(train) // 2
+    assert train["title"][:half].str.startswith("a photo of ").all()
+    assert train["title"][half:].str.endswith(" in the wild.").all()
+    assert (train["filepath"][:half].to_numpy() == train["filepath"][half:].to_numpy()).all()
+    rows = train[:half]
+    real = rows[rows["guidance"] == 100]
+    assert len(real) == n_train - 2 and (real["strength"] == 0).all() and (real["seed"] == 100).all()
+    synthetic = rows[rows["guidance"] < 100]
+    assert set(synthetic["guidance"]) == {50, 70, 90} and (synthetic["strength"] == 100 - synthetic["guidance"]).all()
+    assert set(synthetic["seed"]) == {10, 20}
+    assert synthetic["filepath"].str.startswith(str(syn.resolve())).all()
+    # hard images (with kept synthetic rows) have ids >= 0, every other real image a distinct negative id
+    hard_ids = rows[rows["img_id"] >= 0].groupby("img_id")["filepath"].apply(lambda p: {Path(x).stem for x in p})
+    assert all(len(s) == 1 for s in hard_ids) and {next(iter(s)) for s in hard_ids} == set(stems) - val_stems
+    assert sorted(real.loc[real["img_id"] < 0, "img_id"]) == list(range(-(n_train - 5), 0))
+    assert "a photo of cheetah." in set(train["title"]) or "a photo of puma." in set(train["title"])
+
+
+def test_imagenet_lt_builder_end_to_end(mini_imagenet_lt, repo_root, tmp_path):
+    from discl.data.imagenet_lt import read_list
+
+    train_list = [line.split() for line in (mini_imagenet_lt / "ImageNet_LT_train.txt").read_text().splitlines()]
+    few = [(path, int(label), f"class {label}") for path, label in train_list if int(label) >= 6][:3]
+    syn = tmp_path / "gen"
+    write_manifest(scored_rows("imagenet_lt", few, (0.9, 0.7, 0.5, 0.2), (10,)), syn / "clip_scores.csv")
+    script = load_script(repo_root, "curriculum/ImageNet_LT/build_data.py")
+    script.main(["--syn_path", str(syn), "--data-root", str(mini_imagenet_lt), "--save_folder",
+                 str(tmp_path / "data"), "--val-size", "1"])
+    train = read_imagenet_lt_list(tmp_path / "data/train.txt")
+    validation = read_imagenet_lt_list(tmp_path / "data/validate.txt")
+    assert sorted(set(train["guidance"])) == [10, 30, 50, 100]  # strength 0.2 (guidance 80) is not a candidate
+    assert sorted(validation["guidance"]) == [10, 30, 50, 100]
+    assert len(train[train["guidance"] == 100]) == len(train_list) - 1
+    real = train[train["guidance"] == 100]
+    assert (real["filepath"] == [str(mini_imagenet_lt.resolve() / p) for p in real["path"]]).all()
+    synthetic = train[train["guidance"] < 100]
+    assert synthetic["path"].str.contains("/Strength").all()
+    assert synthetic["filepath"].str.startswith(str(syn.resolve())).all()
+    # the trainer's own list reader reads the same file
+    entries = read_list(tmp_path / "data/train.txt")
+    assert [(e.path, e.label, e.guidance) for e in entries] == list(train[["path", "label", "guidance"]].itertuples(
+        index=False, name=None))
+
+
+# ------------------------------------------------------------------------------------------------ bad input
+def test_bad_inputs(mini_iwildcam, iwildcam_hard, repo_root, tmp_path, capsys):
+    script = load_script(repo_root, "curriculum/iWildCam/build_data.py")
+    syn = tmp_path / "gen"
+    syn.mkdir()
+
+    def error(*extra) -> str:
+        with pytest.raises(SystemExit) as exit_info:
+            run_cli(script.main, ["--syn_path", str(syn), "--data-root", str(mini_iwildcam), "--save_folder",
+                                  str(tmp_path / "data"), *extra])
+        assert exit_info.value.code == 2
+        return capsys.readouterr().err.strip()
+
+    assert "clip_scores.csv: manifest file not found" in error()
+    scores = scored_rows("iwildcam", iwildcam_hard[:2], (0.3,), (10,))
+    write_manifest(scores.assign(clip_image_text=["", 0.3], keep=["", True]), syn / "clip_scores.csv")
+    assert "row 1: column 'clip_image_text': value is missing (run comp_clip_scores.py first)" in error()
+    write_manifest(scores.assign(image_stem=["nope", scores["image_stem"][1]]), syn / "clip_scores.csv")
+    assert "row 1: column 'image_stem': real image 'nope' is not in the training list" in error()
+    write_manifest(scores.assign(class_id=[5, scores["class_id"][1]]), syn / "clip_scores.csv")
+    assert "row 1: column 'class_id': class_id 5 but the training list labels" in error()
+    write_manifest(scores, syn / "clip_scores.csv")
+    assert "column '--threshold'" in error("--threshold", "2")
+    assert "column '--val-size'" in error("--val-size", "-1")
+    assert "iwildcam_v2.0/metadata.csv: missing" in error("--data-root", str(tmp_path))
+    assert not (tmp_path / "data").exists()
