@@ -9,7 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
+
+if TYPE_CHECKING:
+    import torch
+    from diffusers import StableDiffusionXLImg2ImgPipeline
+    from transformers import CLIPModel, CLIPProcessor
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +30,7 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def torch_dtype(dtype: str, device: str):
+def torch_dtype(dtype: str, device: str) -> torch.dtype:
     """The torch dtype for ``fp16``/``bf16``/``fp32``; half precision falls back to fp32 on CPU."""
     import torch
 
@@ -65,7 +70,7 @@ def quiet_hf_loading() -> Iterator[None]:
 
 
 def load_img2img_pipeline(model_id: str = REFINER_ID, dtype: str = "fp16", device: str | None = None,
-                          variant: str | None = "fp16"):
+                          variant: str | None = "fp16") -> StableDiffusionXLImg2ImgPipeline:
     """``StableDiffusionXLImg2ImgPipeline.from_pretrained`` (safetensors) on ``device``, progress bar off."""
     from diffusers import StableDiffusionXLImg2ImgPipeline
 
@@ -80,7 +85,8 @@ def load_img2img_pipeline(model_id: str = REFINER_ID, dtype: str = "fp16", devic
     return pipe
 
 
-def create_open_clip(name: str = "ViT-B-16", pretrained: str | None = "openai", device: str | None = None):
+def create_open_clip(name: str = "ViT-B-16", pretrained: str | None = "openai",
+                     device: str | None = None) -> tuple[torch.nn.Module, Callable, Callable, Callable]:
     """An open_clip model with its train/val transforms and tokenizer; ``pretrained`` '' or None = random init."""
     import open_clip
 
@@ -93,7 +99,7 @@ def create_open_clip(name: str = "ViT-B-16", pretrained: str | None = "openai", 
     return model, preprocess_train, preprocess_val, open_clip.get_tokenizer(name)
 
 
-def load_hf_clip(model_id: str = HF_CLIP_ID, device: str | None = None):
+def load_hf_clip(model_id: str = HF_CLIP_ID, device: str | None = None) -> tuple[CLIPModel, CLIPProcessor]:
     """A transformers ``CLIPModel`` (eval mode) and its ``CLIPProcessor``."""
     from transformers import CLIPModel, CLIPProcessor
 

@@ -21,10 +21,14 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 from discl.fileio import atomic_write_json, atomic_write_text
 from discl.models import HF_CLIP_ID, REFINER_ID, quiet_hf_loading
+
+if TYPE_CHECKING:
+    from diffusers import StableDiffusionXLImg2ImgPipeline
+    from transformers import CLIPModel, CLIPProcessor, CLIPTextConfig, CLIPTokenizer
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +70,7 @@ def clip_bpe_vocab() -> tuple[dict[str, int], tuple[str, ...]]:
     return vocab, merges
 
 
-def save_clip_tokenizer(directory: str | os.PathLike, pad_token: str = EOS):
+def save_clip_tokenizer(directory: str | os.PathLike, pad_token: str = EOS) -> CLIPTokenizer:
     """Write the CLIP tokenizer into ``directory`` (vocab.json, merges.txt + configs) and return it loaded."""
     from transformers import CLIPTokenizer
 
@@ -84,7 +88,7 @@ def write_bpe_files(directory: str | os.PathLike) -> None:
     atomic_write_text(Path(directory) / "merges.txt", "#version: 0.2\n" + "\n".join(merges) + "\n")
 
 
-def build_clip_tokenizer(pad_token: str = EOS):
+def build_clip_tokenizer(pad_token: str = EOS) -> CLIPTokenizer:
     """The CLIP tokenizer as an object (built in a throw-away folder)."""
     with tempfile.TemporaryDirectory(prefix="discl-clip-tok-") as tmp:
         return save_clip_tokenizer(tmp, pad_token=pad_token)
@@ -102,19 +106,18 @@ def _seeded() -> Iterator[None]:
         yield
 
 
-def _text_config(**overrides):
+def _text_config() -> CLIPTextConfig:
     from transformers import CLIPTextConfig
 
-    settings = dict(vocab_size=CLIP_VOCAB_SIZE, max_position_embeddings=CLIP_CONTEXT, hidden_size=32,
-                    intermediate_size=37, num_attention_heads=4, num_hidden_layers=2, projection_dim=32,
-                    hidden_act="gelu", layer_norm_eps=1e-5,
-                    # the real token ids (the Hub configs carry legacy 0/2, which means the same pooling)
-                    bos_token_id=CLIP_VOCAB_SIZE - 2, eos_token_id=CLIP_VOCAB_SIZE - 1, pad_token_id=1)
-    settings.update(overrides)
-    return CLIPTextConfig(**settings)
+    return CLIPTextConfig(
+        vocab_size=CLIP_VOCAB_SIZE, max_position_embeddings=CLIP_CONTEXT, hidden_size=32,
+        intermediate_size=37, num_attention_heads=4, num_hidden_layers=2, projection_dim=32,
+        hidden_act="gelu", layer_norm_eps=1e-5,
+        # the real token ids (the Hub configs carry legacy 0/2, which selects the same pooled token)
+        bos_token_id=CLIP_VOCAB_SIZE - 2, eos_token_id=CLIP_VOCAB_SIZE - 1, pad_token_id=1)
 
 
-def build_refiner_components(tokenizer_2=None) -> dict:
+def build_refiner_components(tokenizer_2: CLIPTokenizer | None = None) -> dict:
     """Components of a tiny SDXL *refiner* (only ``text_encoder_2``; aesthetic-score ``text_time`` UNet)."""
     from diffusers import AutoencoderKL, EulerDiscreteScheduler, UNet2DConditionModel
     from transformers import CLIPTextModelWithProjection
@@ -150,7 +153,7 @@ def build_refiner_components(tokenizer_2=None) -> dict:
     }
 
 
-def build_refiner_pipeline(tokenizer_2=None):
+def build_refiner_pipeline(tokenizer_2: CLIPTokenizer | None = None) -> StableDiffusionXLImg2ImgPipeline:
     """A tiny ``StableDiffusionXLImg2ImgPipeline`` laid out like the SDXL refiner."""
     from diffusers import StableDiffusionXLImg2ImgPipeline
 
@@ -158,7 +161,7 @@ def build_refiner_pipeline(tokenizer_2=None):
                                             requires_aesthetics_score=True, force_zeros_for_empty_prompt=False)
 
 
-def build_hf_clip(tokenizer=None):
+def build_hf_clip(tokenizer: CLIPTokenizer | None = None) -> tuple[CLIPModel, CLIPProcessor]:
     """A tiny transformers ``CLIPModel`` and its ``CLIPProcessor`` (real tokenizer, 32 px images)."""
     from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPVisionConfig
 
@@ -238,8 +241,14 @@ def install_model(hf_home: str | os.PathLike, repo_id: str) -> Path:
         try:
             _SAVERS[repo_id](staging)
             atomic_write_text(staging / _DONE_MARKER, f"{repo_id} built by discl.tiny v{BUILDER_VERSION}\n")
-            shutil.rmtree(snapshot, ignore_errors=True)
-            os.replace(staging, snapshot)
+            # Another process may have finished the same install meanwhile: keep its (identical) snapshot.
+            if not (snapshot / _DONE_MARKER).is_file():
+                shutil.rmtree(snapshot, ignore_errors=True)  # an unmarked folder is not ours to trust
+                try:
+                    os.replace(staging, snapshot)
+                except OSError:
+                    if not (snapshot / _DONE_MARKER).is_file():
+                        raise
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         log.info("installed tiny %s at %s", repo_id, snapshot)
