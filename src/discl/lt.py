@@ -12,6 +12,7 @@ import logging
 import math
 import os
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import NamedTuple, Sequence
@@ -461,8 +462,9 @@ def run_epoch(model, optimizer, schedule: curriculum.Schedule, data: LTData, tra
         step, result = train_pass(model, optimizer, rows, train_tf, log_prior, config, info, step, total_steps,
                                   seed, f"epoch {epoch} {stage.kind} g{stage.level}")
         if stage.kind == curriculum.LEVEL:
+            per_level = Counter(r.guidance for r in rows)
             result.update(level=stage.level, images=len(rows),
-                          synthetic=sum(r.guidance != REAL_GUIDANCE for r in rows))
+                          guidance_counts=json.dumps({str(g): per_level[g] for g in sorted(per_level)}))
             return stage.level, step, result
 
 
@@ -530,7 +532,7 @@ def _train(config: LTConfig, info: distributed.DistInfo) -> dict:
         level, step, trained = run_epoch(model, optimizer, schedule, data, transforms_, log_prior, config, info,
                                          epoch, step, total_steps)
         row = {"epoch": epoch, "level": level, "lr": optimizer.param_groups[0]["lr"], "step": step,
-               "train_images": trained["images"], "train_synthetic": trained["synthetic"],
+               "train_images": trained["images"], "train_guidance_counts": trained["guidance_counts"],
                "train_loss": trained["loss"], "train_accuracy": trained["accuracy"]}
         for split in ("val", "test"):
             rows = getattr(data, split)

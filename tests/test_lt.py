@@ -1,0 +1,207 @@
+"""The ImageNet-LT trainer end to end on the mini ImageNet-LT: baseline → curriculum, schedules, resume, errors.
+
+Runs the real entry scripts in-process (``main([...])``) with a 4-wide ResNet-10 on 32 px crops.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image, ImageEnhance
+
+from discl import lt
+from discl.data.imagenet_lt import class_counts, read_split, split_by_count
+from discl.data.training_tables import write_data_roots, write_imagenet_lt_list
+from discl.fileio import atomic_save_image, atomic_write_text
+
+REPO = Path(__file__).resolve().parents[1]
+LEVELS = (10, 30, 50)
+
+
+def _script(name: str):
+    spec = importlib.util.spec_from_file_location(f"lt_{name}", REPO / "curriculum" / "ImageNet_LT" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny convolutions run fastest (and steadiest on a busy machine) on one thread."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def lt_world(mini_imagenet_lt, tmp_path_factory):
+    """The mini ImageNet-LT plus what the curriculum builder writes: train.txt (real + synthetic tail rows at
+    guidance 10/30/50), validate.txt (probe rows at every level) and data_roots.json."""
+    root = mini_imagenet_lt
+    folder = tmp_path_factory.mktemp("lt_data")
+    synthetic_root = folder / "synthetic"
+    entries = read_split(root, "train")
+    groups = split_by_count(class_counts(entries))
+    tail = [e for e in entries if groups[e.label] == "few"]
+    train = [(e.path, e.label, 100) for e in entries]
+    probe = []
+    for level in LEVELS:
+        for index, entry in enumerate(tail):
+            relative = f"{Path(entry.path).parent.name}/g{level}/{Path(entry.path).stem}.jpg"
+            with Image.open(root / entry.path) as image:
+                # lower guidance = further from the photo: wash the colours out
+                washed = ImageEnhance.Color(image.convert("RGB")).enhance(level / 100)
+            atomic_save_image(washed, synthetic_root / relative)
+            (probe if index % 8 == 0 else train).append((relative, entry.label, level))
+    probe += [(e.path, e.label, 100) for e in tail[::8]]
+    columns = ["path", "label", "guidance"]
+    write_imagenet_lt_list(pd.DataFrame(train, columns=columns), folder / "train.txt")
+    write_imagenet_lt_list(pd.DataFrame(probe, columns=columns), folder / "validate.txt")
+    write_data_roots(folder, root, synthetic_root)
+    return SimpleNamespace(root=root, train=folder / "train.txt", validate=folder / "validate.txt",
+                           tail={e.label for e in tail})
+
+
+def _tiny(world) -> list[str]:
+    return ["--data-root", str(world.root), "--width", "4", "--crop-size", "32", "--resize-size", "36",
+            "--workers", "0", "--batch-size", "32", "--eval-batch-size", "64", "--downsample-ratio", "0.2",
+            "--tail-fraction", "0.5"]
+
+
+def _curriculum(world, output: Path, *extra: str) -> list[str]:
+    return _tiny(world) + ["--train-list", str(world.train), "--output", str(output), "--no-plots", "--epochs", "3",
+                           "--levels", "10", "30", "100", "--level-starts", "0", "1", "2", "--curriculum-epoch", "3",
+                           *extra]
+
+
+def _stats(output: Path) -> pd.DataFrame:
+    return pd.read_csv(output / "stats.tsv", sep="\t")
+
+
+@pytest.fixture(scope="module")
+def baseline(lt_world, tmp_path_factory):
+    """One epoch of the plain baseline: the ``--init`` of the curriculum runs."""
+    output = tmp_path_factory.mktemp("lt_runs") / "baseline"
+    _script("train_baseline").main(_tiny(lt_world) + ["--output", str(output), "--epochs", "1",
+                                                      "--tail-fraction", "none", "--downsample-ratio", "1"])
+    return output
+
+
+def test_baseline_trains_on_the_plain_long_tailed_list(baseline, lt_world, capsys):
+    stats = _stats(baseline)
+    assert list(stats["epoch"]) == [0] and list(stats["level"]) == [100]
+    # every real training image once: 323 in the mini ImageNet-LT, no synthetic ones
+    assert json.loads(stats["train_guidance_counts"][0]) == {"100": 323}
+    summary = json.loads((baseline / "summary.json").read_text())
+    assert summary["best_epoch"] == 0 and summary["selection"] == "val_overall"
+    assert set(summary["best_test"]) == {"overall", "many", "medium", "few"}
+    for name in ("best.pt", "last.pt", "accuracy_val.png", "accuracy_test.png", "curriculum.png"):
+        assert (baseline / name).is_file(), name
+    state = torch.load(baseline / "best.pt", weights_only=True)
+    assert state["args"]["arch"] == "resnet10" and state["args"]["num_classes"] == 8
+
+
+def test_fixed_curriculum_loads_the_scheduled_level_each_epoch(baseline, lt_world, tmp_path, capsys):
+    output = tmp_path / "fixed"
+    _script("train").main(_curriculum(lt_world, output, "--init", str(baseline / "best.pt")))
+    printed = capsys.readouterr().out
+    stats = _stats(output)
+    assert list(stats["level"]) == [10, 30, 100]
+    counts = [json.loads(c) for c in stats["train_guidance_counts"]]
+    # 290 non-tail images · 0.2 = 58 real; the tail is topped up to 58 (50 %): 33 real tail + 25 synthetic
+    assert counts[0] == {"10": 25, "100": 91} and counts[1] == {"30": 25, "100": 91} and counts[2] == {"100": 116}
+    assert "test:few" in printed and "selected epoch" in printed
+    assert len(printed.strip().splitlines()) == 5  # header, three epochs, the selected one
+
+
+def test_resume_after_a_stop_equals_an_uninterrupted_run(baseline, lt_world, tmp_path):
+    train = _script("train").main
+    common = ["--init", str(baseline / "best.pt"), "--loss", "balanced_softmax"]
+    train(_curriculum(lt_world, tmp_path / "whole", *common))
+    train(_curriculum(lt_world, tmp_path / "split", *common, "--stop-after-epoch", "1"))
+    assert list(_stats(tmp_path / "split")["epoch"]) == [0, 1]
+    train(_curriculum(lt_world, tmp_path / "split", *common, "--resume"))
+    whole, split = _stats(tmp_path / "whole"), _stats(tmp_path / "split")
+    pd.testing.assert_frame_equal(whole.drop(columns="seconds"), split.drop(columns="seconds"))
+    a = torch.load(tmp_path / "whole" / "last.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "split" / "last.pt", weights_only=True)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_adaptive_round_probes_then_trains_on_the_chosen_level(baseline, lt_world, tmp_path):
+    output = tmp_path / "adaptive"
+    _script("train").main(_tiny(lt_world) + [
+        "--train-list", str(lt_world.train), "--curriculum-val-list", str(lt_world.validate), "--output",
+        str(output), "--no-plots", "--epochs", "2", "--curriculum", "adaptive", "--levels", "10", "30", "50",
+        "100", "--curriculum-epoch", "1", "--init", str(baseline / "best.pt")])
+    stats = _stats(output)
+    scores = json.loads(stats["adaptive_scores"][0])
+    assert set(scores) == {"10", "30", "50", "100"}
+    chosen = max(scores, key=lambda g: (scores[g], -int(g)))
+    assert stats["level"][0] == int(chosen) and stats["level"][1] == 100
+    state = torch.load(output / "last.pt", weights_only=True)
+    assert state["schedule"]["round"] == 1 and state["schedule"]["chosen"] == int(chosen)
+
+
+def _fails(capsys, argv: list[str], script: str = "train") -> str:
+    from discl.cli import run_cli
+
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(_script(script).main, argv)
+    assert exit_info.value.code == 2
+    return capsys.readouterr().err.strip()
+
+
+def test_bad_inputs_give_one_line_errors_and_write_nothing(lt_world, tmp_path, capsys):
+    lists = tmp_path / "lists"
+    bad_label = lists / "val_bad_label.txt"
+    atomic_write_text(bad_label, (lt_world.root / "ImageNet_LT_val.txt").read_text() + "train/x/y.JPEG 8\n")
+    empty = lists / "empty.txt"
+    atomic_write_text(empty, "\n")
+    output = tmp_path / "out"
+    base = _tiny(lt_world) + ["--output", str(output), "--curriculum", "none", "--levels", "100"]
+
+    error = _fails(capsys, base + ["--val-list", str(bad_label)])
+    assert error.startswith(f"error: {bad_label}: row 25: column 'label': label 8 outside the class range 0..7")
+    error = _fails(capsys, base + ["--test-list", str(lists / "missing.txt")])
+    assert error == f"error: {lists / 'missing.txt'}: list file not found"
+    error = _fails(capsys, base + ["--val-list", str(empty)])
+    assert error.startswith(f"error: {empty}: list file is empty")
+    # the curriculum needs synthetic rows of its levels
+    error = _fails(capsys, _tiny(lt_world) + ["--output", str(output), "--levels", "10", "100", "--level-starts",
+                                              "0", "1"])
+    assert "no synthetic rows of guidance [10]" in error and len(error.splitlines()) == 1
+    assert not output.exists()
+
+
+def test_an_existing_run_is_not_overwritten_without_resume(baseline, lt_world, capsys):
+    error = _fails(capsys, _tiny(lt_world) + ["--output", str(baseline), "--epochs", "1"], "train_baseline")
+    assert "pass --resume" in error
+    error = _fails(capsys, _tiny(lt_world) + ["--output", str(baseline), "--epochs", "1", "--resume", "--lr",
+                                              "0.5", "--tail-fraction", "none", "--downsample-ratio", "1"],
+                   "train_baseline")
+    assert "lr 0.001 → 0.5" in error
+
+
+def test_init_with_the_wrong_width_is_an_input_error(baseline, lt_world, tmp_path, capsys):
+    error = _fails(capsys, _curriculum(lt_world, tmp_path / "w", "--init", str(baseline / "best.pt"),
+                                       "--width", "8"))
+    assert error.startswith(f"error: {baseline / 'best.pt'}: shape of conv1.weight")
+    assert not (tmp_path / "w").exists()
+
+
+def test_epoch_data_is_the_same_function_of_seed_and_epoch(lt_world):
+    args = lt.add_arguments(__import__("argparse").ArgumentParser()).parse_args(
+        _curriculum(lt_world, Path("unused")))
+    data = lt.load_data(lt.config_from_args(args))
+    assert data.tail_classes == frozenset(lt_world.tail)
+    first = lt.build_epoch_rows(data.train, data.synthetic, data.tail_classes, 10, np.random.default_rng(3), 0.2, 0.5)
+    assert len(first) == 116 and sum(r.guidance == 10 for r in first) == 25
