@@ -9,13 +9,28 @@ from typing import Callable, Sequence
 from discl.errors import InputError
 
 
+class _QuietThirdParty(logging.Filter):
+    """Drop INFO chatter that libraries log on the root logger (open_clip logs each config it loads)."""
+
+    NOISY_PACKAGES = ("open_clip", "wilds")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.WARNING or record.name != "root":
+            return True
+        path = record.pathname.replace("\\", "/")
+        return not any(f"/{package}/" in path for package in self.NOISY_PACKAGES)
+
+
 def setup_logging(verbose: bool = False) -> None:
-    """Log to stderr with a short, timestamped format."""
+    """Log to stderr with a short, timestamped format; third-party INFO chatter only with ``verbose``."""
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
+    if not verbose:
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(_QuietThirdParty())
 
 
 def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> None:
