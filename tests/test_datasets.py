@@ -130,12 +130,18 @@ def test_builders_are_deterministic_idempotent_and_repair_a_partial_build(tmp_pa
     assert victim.read_bytes() == expected
     assert bystander.stat().st_mtime_ns == bystander_time  # only the missing image was written again
 
-    # another seed: new pixels (and for iWildCam new image ids), same lists
-    mini.make_mini_imagenet_lt(lt_root, seed=1)
-    reseeded = _digest(lt_root)
-    assert reseeded["ImageNet_LT_train.txt"] == _digest(mini_imagenet_lt)["ImageNet_LT_train.txt"]
-    first_image = imagenet_lt.read_split(lt_root, "train")[0].path
-    assert reseeded[first_image] != _digest(mini_imagenet_lt)[first_image]
+
+def test_imagenet_lt_builder_with_other_counts_and_seeds(tmp_path):
+    small = mini.make_mini_imagenet_lt(tmp_path / "a", train_counts=(3, 1))
+    assert imagenet_lt.class_counts(imagenet_lt.read_split(small, "train")) == [3, 1]
+    assert _digest(mini.make_mini_imagenet_lt(tmp_path / "b", train_counts=(3, 1))) == _digest(small)
+    before = _digest(small)
+    # another seed over the same root: same file names and lists, every image drawn again
+    mini.make_mini_imagenet_lt(small, seed=1, train_counts=(3, 1))
+    after = _digest(small)
+    assert after.keys() == before.keys()
+    changed = {path for path in after if after[path] != before[path]}
+    assert changed == {path for path in after if path.endswith(".JPEG")} | {mini.BUILD_STAMP}
     assert not set(mini.mini_iwildcam_metadata(1)["image_id"]) & set(mini.mini_iwildcam_metadata(0)["image_id"])
 
 

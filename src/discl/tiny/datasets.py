@@ -265,13 +265,17 @@ def mini_imagenet_lt_lists(wnids: list[str], train_counts: tuple[int, ...] = MIN
     return lists
 
 
-def make_mini_imagenet_lt(root: str | Path, seed: int = 0) -> Path:
-    """Write a mini ImageNet-LT root (images + ``ImageNet_LT_{train,val,test}.txt``); return ``root``."""
+def make_mini_imagenet_lt(root: str | Path, seed: int = 0,
+                          train_counts: Sequence[int] = MINI_IMAGENET_LT_TRAIN_COUNTS) -> Path:
+    """Write a mini ImageNet-LT root (images + ``ImageNet_LT_{train,val,test}.txt``); return ``root``.
+
+    Labels ``0..len(train_counts)-1`` are the first ImageNet classes, with ``train_counts`` training images each.
+    """
     from discl.data.imagenet_lt import imagenet_wnids
 
     root = Path(root)
-    num_classes = len(MINI_IMAGENET_LT_TRAIN_COUNTS)
-    lists = mini_imagenet_lt_lists(imagenet_wnids()[:num_classes])
+    num_classes = len(train_counts)
+    lists = mini_imagenet_lt_lists(imagenet_wnids()[:num_classes], tuple(train_counts))
     entries = [entry for name in IMAGENET_LT_LISTS for entry in lists[name]]
     images = [(path, partial(_imagenet_lt_image, label, np.random.default_rng([seed, 2, label, index])))
               for index, (path, label) in enumerate(entries)]
