@@ -1,0 +1,235 @@
+"""FLYP trainer on the tiny open_clip model and the mini iWildCam: stage data, loss, resume, DDP, bad input."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image, ImageFilter
+
+from discl import flyp
+from discl.cli import run_cli
+from discl.data.iwildcam import IWILDCAM_TEMPLATES, zeroshot_classnames
+from discl.data.training_tables import write_iwildcam_table
+from discl.errors import InputError
+from discl.tiny import TINY_OPEN_CLIP
+
+TRAIN_SCRIPT = Path(__file__).resolve().parents[1] / "curriculum" / "iWildCam" / "train.py"
+SYNTHETIC_LEVELS = (50, 70)
+TINY = ["--model", TINY_OPEN_CLIP, "--pretrained", "", "--workers", "0", "--eval-batch-size", "64",
+        "--lr", "1e-3", "--wd", "0.0", "--warmup", "2"]
+
+
+def _rows(path, label, name, guidance, img_id, templates=IWILDCAM_TEMPLATES):
+    return [{"title": t.format(name), "filepath": str(path), "label": label, "strength": 100 - guidance,
+             "guidance": guidance, "seed": 100 if guidance == 100 else 10, "img_id": img_id} for t in templates]
+
+
+@pytest.fixture(scope="module")
+def tables(mini_iwildcam, tmp_path_factory) -> dict:
+    """Spec §4 tables over the mini iWildCam: every 2nd non-empty image is hard and gets guidance 50 and 70
+    versions (blurred / greyed stand-ins for diffusion outputs); 4 hard images form the validation table."""
+    out = tmp_path_factory.mktemp("tables")
+    data = mini_iwildcam / "iwildcam_v2.0"
+    metadata = pd.read_csv(data / "metadata.csv")
+    train = metadata[metadata["split"] == "train"].reset_index(drop=True)
+    names = zeroshot_classnames(mini_iwildcam)
+    train_rows, val_rows = [], []
+    hard_count, easy_count = 0, 0
+    for index, row in train.iterrows():
+        real = data / "train" / row["filename"]
+        name = names[row["y"]]
+        if row["y"] == 0 or index % 2:
+            easy_count += 1
+            train_rows += _rows(real, row["y"], name, 100, -easy_count)
+            continue
+        image_id = hard_count
+        hard_count += 1
+        versions = {100: real}
+        with Image.open(real) as image:
+            for level in SYNTHETIC_LEVELS:
+                synthetic = image.convert("L").convert("RGB").filter(ImageFilter.GaussianBlur((100 - level) / 20))
+                versions[level] = out / "synthetic" / f"g{level}" / row["filename"]
+                versions[level].parent.mkdir(parents=True, exist_ok=True)
+                synthetic.save(versions[level])
+        into_val = image_id < 4
+        for level, path in versions.items():
+            if into_val:
+                val_rows += _rows(path, row["y"], name, level, image_id, templates=IWILDCAM_TEMPLATES[:1])
+            else:
+                train_rows += _rows(path, row["y"], name, level, image_id)
+    write_iwildcam_table(pd.DataFrame(train_rows), out / "train.tsv")
+    write_iwildcam_table(pd.DataFrame(val_rows), out / "val.tsv")
+    return {"train": str(out / "train.tsv"), "val": str(out / "val.tsv"), "root": str(mini_iwildcam),
+            "frame": pd.DataFrame(train_rows)}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    # Two cores shared with other test processes: one intra-op thread is faster and steadier than two.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _args(tables, out, *extra):
+    return ["--train-table", tables["train"], "--val-table", tables["val"], "--wilds-root", tables["root"],
+            "--output-dir", str(out), *TINY, *extra]
+
+
+def _load_script():
+    # The entry script is not a package module: load it from its path and call main(argv) in-process.
+    spec = importlib.util.spec_from_file_location("iwildcam_train", TRAIN_SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _run(tables, out, *extra):
+    return _load_script().main(_args(tables, out, *extra))
+
+
+# --- pure data helpers ----------------------------------------------------------------------------------------
+
+def test_stage_rows_merge_synthetic_hard_with_real_non_hard():
+    table = pd.DataFrame({"guidance": [100, 100, 50, 70, 100, 50], "img_id": [0, -1, 0, 0, 1, 1]})
+    assert flyp.stage_rows(table, 50).index.tolist() == [1, 2, 5]
+    assert flyp.stage_rows(table, 70).index.tolist() == [1, 3]
+    assert flyp.stage_rows(table, 100).index.tolist() == [0, 1, 4]
+
+
+def test_global_batch_sampler_splits_batches_over_ranks_and_resumes():
+    whole = list(flyp.GlobalBatchSampler(10, 4, seed=3))
+    assert len(whole) == 2 and all(len(b) == 4 for b in whole)
+    rank0 = list(flyp.GlobalBatchSampler(10, 4, seed=3, rank=0, world_size=2))
+    rank1 = list(flyp.GlobalBatchSampler(10, 4, seed=3, rank=1, world_size=2))
+    assert [a + b for a, b in zip(rank0, rank1)] == whole
+    assert list(flyp.GlobalBatchSampler(10, 4, seed=3, start=1)) == whole[1:]
+    # fewer rows than a batch: the permutation is cycled to fill one batch
+    small = list(flyp.GlobalBatchSampler(3, 4, seed=0))
+    assert len(small) == 1 and sorted(set(small[0])) == [0, 1, 2]
+
+
+def test_real_sample_is_seeded_and_real_only():
+    table = pd.DataFrame({"guidance": [100, 50, 100, 100, 100], "img_id": [-1, 0, 0, -2, -3]})
+    a = flyp.real_sample_rows(table, 2, seed=5)
+    assert a.index.tolist() == flyp.real_sample_rows(table, 2, seed=5).index.tolist()
+    assert len(a) == 2 and (a["guidance"] == 100).all()
+    assert len(flyp.real_sample_rows(table, 99, seed=5)) == 4
+
+
+# --- training runs ------------------------------------------------------------------------------------------
+
+def test_fixed_schedule_loads_the_scheduled_guidance(tables, tmp_path):
+    # 3 levels over curriculum_epoch 3: one level per epoch, then real.
+    _run(tables, tmp_path, "--curriculum", "fixed", "--epochs", "4", "--curriculum-epoch", "3",
+         "--batch-size", "32", "--eval-splits", "id_val")
+    stats = pd.read_csv(tmp_path / "stats.tsv", sep="\t")
+    # the guidance of the hard-image rows that the batches really contained, epoch by epoch
+    assert stats["hard_guidance"].astype(str).tolist() == ["50", "70", "100", "100"]
+    assert (stats["non_hard_rows"] > 0).all()  # non-hard real rows are in every stage (the reference lost them)
+    stages = pd.read_csv(tmp_path / "curriculum.tsv", sep="\t")
+    assert stages["level"].tolist()[:3] == [50, 70, 100]
+    for name in ("summary.json", "curriculum_timeline.png", "f1_curves.png", "checkpoints/last.pt"):
+        assert (tmp_path / name).is_file(), name
+
+
+def test_loss_falls_when_overfitting(tables, tmp_path):
+    config = flyp.FlypConfig(train_table=tables["train"], wilds_root=tables["root"], output_dir=str(tmp_path),
+                             model=TINY_OPEN_CLIP, pretrained="", workers=0, lr=3e-4, wd=0.0, warmup=1,
+                             batch_size=8, epochs=10, curriculum_epoch=0, eval_splits=[])
+    trainer = flyp.FlypTrainer(config)
+    # eight different captions (a repeated caption is a false negative that keeps the loss up)
+    rows = trainer.table[trainer.table["guidance"] == 100].drop_duplicates("title").iloc[:8]
+    dataset = flyp.CaptionedImages(rows, trainer.val_transform, trainer.tokenizer)
+    images = torch.stack([dataset[i][0] for i in range(8)])
+    tokens = torch.stack([dataset[i][1] for i in range(8)])
+    losses = [trainer.train_step(images, tokens) for _ in range(25)]
+    assert losses[-1] < 0.5 * losses[0], losses
+
+
+def test_adaptive_resume_equals_uninterrupted(tables, tmp_path):
+    common = ["--curriculum", "adaptive", "--epochs", "3", "--curriculum-epoch", "2", "--batch-size", "16",
+              "--real-sample-size", "24", "--eval-splits", "id_val", "test"]
+    _run(tables, tmp_path / "full", *common)
+    _run(tables, tmp_path / "split", *common, "--stop-after-epoch", "0")
+    assert len(pd.read_csv(tmp_path / "split" / "stats.tsv", sep="\t")) == 1
+    _run(tables, tmp_path / "split", *common, "--resume")
+    full = pd.read_csv(tmp_path / "full" / "stats.tsv", sep="\t")
+    split = pd.read_csv(tmp_path / "split" / "stats.tsv", sep="\t")
+    pd.testing.assert_frame_equal(full, split)
+    full_stages = pd.read_csv(tmp_path / "full" / "curriculum.tsv", sep="\t")
+    pd.testing.assert_frame_equal(full_stages, pd.read_csv(tmp_path / "split" / "curriculum.tsv", sep="\t"))
+    # the adaptive round ran: real-sample passes, then levels chosen from the probe scores; real from epoch 2
+    assert "real_sample" in full_stages["kind"].tolist()
+    chosen = full_stages[(full_stages["kind"] == "level") & (full_stages["start_epoch"] < 2)]
+    assert len(chosen) and chosen["scores"].str.contains("50:").all()
+    assert full_stages["level"].iloc[-1] == 100
+    summary = json.loads((tmp_path / "split" / "summary.json").read_text())
+    assert summary["best"]["epoch"] in (0, 1, 2)
+
+
+def test_ddp_two_processes_match_one_process(tables, tmp_path, script_env):
+    # Same global batch (64) on 1 process and on 2 gloo processes: same losses; only rank 0 writes.
+    args = ["--curriculum", "none", "--epochs", "1", "--curriculum-epoch", "0", "--batch-size", "64",
+            "--eval-splits", "id_val", "--stop-after-epoch", "0"]
+    env = dict(script_env, OMP_NUM_THREADS="1")
+    single = subprocess.run([sys.executable, str(TRAIN_SCRIPT), *_args(tables, tmp_path / "one", *args)],
+                            env=env, capture_output=True, text=True, timeout=120)
+    assert single.returncode == 0, single.stderr[-2000:]
+    torchrun = Path(sys.executable).with_name("torchrun")
+    double = subprocess.run([str(torchrun), "--nproc_per_node", "2", "--master_port", str(_free_port()), str(TRAIN_SCRIPT),
+                             *_args(tables, tmp_path / "two", *args)],
+                            env=env, capture_output=True, text=True, timeout=180)
+    assert double.returncode == 0, double.stderr[-3000:]
+    one = pd.read_csv(tmp_path / "one" / "stats.tsv", sep="\t")
+    two = pd.read_csv(tmp_path / "two" / "stats.tsv", sep="\t")
+    assert len(two) == 1
+    assert two["loss"].iloc[0] == pytest.approx(one["loss"].iloc[0], rel=1e-4)
+    assert two["id_val_f1"].iloc[0] == pytest.approx(one["id_val_f1"].iloc[0], abs=1e-6)
+    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == sorted(p.name for p in (tmp_path / "one").iterdir())
+
+
+# --- bad input ------------------------------------------------------------------------------------------------
+
+def test_table_missing_columns_is_a_clear_error(tables, tmp_path):
+    bad = tmp_path / "bad.tsv"
+    tables["frame"].drop(columns=["img_id"]).to_csv(bad, sep="\t", index=False)
+    with pytest.raises(InputError, match="missing column.*img_id") as err:
+        _run(dict(tables, train=str(bad)), tmp_path / "out", "--curriculum", "fixed")
+    assert str(bad) in str(err.value)
+    assert not (tmp_path / "out" / "stats.tsv").exists()
+
+
+def test_scheduled_level_without_images(tables, tmp_path):
+    with pytest.raises(InputError, match="guidance level 60 is scheduled"):
+        _run(tables, tmp_path, "--curriculum", "fixed", "--guidance-levels", "50", "60", "100")
+
+
+def test_curriculum_epoch_beyond_epochs(tables, tmp_path):
+    with pytest.raises(InputError, match="--curriculum-epoch 5 is larger than --epochs 2"):
+        _run(tables, tmp_path, "--curriculum", "fixed", "--epochs", "2", "--curriculum-epoch", "5")
+
+
+def test_cli_exit_code_and_one_line_error(tables, tmp_path, capsys):
+    script = _load_script()
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(script.main, _args(tables, tmp_path, "--curriculum", "fixed", "--guidance-levels", "60"))
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith(f"error: {tables['train']}: column 'guidance': guidance level 60")
