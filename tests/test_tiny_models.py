@@ -96,10 +96,15 @@ def test_pipeline_loads_by_real_id_and_runs_at_several_strengths(pipe):
     outputs = {}
     for strength in (0.1, 0.5, 1.0):
         steps = []
+
+        def count_step(pipeline, step, timestep, callback_kwargs):
+            steps.append(step)
+            return callback_kwargs
+
         # guidance_scale 1 turns classifier-free guidance off: half the UNet work (the batched test covers CFG)
         result = pipe(prompt="a camera trap photo of a deer", image=_photo(0), strength=strength,
                       num_inference_steps=10, guidance_scale=1.0, generator=make_generators([7])[0],
-                      output_type="np", callback_on_step_end=lambda p, i, t, kw: steps.append(i) or kw)
+                      output_type="np", callback_on_step_end=count_step)
         outputs[strength] = result.images
         assert result.images.shape == (1, 64, 64, 3)
         assert np.isfinite(result.images).all() and 0 <= result.images.min() <= result.images.max() <= 1
