@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -99,40 +102,41 @@ def test_baseline_trains_on_the_plain_long_tailed_list(baseline, lt_world, capsy
     stats = _stats(baseline)
     assert list(stats["epoch"]) == [0] and list(stats["level"]) == [100]
     # every real training image once: 323 in the mini ImageNet-LT, no synthetic ones
-    assert json.loads(stats["train_guidance_counts"][0]) == {"100": 323}
+    assert lt.parse_level_map(stats["train_guidance_counts"][0]) == {100: 323}
     summary = json.loads((baseline / "summary.json").read_text())
     assert summary["best_epoch"] == 0 and summary["selection"] == "val_overall"
     assert set(summary["best_test"]) == {"overall", "many", "medium", "few"}
-    for name in ("best.pt", "last.pt", "accuracy_val.png", "accuracy_test.png", "curriculum.png"):
+    for name in ("checkpoints/best.pt", "checkpoints/last.pt", "accuracy_val.png", "accuracy_test.png",
+                 "curriculum.png"):
         assert (baseline / name).is_file(), name
-    state = torch.load(baseline / "best.pt", weights_only=True)
+    state = torch.load(baseline / "checkpoints" / "best.pt", weights_only=True)
     assert state["args"]["arch"] == "resnet10" and state["args"]["num_classes"] == 8
 
 
 def test_fixed_curriculum_loads_the_scheduled_level_each_epoch(baseline, lt_world, tmp_path, capsys):
     output = tmp_path / "fixed"
-    _script("train").main(_curriculum(lt_world, output, "--init", str(baseline / "best.pt")))
+    _script("train").main(_curriculum(lt_world, output, "--init", str(baseline / "checkpoints" / "best.pt")))
     printed = capsys.readouterr().out
     stats = _stats(output)
     assert list(stats["level"]) == [10, 30, 100]
-    counts = [json.loads(c) for c in stats["train_guidance_counts"]]
+    counts = [lt.parse_level_map(c) for c in stats["train_guidance_counts"]]
     # 290 non-tail images · 0.2 = 58 real; the tail is topped up to 58 (50 %): 33 real tail + 25 synthetic
-    assert counts[0] == {"10": 25, "100": 91} and counts[1] == {"30": 25, "100": 91} and counts[2] == {"100": 116}
+    assert counts == [{10: 25, 100: 91}, {30: 25, 100: 91}, {100: 116}]
     assert "test:few" in printed and "selected epoch" in printed
     assert len(printed.strip().splitlines()) == 5  # header, three epochs, the selected one
 
 
 def test_resume_after_a_stop_equals_an_uninterrupted_run(baseline, lt_world, tmp_path):
     train = _script("train").main
-    common = ["--init", str(baseline / "best.pt"), "--loss", "balanced_softmax"]
+    common = ["--init", str(baseline / "checkpoints" / "best.pt"), "--loss", "balanced_softmax"]
     train(_curriculum(lt_world, tmp_path / "whole", *common))
     train(_curriculum(lt_world, tmp_path / "split", *common, "--stop-after-epoch", "1"))
     assert list(_stats(tmp_path / "split")["epoch"]) == [0, 1]
     train(_curriculum(lt_world, tmp_path / "split", *common, "--resume"))
     whole, split = _stats(tmp_path / "whole"), _stats(tmp_path / "split")
     pd.testing.assert_frame_equal(whole.drop(columns="seconds"), split.drop(columns="seconds"))
-    a = torch.load(tmp_path / "whole" / "last.pt", weights_only=True)["model"]
-    b = torch.load(tmp_path / "split" / "last.pt", weights_only=True)["model"]
+    a = torch.load(tmp_path / "whole" / "checkpoints" / "last.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "split" / "checkpoints" / "last.pt", weights_only=True)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
@@ -141,14 +145,16 @@ def test_adaptive_round_probes_then_trains_on_the_chosen_level(baseline, lt_worl
     _script("train").main(_tiny(lt_world) + [
         "--train-list", str(lt_world.train), "--curriculum-val-list", str(lt_world.validate), "--output",
         str(output), "--no-plots", "--epochs", "2", "--curriculum", "adaptive", "--levels", "10", "30", "50",
-        "100", "--curriculum-epoch", "1", "--init", str(baseline / "best.pt")])
+        "100", "--curriculum-epoch", "1", "--init", str(baseline / "checkpoints" / "best.pt")])
     stats = _stats(output)
-    scores = json.loads(stats["adaptive_scores"][0])
-    assert set(scores) == {"10", "30", "50", "100"}
-    chosen = max(scores, key=lambda g: (scores[g], -int(g)))
-    assert stats["level"][0] == int(chosen) and stats["level"][1] == 100
-    state = torch.load(output / "last.pt", weights_only=True)
-    assert state["schedule"]["round"] == 1 and state["schedule"]["chosen"] == int(chosen)
+    scores = lt.parse_level_map(stats["adaptive_scores"][0])
+    assert set(scores) == {10, 30, 50, 100}
+    chosen = max(scores, key=lambda g: (scores[g], -g))  # ties go to the more synthetic level
+    assert stats["level"][0] == chosen and stats["level"][1] == 100
+    # the round trained one pass over a real sample and one over the chosen level
+    assert stats["step"][0] == 2 * 4 and stats["step"][1] == 3 * 4
+    state = torch.load(output / "checkpoints" / "last.pt", weights_only=True)
+    assert state["schedule"]["round"] == 1 and state["schedule"]["chosen"] == chosen
 
 
 def _fails(capsys, argv: list[str], script: str = "train") -> str:
@@ -192,9 +198,9 @@ def test_an_existing_run_is_not_overwritten_without_resume(baseline, lt_world, c
 
 
 def test_init_with_the_wrong_width_is_an_input_error(baseline, lt_world, tmp_path, capsys):
-    error = _fails(capsys, _curriculum(lt_world, tmp_path / "w", "--init", str(baseline / "best.pt"),
-                                       "--width", "8"))
-    assert error.startswith(f"error: {baseline / 'best.pt'}: shape of conv1.weight")
+    init = baseline / "checkpoints" / "best.pt"
+    error = _fails(capsys, _curriculum(lt_world, tmp_path / "w", "--init", str(init), "--width", "8"))
+    assert error.startswith(f"error: {init}: shape of conv1.weight")
     assert not (tmp_path / "w").exists()
 
 
@@ -205,3 +211,18 @@ def test_epoch_data_is_the_same_function_of_seed_and_epoch(lt_world):
     assert data.tail_classes == frozenset(lt_world.tail)
     first = lt.build_epoch_rows(data.train, data.synthetic, data.tail_classes, 10, np.random.default_rng(3), 0.2, 0.5)
     assert len(first) == 116 and sum(r.guidance == 10 for r in first) == 25
+
+
+def test_ddp_two_processes_with_torchrun(lt_world, tmp_path):
+    """Two gloo ranks on CPU: each trains its half of every batch; only rank 0 writes."""
+    output = tmp_path / "ddp"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               str(REPO / "curriculum" / "ImageNet_LT" / "train_baseline.py"), *_tiny(lt_world),
+               "--output", str(output), "--epochs", "1", "--no-plots", "--device", "cpu"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    stats = _stats(output)
+    # 58 non-tail + 58 tail images, 58 per rank, 16 per rank and step: 4 steps
+    assert list(stats["epoch"]) == [0] and stats["train_images"][0] == 116 and stats["step"][0] == 4
+    assert done.stdout.count("selected epoch 0") == 1  # one report, from rank 0

@@ -5,8 +5,9 @@ epoch with every real tail image plus synthetic tail images of the scheduled gui
 schedule is 10 → 30 → 50 → real at epochs 0, 14, 29, 44. Evaluates top-1 overall and on many / medium / few
 classes every epoch on val and test, keeps the checkpoint of the best *validation* epoch.
 
-    python curriculum/ImageNet_LT/train.py --data-root ROOT --synthetic-list LIST --init BASELINE/best.pt \\
-        --output runs/lt_ce_discl [--loss balanced_softmax] [--curriculum adaptive --curriculum-val-list VAL]
+    python curriculum/ImageNet_LT/train.py --data-root ROOT --train-list DATA/train.txt \\
+        --init BASELINE/checkpoints/best.pt --output runs/lt_ce_discl [--loss balanced_softmax] \\
+        [--curriculum adaptive --curriculum-val-list DATA/validate.txt]
 
 Multi-GPU: ``torchrun --nproc_per_node N curriculum/ImageNet_LT/train.py ...`` (the batch is global).
 """

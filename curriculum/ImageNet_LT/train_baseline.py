@@ -5,7 +5,7 @@ the same loop as the curriculum trainer with ``--curriculum none``, every real t
 (no down-sampling, no tail top-up), from scratch or from torchvision weights.
 
     python curriculum/ImageNet_LT/train_baseline.py --data-root ROOT --output runs/lt_baseline_ce
-    → runs/lt_baseline_ce/best.pt (best validation epoch), last.pt, stats.tsv, summary.json
+    → runs/lt_baseline_ce/checkpoints/best.pt (best validation epoch) and last.pt, stats.tsv, summary.json
 """
 
 from __future__ import annotations

@@ -34,6 +34,7 @@ logger = logging.getLogger(__name__)
 
 REAL_GUIDANCE = 100
 LOSSES = ("ce", "balanced_softmax")
+CHECKPOINTS = "checkpoints"  # OUTPUT/checkpoints/{last,best}.pt, as the iWildCam trainer writes them
 
 
 class Row(NamedTuple):
@@ -219,7 +220,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     evaluation.add_argument("--split-convention", choices=("reference", "standard"), default="reference",
                             help="many/medium/few cut: reference ≥100 / 20–99 / <20, standard >100 / 20–100 / <20")
     evaluation.add_argument("--output", required=True, type=Path, help="run folder (checkpoints, stats, figures)")
-    evaluation.add_argument("--resume", action="store_true", help="continue from OUTPUT/last.pt")
+    evaluation.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoints/last.pt")
     evaluation.add_argument("--stop-after-epoch", type=int,
                             help="leave after finishing this epoch (0-based), e.g. to fit a job time limit")
     evaluation.add_argument("--device", help="default: cuda when available, else cpu")
@@ -387,7 +388,7 @@ def shuffled_share(num_rows: int, seed: int, rank: int, world_size: int) -> list
     return distributed.shard_indices(order, rank, world_size)
 
 
-def _set_train_mode(model: torch.nn.Module, train_mode: str) -> None:
+def _enter_training(model: torch.nn.Module, train_mode: str) -> None:
     model.train()
     if train_mode == "onlyfc":
         # a frozen backbone keeps its batch-norm statistics too
@@ -400,9 +401,11 @@ def train_pass(model, optimizer, rows: Sequence[Row], transform, log_prior: torc
                info: distributed.DistInfo, step: int, total_steps: int, seed: int, desc: str) -> tuple[int, dict]:
     """One pass over ``rows`` (this rank's share, shuffled by ``seed``); returns the new step and loss/accuracy."""
     share = [rows[i] for i in shuffled_share(len(rows), seed, info.rank, info.world_size)]
-    loader = _loader(share, transform, config.batch_size // info.world_size, config, seed)
-    torch.manual_seed(seed)  # augmentations drawn in this process (workers are seeded through the loader)
-    _set_train_mode(model, config.train_mode)
+    # each rank its own augmentation stream: drawn in this process, or by workers seeded through the loader
+    augment_seed = stable_seed("discl-lt-augment", seed, info.rank)
+    loader = _loader(share, transform, config.batch_size // info.world_size, config, augment_seed)
+    torch.manual_seed(augment_seed)
+    _enter_training(model, config.train_mode)
     total_loss, correct, seen = 0.0, 0, 0
     for images, labels, _ in tqdm(loader, desc=desc, disable=not info.is_main, leave=False):
         images, labels = images.to(info.device), labels.to(info.device)
@@ -464,8 +467,18 @@ def run_epoch(model, optimizer, schedule: curriculum.Schedule, data: LTData, tra
         if stage.kind == curriculum.LEVEL:
             per_level = Counter(r.guidance for r in rows)
             result.update(level=stage.level, images=len(rows),
-                          guidance_counts=json.dumps({str(g): per_level[g] for g in sorted(per_level)}))
+                          guidance_counts=format_level_map(per_level))
             return stage.level, step, result
+
+
+def format_level_map(values: dict) -> str:
+    """``{10: 25, 100: 91}`` → ``"10:25 100:91"`` (a stats.tsv cell without quoting)."""
+    return " ".join(f"{int(g)}:{values[g]}" for g in sorted(values))
+
+
+def parse_level_map(text: str) -> dict[int, float]:
+    """Inverse of ``format_level_map``."""
+    return {int(g): float(v) for g, v in (item.split(":") for item in str(text).split())}
 
 
 def _epoch_size(data: LTData, config: LTConfig) -> int:
@@ -490,16 +503,18 @@ def train(config: LTConfig) -> dict | None:
 
 def _train(config: LTConfig, info: distributed.DistInfo) -> dict:
     output = Path(config.output)
-    last = output / checkpoint.LAST
+    last = output / CHECKPOINTS / checkpoint.LAST
     if last.exists() and not config.resume:
         raise InputError(last, "a run already lives here; pass --resume to continue it or choose another --output")
+    if config.curriculum_epoch > config.epochs:
+        raise InputError(None, f"--curriculum-epoch {config.curriculum_epoch} is larger than --epochs {config.epochs}")
     if config.batch_size % info.world_size:
         raise InputError(None, f"--batch-size {config.batch_size} is not divisible by {info.world_size} processes")
     seed_everything(config.seed)
     data = load_data(config)
     schedule = make_schedule(config)
     model = resnet.build_model(config.arch, data.num_classes, config.width, config.torchvision_weights)
-    if config.init is not None:
+    if config.init is not None and not config.resume:  # a resumed run takes its weights from the checkpoint
         resnet.load_weights(model, config.init)
     parameters = resnet.set_train_mode(model, config.train_mode)
     model = distributed.wrap_ddp(model.to(info.device), info)
@@ -540,20 +555,20 @@ def _train(config: LTConfig, info: distributed.DistInfo) -> dict:
             for name, value in lt_metrics.group_accuracy(predictions, [r.label for r in rows], data.groups).items():
                 row[f"{split}_{name}"] = value
         if getattr(schedule, "last_scores", None):
-            row["adaptive_scores"] = json.dumps({str(g): round(s, 6) for g, s in schedule.last_scores.items()})
+            row["adaptive_scores"] = format_level_map({g: round(v, 6) for g, v in schedule.last_scores.items()})
         row["seconds"] = round(time.time() - started, 2)
         is_best = best is None or row["val_overall"] > best["val_overall"]
         if is_best:
             best = {k: v for k, v in row.items() if k == "epoch" or k.startswith(("val_", "test_"))}
-        logger.info("epoch %d (guidance %d): train loss %.4f | val %.2f (many %.2f, medium %.2f, few %.2f) | "
-                    "test %.2f", epoch, level, row["train_loss"], row["val_overall"], row["val_many"],
-                    row["val_medium"], row["val_few"], row["test_overall"])
         if info.is_main:
+            logger.info("epoch %d (guidance %d): train loss %.4f | val %.2f (many %.2f, medium %.2f, few %.2f) | "
+                        "test %.2f", epoch, level, row["train_loss"], row["val_overall"], row["val_many"],
+                        row["val_medium"], row["val_few"], row["test_overall"])
             frame = stats.append_stats(output / "stats.tsv", row)
             state = checkpoint.training_state(model, optimizer, epoch=epoch, step=step,
                                               schedule_state=schedule.state_dict(),
                                               trainer_state={"total_steps": total_steps}, args=plain, best=best)
-            checkpoint.save_checkpoint(output, state, is_best)
+            checkpoint.save_checkpoint(output / CHECKPOINTS, state, is_best)
             summary = _summary(frame, best, config)
             atomic_write_json(output / "summary.json", summary)
             if config.plots:
