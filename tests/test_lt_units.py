@@ -42,6 +42,22 @@ def test_tail_target_makes_the_tail_the_given_fraction():
     assert lt.tail_target(1000, 0.136) == 157  # 157 / 1157 = 13.6 %
 
 
+def test_epoch_size_matches_the_rows_built():
+    real, synthetic = _table()
+    for ratio, fraction in ((0.5, 0.3), (0.5, 0.5), (1.0, None), (0.3, 0.136)):
+        rows = lt.build_epoch_rows(real, synthetic, {2}, 10, np.random.default_rng(0), ratio, fraction)
+        assert len(rows) == lt.epoch_size(20, 2, ratio, fraction)
+    assert lt.epoch_size(1000, 20, 0.3, 0.136) == 300 + 47  # int(0.136 / 0.864 · 300) = 47 tail images
+    assert lt.epoch_size(1000, 50, 0.3, 0.136) == 300 + 50  # more real tail than that: no top-up
+
+
+def test_ddp_shares_are_equal_and_cover_every_row():
+    shares = [lt.shuffled_share(7, seed=5, rank=r, world_size=2) for r in (0, 1)]
+    assert len(shares[0]) == len(shares[1]) == 4  # 7 rows padded to 8
+    assert set(shares[0]) | set(shares[1]) == set(range(7))
+    assert shares == [lt.shuffled_share(7, seed=5, rank=r, world_size=2) for r in (0, 1)]
+
+
 def test_epoch_rows_synthetic_stage_without_replacement():
     real, synthetic = _table()
     rows = lt.build_epoch_rows(real, synthetic, {2}, 10, np.random.default_rng(0), 0.5, 0.3)

@@ -481,11 +481,12 @@ def parse_level_map(text: str) -> dict[int, float]:
     return {int(g): float(v) for g, v in (item.split(":") for item in str(text).split())}
 
 
-def _epoch_size(data: LTData, config: LTConfig) -> int:
-    """Images per epoch; the same at every level (the tail is always topped up to the same count)."""
-    rows = build_epoch_rows(data.train, [], data.tail_classes, REAL_GUIDANCE, np.random.default_rng(0),
-                            config.downsample_ratio, config.tail_fraction)
-    return len(rows)
+def epoch_size(num_non_tail: int, num_tail: int, downsample_ratio: float, tail_fraction: float | None) -> int:
+    """Images per epoch of ``build_epoch_rows``: the same at every level (the tail is topped up to one count)."""
+    kept = int(downsample_ratio * num_non_tail) if downsample_ratio < 1 else num_non_tail
+    if tail_fraction is None:
+        return kept + num_tail
+    return kept + max(num_tail, tail_target(kept, tail_fraction))
 
 
 def _nan_to_none(value):
@@ -523,7 +524,9 @@ def _train(config: LTConfig, info: distributed.DistInfo) -> dict:
     transforms_ = make_transforms(config.crop_size, config.resize_size)
     plain = _plain_config(config, data.num_classes)
 
-    per_rank = math.ceil(_epoch_size(data, config) / info.world_size)
+    num_tail = sum(r.label in data.tail_classes for r in data.train)
+    size = epoch_size(len(data.train) - num_tail, num_tail, config.downsample_ratio, config.tail_fraction)
+    per_rank = math.ceil(size / info.world_size)
     steps_per_pass = math.ceil(per_rank / (config.batch_size // info.world_size))
     # the adaptive schedule adds one pass over a real sample to each curriculum epoch
     passes = config.epochs + (min(config.curriculum_epoch, config.epochs) if schedule.is_adaptive else 0)
