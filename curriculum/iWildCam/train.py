@@ -64,10 +64,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     summary = train(FlypConfig(**{k: v for k, v in vars(args).items() if k in fields}))
     if "epochs" not in summary:  # not rank 0
         return 0
-    chosen = [f"{int(s['start_epoch'] * 100) / 100:g}:{s['level']}" for s in summary["stages"]
-              if s["kind"] == "level" and s["start_epoch"] < args.curriculum_epoch]
     if args.curriculum == "adaptive":
-        print("adaptive choices (epoch:guidance):", " ".join(chosen) or "none")
+        print("adaptive choices (mean progress of p(true class) per guidance level → chosen level):")
+        for stage in summary["stages"]:
+            if stage["kind"] == "level" and stage["start_epoch"] < args.curriculum_epoch:
+                print(f"  epoch {stage['start_epoch']:6.2f}: guidance {stage['level']:>3}   "
+                      f"{(stage['scores'] or 'random choice').replace(';', '  ')}")
     best = summary["best"]
     print(f"macro-F1 per epoch (%), * = selected by {IWILDCAM_EVAL_SPLITS['id_val']}:")
     print(f1_table(summary["epochs"], [s for s in args.eval_splits if s in IWILDCAM_EVAL_SPLITS] or args.eval_splits,

@@ -67,6 +67,7 @@ class FlypConfig:
     resume: bool = False
     stop_after_epoch: int | None = None  # end the run after this epoch (its checkpoint written), e.g. to test resume
     tensorboard: bool = False
+    jpeg_draft: bool = True  # decode JPEGs at reduced size (≥ the model input); False = full decodes
 
 
 # ------------------------------------------------------------------------------------------------ data ----
@@ -119,10 +120,12 @@ class CaptionedImages(Dataset):
     """``(image, caption tokens, row position)`` of table rows; item ``i``'s augmentation is seeded by ``(seed, i)``.
 
     Seeding each item (instead of relying on the worker RNG) makes the batches independent of the number of
-    workers and identical after a resume.
+    workers and identical after a resume. With ``draft_size``, JPEGs are decoded at the largest power-of-two
+    reduction that is still at least ``draft_size`` on both sides (PIL's draft mode): the transform resizes
+    to the model's input anyway, and full-size decodes would make the loader, not the GPU, the bottleneck.
     """
 
-    def __init__(self, rows: pd.DataFrame, transform, tokenizer, seed: int = 0):
+    def __init__(self, rows: pd.DataFrame, transform, tokenizer, seed: int = 0, draft_size: int | None = None):
         self.paths = rows["filepath"].tolist()
         self.labels = rows["label"].to_numpy(dtype=np.int64)
         titles = rows["title"].tolist() if "title" in rows.columns else [""] * len(rows)
@@ -133,12 +136,15 @@ class CaptionedImages(Dataset):
         self.caption_index = np.asarray([position[t] for t in titles], dtype=np.int64)
         self.transform = transform
         self.seed = int(seed)
+        self.draft_size = draft_size
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, index: int):
         with Image.open(self.paths[index]) as handle:
+            if self.draft_size:
+                handle.draft("RGB", (self.draft_size, self.draft_size))
             image = handle.convert("RGB")
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(stable_seed("flyp-item", self.seed, index))
@@ -178,6 +184,12 @@ class GlobalBatchSampler(Sampler):
 
     def __len__(self) -> int:
         return self.num_batches - self.start
+
+
+def input_size(model) -> int:
+    """The larger side of an open_clip model's input images."""
+    size = ckpt.unwrap(model).visual.image_size
+    return int(max(size) if isinstance(size, (tuple, list)) else size)
 
 
 def _loader(dataset, batch_sampler=None, batch_size: int | None = None, workers: int = 0,
@@ -227,8 +239,8 @@ class _Labelled(Dataset):
 class _ImagesLabels(Dataset):
     """``(image, label)`` of curriculum-validation rows (the ``CaptionedImages`` minus the caption)."""
 
-    def __init__(self, rows: pd.DataFrame, transform, tokenizer):
-        self.inner = CaptionedImages(rows, transform, tokenizer)
+    def __init__(self, rows: pd.DataFrame, transform, tokenizer, draft_size: int | None = None):
+        self.inner = CaptionedImages(rows, transform, tokenizer, draft_size=draft_size)
 
     def __len__(self) -> int:
         return len(self.inner)
@@ -276,6 +288,7 @@ class FlypTrainer:
 
         model, self.train_transform, self.val_transform, self.tokenizer = create_open_clip(
             cfg.model, cfg.pretrained, device=self.info.device)
+        self.draft_size = input_size(model) if cfg.jpeg_draft else None
         self.model = D.wrap_ddp(model, self.info)
         self.optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
                                            weight_decay=cfg.wd)
@@ -344,7 +357,8 @@ class FlypTrainer:
         """Build the loader of ``self.stage`` from its identity, skipping the batches it already trained."""
         stage = self.stage
         rows = self._stage_data(stage) if rows is None else rows
-        dataset = CaptionedImages(rows, self.train_transform, self.tokenizer, seed=self._stage_seed(stage["index"]))
+        dataset = CaptionedImages(rows, self.train_transform, self.tokenizer, seed=self._stage_seed(stage["index"]),
+                                  draft_size=self.draft_size)
         sampler = GlobalBatchSampler(len(dataset), self.cfg.batch_size, self._stage_seed(stage["index"]),
                                      self.info.rank, self.info.world_size, start=stage["batches_done"])
         # Kept to report what the batches really contained (per epoch, the guidance of hard-image rows).
@@ -477,7 +491,7 @@ class FlypTrainer:
 
     def probe(self) -> list[float]:
         """Softmax probability of the true class for every curriculum-validation row, in table order."""
-        dataset = _ImagesLabels(self.val_rows, self.val_transform, self.tokenizer)
+        dataset = _ImagesLabels(self.val_rows, self.val_transform, self.tokenizer, self.draft_size)
         return self._zeroshot_on(dataset)[1].tolist()
 
     def evaluate(self) -> dict[str, dict[str, float]]:
@@ -496,8 +510,9 @@ class FlypTrainer:
                    "steps_per_epoch": self.steps_per_epoch}
         if self.info.is_main:  # the logs exist on rank 0 only
             stats, stages = read_stats(self.out / "stats.tsv"), read_stats(self.out / "curriculum.tsv")
-            summary["epochs"] = stats.to_dict("records")
-            summary["stages"] = stages.to_dict("records")
+            # NaN (an empty cell) becomes null: summary.json stays strict JSON
+            summary["epochs"] = stats.astype(object).where(stats.notna(), None).to_dict("records")
+            summary["stages"] = stages.astype(object).where(stages.notna(), None).to_dict("records")
         return summary
 
     def _figures(self) -> None:

@@ -1,0 +1,125 @@
+"""Is data loading hidden behind compute? FLYP step time with real loading vs. on pre-loaded tensors.
+
+Real loading = the trainer's own path: JPEG files of a realistic size (default 480×270, the size the
+generation stage writes) → ``discl.flyp.CaptionedImages`` (decode + open_clip train transform) → DataLoader
+with worker processes and pinned memory (on GPU) → ``FlypTrainer.train_step``-equivalent step. Pre-loaded =
+the same step on tensors already in memory. Prints both times; the last line is ``data_overhead=<y>%``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import tempfile
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+
+from discl.cli import setup_logging
+from discl.fileio import atomic_save_image
+from discl.flyp import CaptionedImages, GlobalBatchSampler, _loader, input_size
+from discl.models import create_open_clip, default_device
+from discl.tiny import TINY_OPEN_CLIP
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    """Benchmark flags: image size and count, batch, steps, workers, model."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=TINY_OPEN_CLIP)
+    parser.add_argument("--pretrained", default="")
+    parser.add_argument("--size", default="480x270", help="WxH of the JPEG files")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=12, help="timed steps per mode (after warm-up)")
+    parser.add_argument("--warmup-steps", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads for compute")
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--no-jpeg-draft", action="store_true", help="full-size JPEG decodes (the reference's way)")
+    return parser
+
+
+def write_images(folder: Path, count: int, size: tuple[int, int]) -> pd.DataFrame:
+    """Photo-like JPEGs (smooth gradients + noise, so they compress like photos) and their table rows."""
+    rng = np.random.default_rng(0)
+    width, height = size
+    ramp = np.linspace(0, 1, width)[None, :, None] * np.linspace(0.3, 1, height)[:, None, None]
+    rows = []
+    for index in range(count):
+        base = ramp * rng.uniform(80, 255, size=3) + rng.normal(0, 12, size=(height, width, 3))
+        path = folder / f"{index:05d}.jpg"
+        atomic_save_image(Image.fromarray(np.clip(base, 0, 255).astype(np.uint8)), path, quality=90)
+        rows.append({"filepath": str(path), "title": f"a photo of class {index % 8}.", "label": index % 8})
+    return pd.DataFrame(rows)
+
+
+def make_step(model, optimizer, device: str):
+    """One FLYP optimisation step (CLIP loss on image/caption features), as the trainer does it."""
+    from open_clip import ClipLoss
+
+    loss_fn = ClipLoss()
+
+    def step(images: torch.Tensor, tokens: torch.Tensor) -> None:
+        image_features, text_features, scale = model(images.to(device, non_blocking=True),
+                                                     tokens.to(device, non_blocking=True))
+        loss = loss_fn(image_features, text_features, scale)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+
+    return step
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = get_args_parser().parse_args(argv)
+    setup_logging()
+    logging.getLogger("root").setLevel(logging.WARNING)  # open_clip logs model creation on the root logger
+    torch.set_num_threads(args.threads)
+    device = args.device or default_device()
+    size = tuple(int(v) for v in args.size.lower().split("x"))
+    model, train_transform, _, tokenizer = create_open_clip(args.model, args.pretrained, device=device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5, weight_decay=0.2)
+    step = make_step(model, optimizer, device)
+    with tempfile.TemporaryDirectory(prefix="discl-bench-train-") as tmp:
+        total = args.warmup_steps + args.steps
+        rows = write_images(Path(tmp), total * args.batch_size, size)  # every step reads fresh files
+        draft = None if args.no_jpeg_draft else input_size(model)
+        dataset = CaptionedImages(rows, train_transform, tokenizer, seed=0, draft_size=draft)
+
+        batch = [dataset[i] for i in range(args.batch_size)]
+        images, tokens = torch.stack([b[0] for b in batch]), torch.stack([b[1] for b in batch])
+        for _ in range(args.warmup_steps):
+            step(images, tokens)
+        start = time.perf_counter()
+        for _ in range(args.steps):
+            step(images, tokens)
+        preloaded = (time.perf_counter() - start) / args.steps
+
+        sampler = GlobalBatchSampler(len(dataset), args.batch_size, seed=0)
+        loader = _loader(dataset, sampler, workers=args.workers, pin_memory=device.startswith("cuda"))
+        batches = iter(loader)
+        for _ in range(args.warmup_steps):  # includes worker start-up, as the first batches of a stage do
+            images, tokens, _ = next(batches)
+            step(images, tokens)
+        start = time.perf_counter()
+        for _ in range(args.steps):
+            images, tokens, _ = next(batches)
+            step(images, tokens)
+        loaded = (time.perf_counter() - start) / args.steps
+    overhead = 100.0 * (loaded - preloaded) / preloaded
+    print(f"device={device} model={args.model} images={size[0]}x{size[1]} batch={args.batch_size} "
+          f"workers={args.workers} threads={args.threads} jpeg_draft={draft}")
+    print(f"step on pre-loaded tensors: {1000 * preloaded:.1f} ms")
+    print(f"step with real loading:     {1000 * loaded:.1f} ms")
+    print(f"data_overhead={overhead:.1f}%")
+    return 0
+
+
+if __name__ == "__main__":
+    main()
