@@ -165,14 +165,31 @@ def test_cpu_falls_back_to_fp32_and_rejects_unknown_dtype(caplog):
         models.torch_dtype("fp8", "cpu")
 
 
-def test_tiny_world_cli(tmp_path, capsys, hf_home, monkeypatch):
+def test_tiny_world_cli(tmp_path, capsys, hf_home, mini_iwildcam, mini_imagenet_lt, monkeypatch):
     from discl.tiny.__main__ import main
 
+    # Point the world at the session's complete parts: the CLI must find them complete and rebuild nothing.
+    for name, built in (("hf_home", hf_home), ("iwildcam", mini_iwildcam), ("imagenet_lt", mini_imagenet_lt)):
+        (tmp_path / name).symlink_to(built, target_is_directory=True)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
+    stamp = (mini_imagenet_lt / "ImageNet_LT_train.txt").stat().st_mtime_ns
     assert main(["--out", str(tmp_path)]) == 0
     printed = capsys.readouterr().out
     assert REFINER in printed and CLIP in printed and tiny_models.TINY_OPEN_CLIP in printed
-    assert "train" in printed and "many" in printed and "note: export" not in printed
-    assert (tmp_path / "iwildcam" / "iwildcam_v2.0" / "metadata.csv").is_file()
-    assert (tmp_path / "imagenet_lt" / "ImageNet_LT_train.txt").is_file()
-    assert (tmp_path / "hf_home" / "hub" / "models--openai--clip-vit-base-patch32" / "refs" / "main").is_file()
+    assert "note: export" not in printed
+    iwildcam_line = next(line for line in printed.splitlines() if line.startswith("iwildcam"))
+    assert "train" in iwildcam_line and "id_test" in iwildcam_line and "classes" in iwildcam_line
+    lt_line = next(line for line in printed.splitlines() if line.startswith("imagenet_lt"))
+    assert "many" in lt_line and "medium" in lt_line and "few" in lt_line
+    assert (mini_imagenet_lt / "ImageNet_LT_train.txt").stat().st_mtime_ns == stamp
+
+
+def test_tiny_world_cli_names_the_hf_home_to_export(tmp_path, capsys, hf_home, mini_iwildcam, mini_imagenet_lt,
+                                                    monkeypatch):
+    from discl.tiny.__main__ import main
+
+    for name, built in (("hf_home", hf_home), ("iwildcam", mini_iwildcam), ("imagenet_lt", mini_imagenet_lt)):
+        (tmp_path / name).symlink_to(built, target_is_directory=True)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "another_hf_home"))
+    assert main(["--out", str(tmp_path)]) == 0
+    assert f"export HF_HOME={tmp_path.resolve() / 'hf_home'}" in capsys.readouterr().out

@@ -64,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"  {name:45s} {where}")
     print(f"iwildcam    {iwildcam}: {describe_iwildcam(iwildcam)}")
     print(f"imagenet_lt {imagenet_lt}: {describe_imagenet_lt(imagenet_lt)}")
-    if Path(os.environ.get("HF_HOME", "")).resolve() != hf_home:
+    if Path(os.environ.get("HF_HOME", "")).resolve() != hf_home.resolve():
         print(f"note: export HF_HOME={hf_home} HF_HUB_OFFLINE=1 so from_pretrained finds the tiny models")
     return 0
 
