@@ -137,11 +137,16 @@ def test_hf_clip_loads_by_real_id(hf_home):
     assert processor.tokenizer(TEXTS[0]).input_ids[0] == 49406
 
 
-def test_tiny_open_clip_forward_and_clip_loss_step():
+def test_tiny_open_clip_forward_and_clip_loss_step(caplog):
+    import logging
+
     from open_clip import ClipLoss
 
-    model, preprocess_train, preprocess_val, tokenizer = models.create_open_clip(
-        tiny_models.TINY_OPEN_CLIP, pretrained="", device="cpu")
+    with caplog.at_level(logging.INFO):
+        model, preprocess_train, preprocess_val, tokenizer = models.create_open_clip(
+            tiny_models.TINY_OPEN_CLIP, pretrained="", device="cpu")
+        assert logging.getLogger().level == logging.INFO  # restored after open_clip's chatter was held back
+    assert [r.levelno for r in caplog.records if r.name == "root"] == [logging.WARNING]  # "initialized randomly"
     images = torch.stack([preprocess_train(_photo(i, size=80)) for i in range(4)])
     assert images.shape == (4, 3, 64, 64) and preprocess_val(_photo(9)).shape == (3, 64, 64)
     texts = tokenizer([f"a photo of animal {i}" for i in range(4)])

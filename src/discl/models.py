@@ -94,9 +94,17 @@ def create_open_clip(name: str = "ViT-B-16", pretrained: str | None = "openai",
 
     if name == TINY_OPEN_CLIP:
         register_tiny_open_clip()
-    model, preprocess_train, preprocess_val = open_clip.create_model_and_transforms(
-        name, pretrained=pretrained or None, device=device or default_device())
-    return model, preprocess_train, preprocess_val, open_clip.get_tokenizer(name)
+    # open_clip narrates each step at INFO on the root logger; keep its warnings (e.g. "initialized randomly").
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(max(level, logging.WARNING))
+    try:
+        model, preprocess_train, preprocess_val = open_clip.create_model_and_transforms(
+            name, pretrained=pretrained or None, device=device or default_device())
+        tokenizer = open_clip.get_tokenizer(name)
+    finally:
+        root.setLevel(level)
+    return model, preprocess_train, preprocess_val, tokenizer
 
 
 def load_hf_clip(model_id: str = HF_CLIP_ID, device: str | None = None) -> tuple[CLIPModel, CLIPProcessor]:
