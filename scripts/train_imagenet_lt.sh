@@ -21,11 +21,11 @@ if [ "$GPUS" -gt 1 ]; then LAUNCH=("$PY" -m torch.distributed.run --standalone -
 
 if [ -z "${INIT:-}" ]; then
   "${LAUNCH[@]}" curriculum/ImageNet_LT/train_baseline.py --data-root "$INLT" --loss "$LOSS" \
-    --output "$OUT/baseline_$LOSS" ${BASELINE_RESUME:+--resume}
+    --output-dir "$OUT/baseline_$LOSS" ${BASELINE_RESUME:+--resume}
   INIT="$OUT/baseline_$LOSS/checkpoints/best.pt"
 fi
 
 "${LAUNCH[@]}" curriculum/ImageNet_LT/train.py --data-root "$INLT" --train-list "$OUT/data/train.txt" \
   --curriculum-val-list "$OUT/data/validate.txt" --init "$INIT" --train-mode "$MODE" --loss "$LOSS" \
   --epochs 65 --curriculum-epoch 60 --downsample-ratio 0.3 --curriculum fixed \
-  --output "$OUT/discl_${LOSS}_${MODE}" "$@"
+  --output-dir "$OUT/discl_${LOSS}_${MODE}" "$@"

@@ -80,9 +80,9 @@ def _tiny(world) -> list[str]:
 
 
 def _curriculum(world, output: Path, *extra: str) -> list[str]:
-    return _tiny(world) + ["--train-list", str(world.train), "--output", str(output), "--no-plots", "--epochs", "3",
-                           "--levels", "10", "30", "100", "--level-starts", "0", "1", "2", "--curriculum-epoch", "3",
-                           *extra]
+    return _tiny(world) + ["--train-list", str(world.train), "--output-dir", str(output), "--no-plots",
+                           "--epochs", "3", "--guidance-levels", "10", "30", "100", "--level-starts", "0", "1", "2",
+                           "--curriculum-epoch", "3", *extra]
 
 
 def _stats(output: Path) -> pd.DataFrame:
@@ -93,7 +93,7 @@ def _stats(output: Path) -> pd.DataFrame:
 def baseline(lt_world, tmp_path_factory):
     """One epoch of the plain baseline: the ``--init`` of the curriculum runs."""
     output = tmp_path_factory.mktemp("lt_runs") / "baseline"
-    _script("train_baseline").main(_tiny(lt_world) + ["--output", str(output), "--epochs", "1",
+    _script("train_baseline").main(_tiny(lt_world) + ["--output-dir", str(output), "--epochs", "1",
                                                       "--tail-fraction", "none", "--downsample-ratio", "1"])
     return output
 
@@ -143,8 +143,8 @@ def test_resume_after_a_stop_equals_an_uninterrupted_run(baseline, lt_world, tmp
 def test_adaptive_round_probes_then_trains_on_the_chosen_level(baseline, lt_world, tmp_path):
     output = tmp_path / "adaptive"
     _script("train").main(_tiny(lt_world) + [
-        "--train-list", str(lt_world.train), "--curriculum-val-list", str(lt_world.validate), "--output",
-        str(output), "--no-plots", "--epochs", "2", "--curriculum", "adaptive", "--levels", "10", "30", "50",
+        "--train-list", str(lt_world.train), "--curriculum-val-list", str(lt_world.validate), "--output-dir",
+        str(output), "--no-plots", "--epochs", "2", "--curriculum", "adaptive", "--guidance-levels", "10", "30", "50",
         "100", "--curriculum-epoch", "1", "--init", str(baseline / "checkpoints" / "best.pt")])
     stats = _stats(output)
     scores = lt.parse_level_map(stats["adaptive_scores"][0])
@@ -173,7 +173,7 @@ def test_bad_inputs_give_one_line_errors_and_write_nothing(lt_world, tmp_path, c
     empty = lists / "empty.txt"
     atomic_write_text(empty, "\n")
     output = tmp_path / "out"
-    base = _tiny(lt_world) + ["--output", str(output), "--curriculum", "none", "--levels", "100"]
+    base = _tiny(lt_world) + ["--output-dir", str(output), "--curriculum", "none", "--guidance-levels", "100"]
 
     error = _fails(capsys, base + ["--val-list", str(bad_label)])
     assert error.startswith(f"error: {bad_label}: row 25: column 'label': label 8 outside the class range 0..7")
@@ -182,16 +182,16 @@ def test_bad_inputs_give_one_line_errors_and_write_nothing(lt_world, tmp_path, c
     error = _fails(capsys, base + ["--val-list", str(empty)])
     assert error.startswith(f"error: {empty}: list file is empty")
     # the curriculum needs synthetic rows of its levels
-    error = _fails(capsys, _tiny(lt_world) + ["--output", str(output), "--levels", "10", "100", "--level-starts",
-                                              "0", "1"])
+    error = _fails(capsys, _tiny(lt_world) + ["--output-dir", str(output), "--guidance-levels", "10", "100",
+                                              "--level-starts", "0", "1"])
     assert "no synthetic rows of guidance [10]" in error and len(error.splitlines()) == 1
     assert not output.exists()
 
 
 def test_an_existing_run_is_not_overwritten_without_resume(baseline, lt_world, capsys):
-    error = _fails(capsys, _tiny(lt_world) + ["--output", str(baseline), "--epochs", "1"], "train_baseline")
+    error = _fails(capsys, _tiny(lt_world) + ["--output-dir", str(baseline), "--epochs", "1"], "train_baseline")
     assert "pass --resume" in error
-    error = _fails(capsys, _tiny(lt_world) + ["--output", str(baseline), "--epochs", "1", "--resume", "--lr",
+    error = _fails(capsys, _tiny(lt_world) + ["--output-dir", str(baseline), "--epochs", "1", "--resume", "--lr",
                                               "0.5", "--tail-fraction", "none", "--downsample-ratio", "1"],
                    "train_baseline")
     assert "lr 0.001 → 0.5" in error
@@ -219,7 +219,7 @@ def test_ddp_two_processes_with_torchrun(lt_world, tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                str(REPO / "curriculum" / "ImageNet_LT" / "train_baseline.py"), *_tiny(lt_world),
-               "--output", str(output), "--epochs", "1", "--no-plots", "--device", "cpu"]
+               "--output-dir", str(output), "--epochs", "1", "--no-plots", "--device", "cpu"]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     stats = _stats(output)

@@ -6,7 +6,7 @@ schedule is 10 → 30 → 50 → real at epochs 0, 14, 29, 44. Evaluates top-1 o
 classes every epoch on val and test, keeps the checkpoint of the best *validation* epoch.
 
     python curriculum/ImageNet_LT/train.py --data-root ROOT --train-list DATA/train.txt \\
-        --init BASELINE/checkpoints/best.pt --output runs/lt_ce_discl [--loss balanced_softmax] \\
+        --init BASELINE/checkpoints/best.pt --output-dir runs/lt_ce_discl [--loss balanced_softmax] \\
         [--curriculum adaptive --curriculum-val-list DATA/validate.txt]
 
 Multi-GPU: ``torchrun --nproc_per_node N curriculum/ImageNet_LT/train.py ...`` (the batch is global).
@@ -32,7 +32,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
     setup_logging(args.verbose)
     if lt.train(lt.config_from_args(args)) is not None:  # the main process reports
-        print(lt.report(args.output))
+        print(lt.report(args.output_dir))
     return 0
 
 

@@ -4,7 +4,7 @@ Produces the checkpoint that ``train.py --init`` starts from (and a classifier f
 the same loop as the curriculum trainer with ``--curriculum none``, every real training image each epoch
 (no down-sampling, no tail top-up), from scratch or from torchvision weights.
 
-    python curriculum/ImageNet_LT/train_baseline.py --data-root ROOT --output runs/lt_baseline_ce
+    python curriculum/ImageNet_LT/train_baseline.py --data-root ROOT --output-dir runs/lt_baseline_ce
     → runs/lt_baseline_ce/checkpoints/best.pt (best validation epoch) and last.pt, stats.tsv, summary.json
 """
 
@@ -17,7 +17,7 @@ from discl import lt
 from discl.cli import run_cli, setup_logging
 
 # What differs from the curriculum trainer: real data as it is, trained from scratch for longer.
-BASELINE_DEFAULTS = dict(curriculum="none", levels=[100], downsample_ratio=1.0, tail_fraction=None, epochs=90,
+BASELINE_DEFAULTS = dict(curriculum="none", guidance_levels=[100], downsample_ratio=1.0, tail_fraction=None, epochs=90,
                          curriculum_epoch=0)
 
 
@@ -34,7 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
     setup_logging(args.verbose)
     if lt.train(lt.config_from_args(args)) is not None:  # the main process reports
-        print(lt.report(args.output))
+        print(lt.report(args.output_dir))
     return 0
 
 

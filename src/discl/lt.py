@@ -68,18 +68,18 @@ class LTConfig:
     train_mode: str
     loss: str
     lr: float
-    weight_decay: float
+    wd: float
     epochs: int
     batch_size: int
     eval_batch_size: int
     seed: int
     curriculum: str
-    levels: list[int]
+    guidance_levels: list[int]
     level_starts: list[int]
     curriculum_epoch: int
     adaptive_choice: str
     split_convention: str
-    output: Path
+    output_dir: Path
     resume: bool
     stop_after_epoch: int | None
     device: str | None
@@ -172,7 +172,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     data.add_argument("--train-list", type=Path,
                       help="training list: real 'path label' (default ROOT/ImageNet_LT_train.txt) or the curriculum "
                            "builder's train.txt, 'path label guidance' with the synthetic rows")
-    data.add_argument("--val-list", type=Path, help="validation list, selects the checkpoint (default: ROOT/ImageNet_LT_val.txt)")
+    data.add_argument("--val-list", type=Path,
+                      help="validation list, selects the checkpoint (default: ROOT/ImageNet_LT_val.txt)")
     data.add_argument("--test-list", type=Path, help="test list, reported only (default: ROOT/ImageNet_LT_test.txt)")
     data.add_argument("--synthetic-root", type=Path,
                       help="root of the synthetic paths (default: data_roots.json beside the training list)")
@@ -199,7 +200,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     optim = parser.add_argument_group("optimisation")
     optim.add_argument("--loss", choices=LOSSES, default="ce")
     optim.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate, cosine-annealed over all steps")
-    optim.add_argument("--weight-decay", type=float, default=1e-5)
+    optim.add_argument("--wd", type=float, default=1e-5)
     optim.add_argument("--epochs", type=int, default=65)
     optim.add_argument("--batch-size", type=int, default=128, help="global batch (split over DDP ranks)")
     optim.add_argument("--eval-batch-size", type=int, default=256)
@@ -207,7 +208,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
     schedule = parser.add_argument_group("curriculum")
     schedule.add_argument("--curriculum", choices=curriculum.SCHEDULES, default="fixed")
-    schedule.add_argument("--levels", type=int, nargs="+", default=[10, 30, 50, 100],
+    schedule.add_argument("--guidance-levels", type=int, nargs="+", default=[10, 30, 50, 100],
                           help="guidance levels of the curriculum (100 = real)")
     schedule.add_argument("--level-starts", type=int, nargs="*", default=[0, 14, 29, 44],
                           help="fixed schedule: start epoch of each level in ascending order; "
@@ -218,8 +219,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
     evaluation = parser.add_argument_group("evaluation and output")
     evaluation.add_argument("--split-convention", choices=("reference", "standard"), default="reference",
-                            help="many/medium/few cut: reference ≥100 / 20–99 / <20, standard >100 / 20–100 / <20")
-    evaluation.add_argument("--output", required=True, type=Path, help="run folder (checkpoints, stats, figures)")
+                            help="many/medium/few cut: reference ≥100 / 20–99 / <20, "
+                                 "standard >100 / 20–100 / <20")
+    evaluation.add_argument("--output-dir", required=True, type=Path, help="run folder (checkpoints, stats, figures)")
     evaluation.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoints/last.pt")
     evaluation.add_argument("--stop-after-epoch", type=int,
                             help="leave after finishing this epoch (0-based), e.g. to fit a job time limit")
@@ -288,11 +290,11 @@ def load_data(config: LTConfig) -> LTData:
     if not train:
         raise InputError(lists["train"], "no real (guidance 100) training rows")
 
-    wanted = sorted(g for g in config.levels if g != REAL_GUIDANCE)
+    wanted = sorted(g for g in config.guidance_levels if g != REAL_GUIDANCE)
     missing = sorted(set(wanted) - {r.guidance for r in synthetic}) if config.curriculum != "none" else []
     if missing:
-        raise InputError(lists["train"], f"no synthetic rows of guidance {missing} (--levels {config.levels}); "
-                                         "pass the curriculum builder's train.txt as --train-list")
+        raise InputError(lists["train"], f"no synthetic rows of guidance {missing} (--guidance-levels "
+                                         f"{config.guidance_levels}); pass the curriculum builder's train.txt")
     curriculum_val: list[Row] = []
     if config.curriculum == "adaptive" and config.adaptive_choice == "argmax":
         if config.curriculum_val_list is None:
@@ -344,8 +346,8 @@ def make_transforms(crop_size: int = 224, resize_size: int = 256):
 
 # ----------------------------------------------------------------------------------------------------- loop
 # Settings that shape the optimisation: a resumed run must match the checkpoint on every one of them.
-RESUME_KEYS = ("arch", "width", "num_classes", "train_mode", "loss", "lr", "weight_decay", "epochs", "batch_size",
-               "seed", "curriculum", "levels", "level_starts", "curriculum_epoch", "adaptive_choice",
+RESUME_KEYS = ("arch", "width", "num_classes", "train_mode", "loss", "lr", "wd", "epochs", "batch_size",
+               "seed", "curriculum", "guidance_levels", "level_starts", "curriculum_epoch", "adaptive_choice",
                "downsample_ratio", "tail_fraction", "crop_size", "resize_size")
 
 
@@ -366,10 +368,11 @@ def make_schedule(config: LTConfig) -> curriculum.Schedule:
     """The run's ``discl.curriculum`` schedule; explicit start epochs apply to ``fixed`` only."""
     starts = config.level_starts if config.curriculum == "fixed" and config.level_starts else None
     try:
-        return curriculum.make_schedule(config.curriculum, config.levels, config.curriculum_epoch, seed=config.seed,
-                                        choose=config.adaptive_choice, starts=starts)
+        return curriculum.make_schedule(config.curriculum, config.guidance_levels, config.curriculum_epoch,
+                                        seed=config.seed, choose=config.adaptive_choice, starts=starts)
     except ValueError as err:
-        raise InputError(None, f"curriculum: {err} (see --levels, --level-starts, --curriculum-epoch)") from None
+        raise InputError(None, f"curriculum: {err} (see --guidance-levels, --level-starts, "
+                               "--curriculum-epoch)") from None
 
 
 def _loader(rows: Sequence[Row], transform, batch_size: int, config: LTConfig, seed: int | None):
@@ -503,10 +506,11 @@ def train(config: LTConfig) -> dict | None:
 
 
 def _train(config: LTConfig, info: distributed.DistInfo) -> dict:
-    output = Path(config.output)
+    output = Path(config.output_dir)
     last = output / CHECKPOINTS / checkpoint.LAST
     if last.exists() and not config.resume:
-        raise InputError(last, "a run already lives here; pass --resume to continue it or choose another --output")
+        raise InputError(last, "a run already lives here; pass --resume to continue it or choose another "
+                               "--output-dir")
     if config.curriculum_epoch > config.epochs:
         raise InputError(None, f"--curriculum-epoch {config.curriculum_epoch} is larger than --epochs {config.epochs}")
     if config.batch_size % info.world_size:
@@ -519,7 +523,7 @@ def _train(config: LTConfig, info: distributed.DistInfo) -> dict:
         resnet.load_weights(model, config.init)
     parameters = resnet.set_train_mode(model, config.train_mode)
     model = distributed.wrap_ddp(model.to(info.device), info)
-    optimizer = torch.optim.Adam(parameters, lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = torch.optim.Adam(parameters, lr=config.lr, weight_decay=config.wd)
     log_prior = log_class_prior(data.counts).to(info.device)
     transforms_ = make_transforms(config.crop_size, config.resize_size)
     plain = _plain_config(config, data.num_classes)
