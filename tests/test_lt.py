@@ -126,6 +126,18 @@ def test_fixed_curriculum_loads_the_scheduled_level_each_epoch(baseline, lt_worl
     assert len(printed.strip().splitlines()) == 5  # header, three epochs, the selected one
 
 
+def test_onlyfc_changes_the_classifier_and_nothing_else(baseline, lt_world, tmp_path):
+    init = baseline / "checkpoints" / "best.pt"
+    output = tmp_path / "onlyfc"
+    _script("train").main(_curriculum(lt_world, output, "--init", str(init), "--train-mode", "onlyfc",
+                                      "--epochs", "1", "--curriculum-epoch", "1", "--guidance-levels", "10", "100",
+                                      "--level-starts", "0", "1"))
+    before = torch.load(init, weights_only=True)["model"]
+    after = torch.load(output / "checkpoints" / "last.pt", weights_only=True)["model"]
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed == {"fc.weight", "fc.bias"}  # batch-norm running statistics included
+
+
 def test_resume_after_a_stop_equals_an_uninterrupted_run(baseline, lt_world, tmp_path):
     train = _script("train").main
     common = ["--init", str(baseline / "checkpoints" / "best.pt"), "--loss", "balanced_softmax"]
