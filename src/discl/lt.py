@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import NamedTuple, Sequence
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from PIL import Image
@@ -561,7 +562,7 @@ def _train(config: LTConfig, info: distributed.DistInfo) -> dict:
             predictions, _ = predict(model, rows, transforms_[1], config, info)
             for name, value in lt_metrics.group_accuracy(predictions, [r.label for r in rows], data.groups).items():
                 row[f"{split}_{name}"] = value
-        if getattr(schedule, "last_scores", None):
+        if schedule.is_adaptive and epoch < config.curriculum_epoch and schedule.last_scores:
             row["adaptive_scores"] = format_level_map({g: round(v, 6) for g, v in schedule.last_scores.items()})
         row["seconds"] = round(time.time() - started, 2)
         is_best = best is None or row["val_overall"] > best["val_overall"]
@@ -614,9 +615,16 @@ def _plot(frame, output: Path, config: LTConfig) -> None:
         columns = {m: f"{split}_{m}" for m in lt_metrics.METRICS}
         plots.plot_metric_curves(frame, columns, output / f"accuracy_{split}.png", ylabel="top-1 accuracy (%)",
                                  best_epoch=best, title=f"ImageNet-LT {split} ({config.curriculum}, {config.loss})")
-    stages = frame.assign(start_epoch=frame["epoch"], end_epoch=frame["epoch"] + 1)[["start_epoch", "end_epoch",
-                                                                                    "level"]]
-    plots.plot_curriculum_timeline(stages, output / "curriculum.png", title=f"curriculum: {config.curriculum}")
+    stages = []
+    for epoch, level in zip(frame["epoch"], frame["level"]):
+        if config.curriculum == "adaptive" and epoch < config.curriculum_epoch:
+            # an adaptive epoch is a round: a pass over a real sample, then one over the chosen level
+            stages += [(epoch, epoch + 0.5, REAL_GUIDANCE, curriculum.REAL_SAMPLE),
+                       (epoch + 0.5, epoch + 1, level, curriculum.LEVEL)]
+        else:
+            stages.append((epoch, epoch + 1, level, curriculum.LEVEL))
+    plots.plot_curriculum_timeline(pd.DataFrame(stages, columns=["start_epoch", "end_epoch", "level", "kind"]),
+                                   output / "curriculum.png", title=f"curriculum: {config.curriculum}")
 
 
 def read_epoch_table(output: str | os.PathLike) -> list[dict]:
