@@ -119,20 +119,24 @@ def test_parse_resize_and_threshold():
             check_threshold(bad)
 
 
-def test_embedding_cache_survives_a_kill_between_array_and_index(tmp_path):
+def test_embedding_cache_segments_and_a_kill_between_array_and_index(tmp_path):
     cache = EmbeddingCache(tmp_path, "x", 2)
     cache.put(["a", "b"], ["1", "1"], np.array([[1, 0], [0, 1]], np.float32))
     cache.save()
-    # a run killed after writing the grown array but before its index: the old index is a prefix of it
-    grown = np.array([[1, 0], [0, 1], [5, 5]], np.float32)
-    np.save(tmp_path / "x.npy", grown)
+    cache.put(["a", "c"], ["2", "1"], np.array([[2, 2], [3, 3]], np.float32))  # a: regenerated image
+    cache.save()
+    cache.save()  # nothing new: no empty segment
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x-00000.csv", "x-00000.npy", "x-00001.csv", "x-00001.npy"]
+    # a run killed after writing a segment's array but before its index: that segment is ignored
+    np.save(tmp_path / "x-00002.npy", np.array([[5, 5]], np.float32))
     reloaded = EmbeddingCache(tmp_path, "x", 2)
-    assert reloaded.keys == ["a", "b"] and reloaded.has("b", "1") and not reloaded.has("b", "2")
-    np.testing.assert_array_equal(reloaded.get(["b", "a"]), [[0, 1], [1, 0]])
-    # an overwritten entry keeps its row; a new one is appended
-    reloaded.put(["a", "c"], ["2", "1"], np.array([[2, 2], [3, 3]], np.float32))
-    assert reloaded.keys == ["a", "b", "c"] and reloaded.has("a", "2")
-    np.testing.assert_array_equal(reloaded.get(["a", "c"]), [[2, 2], [3, 3]])
+    assert reloaded.keys == ["b", "a", "c"] and reloaded.has("a", "2") and not reloaded.has("a", "1")
+    np.testing.assert_array_equal(reloaded.get(["b", "a", "c"]), [[0, 1], [2, 2], [3, 3]])
+    # the next save replaces the orphan array
+    reloaded.put(["d"], ["1"], np.array([[4, 4]], np.float32))
+    reloaded.save()
+    assert (tmp_path / "x-00002.csv").is_file() and not (tmp_path / "x-00003.npy").exists()
+    np.testing.assert_array_equal(EmbeddingCache(tmp_path, "x", 2).get(["d", "a"]), [[4, 4], [2, 2]])
 
 
 def test_reference_pickle_shapes_by_hand():

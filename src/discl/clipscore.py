@@ -62,6 +62,17 @@ def _normalised(features) -> np.ndarray:
     return (array / np.maximum(np.linalg.norm(array, axis=1, keepdims=True), 1e-12)).astype(np.float32)
 
 
+def chw_pixels(image: Image.Image | np.ndarray) -> np.ndarray:
+    """RGB uint8 pixels as a contiguous ``[3, H, W]`` array (arrays are assumed to be in this form already).
+
+    The processor accepts these unchanged; handing it PIL images instead makes it permute and copy each one
+    with torch, which is several times slower on a busy CPU and gives the same values.
+    """
+    if isinstance(image, np.ndarray):
+        return image
+    return np.ascontiguousarray(np.asarray(image.convert("RGB")).transpose(2, 0, 1))
+
+
 class ClipEmbedder:
     """A transformers CLIP model that turns PIL images and strings into L2-normalised float32 embeddings."""
 
@@ -91,13 +102,13 @@ class ClipEmbedder:
             digest.update(np.ascontiguousarray(weight).tobytes())
         return digest.hexdigest()[:12]
 
-    def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
-        """``[N, D]`` normalised image embeddings, computed in batches of ``batch_size``."""
+    def embed_images(self, images: Sequence[Image.Image | np.ndarray]) -> np.ndarray:
+        """``[N, D]`` normalised image embeddings of PIL images (or ``chw_pixels`` arrays), in batches."""
         import torch
 
         chunks = [np.zeros((0, self.dim), np.float32)]
         for start in range(0, len(images), self.batch_size):
-            batch = [image.convert("RGB") for image in images[start:start + self.batch_size]]
+            batch = [torch.from_numpy(chw_pixels(image)) for image in images[start:start + self.batch_size]]
             pixels = self.processor(images=batch, return_tensors="pt")["pixel_values"].to(self.device)
             with torch.inference_mode():
                 chunks.append(_normalised(_features(self.model.get_image_features(pixel_values=pixels))))
@@ -124,82 +135,84 @@ class ClipEmbedder:
 
 
 class EmbeddingCache:
-    """Embeddings keyed by a string plus a fingerprint, stored as ``<name>.npy`` + ``<name>.csv`` (the index).
+    """Embeddings keyed by a string plus a fingerprint, stored on disk as append-only segments.
 
-    A saved cache only grows by appending rows (a changed item is overwritten in place), and the ``.npy`` is
-    written before the index, so a run killed between the two leaves an index that is a prefix of the array:
-    loading keeps the first ``len(index)`` rows and stays consistent.
+    Each ``save`` writes only the rows added since the previous one, as ``<name>-<k>.npy`` and then its index
+    ``<name>-<k>.csv`` (``key, fingerprint``); for a key present in several segments the last row wins (a
+    regenerated image). A run killed between the two files leaves an array without an index, which loading
+    ignores: the cache stays consistent, and a full run writes every embedding once.
     """
 
     def __init__(self, folder: str | os.PathLike, name: str, dim: int):
         self.folder = Path(folder)
         self.name = name
         self.dim = dim
-        self.keys: list[str] = []
-        self.fingerprints: list[str] = []
-        self.rows: dict[str, int] = {}
-        self.array = np.zeros((0, dim), np.float32)
+        self.rows: dict[str, int] = {}  # key -> row in the concatenation of self._blocks
+        self.fingerprints: dict[str, str] = {}
+        self._blocks: list[np.ndarray] = []
+        self._total = 0
+        self._unsaved_keys: list[tuple[str, str]] = []
+        self._unsaved_blocks: list[np.ndarray] = []
+        self._next_segment = 0
         self._load()
 
-    @property
-    def array_path(self) -> Path:
-        return self.folder / f"{self.name}.npy"
-
-    @property
-    def index_path(self) -> Path:
-        return self.folder / f"{self.name}.csv"
-
     def _load(self) -> None:
-        if not self.index_path.is_file() or not self.array_path.is_file():
-            return
-        try:
-            index = pd.read_csv(self.index_path, dtype=str, keep_default_na=False)
-            array = np.load(self.array_path, allow_pickle=False)
-        except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
-            log.warning("ignoring unreadable embedding cache %s (%s)", self.index_path, err)
-            return
-        if list(index.columns) != ["key", "fingerprint"] or array.ndim != 2 or array.shape[1] != self.dim \
-                or len(array) < len(index):
-            log.warning("ignoring inconsistent embedding cache %s", self.index_path)
-            return
-        self.keys = index["key"].tolist()
-        self.fingerprints = index["fingerprint"].tolist()
-        self.rows = {key: row for row, key in enumerate(self.keys)}
-        self.array = np.ascontiguousarray(array[:len(index)], dtype=np.float32)
+        for index_path in sorted(self.folder.glob(f"{self.name}-[0-9][0-9][0-9][0-9][0-9].csv")):
+            self._next_segment = max(self._next_segment, int(index_path.stem.rsplit("-", 1)[1]) + 1)
+            try:
+                index = pd.read_csv(index_path, dtype=str, keep_default_na=False)
+                array = np.load(index_path.with_suffix(".npy"), allow_pickle=False)
+            except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+                log.warning("ignoring unreadable cache segment %s (%s)", index_path, err)
+                continue
+            if list(index.columns) != ["key", "fingerprint"] or array.shape != (len(index), self.dim):
+                log.warning("ignoring inconsistent cache segment %s", index_path)
+                continue
+            self._append(index["key"].tolist(), index["fingerprint"].tolist(), array.astype(np.float32))
+
+    def _append(self, keys: Sequence[str], fingerprints: Sequence[str], embeddings: np.ndarray) -> None:
+        for offset, (key, fingerprint) in enumerate(zip(keys, fingerprints)):
+            self.rows[key] = self._total + offset
+            self.fingerprints[key] = fingerprint
+        self._blocks.append(embeddings)
+        self._total += len(embeddings)
 
     def __len__(self) -> int:
-        return len(self.keys)
+        return len(self.rows)
+
+    @property
+    def keys(self) -> list[str]:
+        """Cached keys, in the order they were (last) added."""
+        return sorted(self.rows, key=self.rows.__getitem__)
 
     def has(self, key: str, fingerprint: str = "") -> bool:
         """True when ``key`` is cached with this fingerprint."""
-        row = self.rows.get(key)
-        return row is not None and self.fingerprints[row] == fingerprint
+        return self.fingerprints.get(key) == fingerprint
 
     def get(self, keys: Sequence[str]) -> np.ndarray:
         """``[len(keys), D]`` cached embeddings (every key must be present)."""
-        return self.array[[self.rows[key] for key in keys]]
+        if len(self._blocks) > 1:
+            self._blocks = [np.concatenate(self._blocks)]
+        array = self._blocks[0] if self._blocks else np.zeros((0, self.dim), np.float32)
+        return array[[self.rows[key] for key in keys]]
 
     def put(self, keys: Sequence[str], fingerprints: Sequence[str], embeddings: np.ndarray) -> None:
-        """Add or overwrite entries."""
-        new_rows = []
-        for key, fingerprint, embedding in zip(keys, fingerprints, embeddings):
-            row = self.rows.get(key)
-            if row is None:
-                self.rows[key] = len(self.keys)
-                self.keys.append(key)
-                self.fingerprints.append(fingerprint)
-                new_rows.append(embedding)
-            else:
-                self.fingerprints[row] = fingerprint
-                self.array[row] = embedding
-        if new_rows:
-            self.array = np.concatenate([self.array, np.asarray(new_rows, np.float32).reshape(-1, self.dim)])
+        """Add entries; a key already present is replaced."""
+        embeddings = np.asarray(embeddings, np.float32).reshape(-1, self.dim)
+        self._append(keys, fingerprints, embeddings)
+        self._unsaved_keys.extend(zip(keys, fingerprints))
+        self._unsaved_blocks.append(embeddings)
 
     def save(self) -> None:
-        """Write the array, then the index (both atomically)."""
-        with atomic_write(self.array_path, "wb") as handle:
-            np.save(handle, self.array, allow_pickle=False)
-        atomic_write_csv(self.index_path, pd.DataFrame({"key": self.keys, "fingerprint": self.fingerprints}))
+        """Write the rows added since the last save as a new segment: the array first, then its index."""
+        if not self._unsaved_keys:
+            return
+        stem = self.folder / f"{self.name}-{self._next_segment:05d}"
+        with atomic_write(stem.with_suffix(".npy"), "wb") as handle:
+            np.save(handle, np.concatenate(self._unsaved_blocks), allow_pickle=False)
+        atomic_write_csv(stem.with_suffix(".csv"), pd.DataFrame(self._unsaved_keys, columns=["key", "fingerprint"]))
+        self._next_segment += 1
+        self._unsaved_keys, self._unsaved_blocks = [], []
 
 
 def file_fingerprint(path: str | os.PathLike) -> str:
@@ -408,13 +421,19 @@ class ClipScorer:
             return 0
         items = list(todo.items())
         chunk = self.embedder.batch_size
+        batches = [items[start:start + chunk] for start in range(0, len(items), chunk)]
         since_save = 0
-        # Decoding JPEGs releases the GIL, so a thread pool keeps the encoder busy.
+        # Decoding and resizing release the GIL: threads read batch i+1 while the encoder works on batch i.
         with ThreadPoolExecutor(max_workers=max(1, self.workers)) as pool:
-            for start in tqdm(range(0, len(items), chunk), desc=desc, unit="batch",
-                              disable=len(items) <= chunk):
-                batch = items[start:start + chunk]
-                images = list(pool.map(lambda item: load_image(item[1][0], self.resize), batch))
+            def read(batch):
+                return [pool.submit(lambda path: chw_pixels(load_image(path, self.resize)), file)
+                        for _, (file, _) in batch]
+
+            pending = read(batches[0])
+            for index, batch in enumerate(tqdm(batches, desc=desc, unit="batch", disable=len(batches) <= 1)):
+                images = [future.result() for future in pending]
+                if index + 1 < len(batches):
+                    pending = read(batches[index + 1])
                 cache.put([k for k, _ in batch], [fp for _, (_, fp) in batch], self.embedder.embed_images(images))
                 since_save += len(batch)
                 if since_save >= self.save_every:

@@ -1,0 +1,170 @@
+"""CLIPScore: the reference's loop against ours, on the same CLIP weights and images.
+
+The reference scores one synthetic image at a time and, for each, re-reads and re-encodes its real source
+and re-encodes the prompt (three encoder calls at batch 1). Ours encodes every distinct prompt and real image
+once and the synthetic images in batches, from a cold cache. Both use the same 480×270 resize and the same
+transformers processor, so the scores must agree to 1e-5.
+
+Runs offline on a tiny world built in a temporary folder (tiny CLIP under the real id, mini iWildCam);
+``--model``/``--hf-home`` point it at real weights instead. Last line: ``speedup=<x>``.
+
+    python bench/bench_clipscore.py --images 6 --seeds 8 --strengths 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+SEEDS = (10, 20, 30, 40, 42, 50, 60, 70)
+STRENGTHS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+SYNTHETIC_SIZE = (480, 264)  # what SDXL img2img returns for a 480×270 input
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--images", type=int, default=6, help="real (hard) images")
+    parser.add_argument("--seeds", type=int, default=8, help="seeds per strength (at most 8)")
+    parser.add_argument("--strengths", type=int, default=5, help="strengths per image (at most 10)")
+    parser.add_argument("--real-size", default="960x540", help="size the real photos are stored at")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--model", default="openai/clip-vit-base-patch32")
+    parser.add_argument("--hf-home", help="use this HF cache instead of building a tiny one")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    return parser
+
+
+def build_workload(folder: Path, args: argparse.Namespace):
+    """Real photos (mini iWildCam, stored large) and seeds × strengths synthetic versions of each, as a manifest."""
+    import pandas as pd
+    from PIL import Image
+
+    from discl.clipscore import RealImageFinder, collect_from_manifests
+    from discl.data.iwildcam import common_name
+    from discl.fileio import atomic_save_image
+    from discl.manifest import MANIFEST_COLUMNS, guidance_from_strength, sample_id, subfolder_name, \
+        synthetic_relpath, write_manifest
+    from discl.prompts import iwildcam_prompt
+    from discl.tiny import make_mini_iwildcam
+
+    wilds = make_mini_iwildcam(folder / "wilds") / "iwildcam_v2.0"
+    metadata = pd.read_csv(wilds / "metadata.csv")
+    names = pd.read_csv(wilds / "categories.csv").set_index("y")["name"]
+    train = metadata[(metadata["split"] == "train") & (metadata["y"] > 0)]
+    picks = train.iloc[np.linspace(0, len(train) - 1, args.images).astype(int)]
+    real_size = tuple(int(v) for v in args.real_size.split("x"))
+    real_dir, syn_dir = folder / "real", folder / "syn"
+    rows = []
+    for record in picks.itertuples():
+        photo = Image.open(wilds / "train" / record.filename).convert("RGB")
+        atomic_save_image(photo.resize(real_size), real_dir / record.filename, quality=95)
+        name, stem = names[record.y], record.filename[:-4]
+        folder_name = name.replace(" ", "_")
+        for strength in STRENGTHS[:args.strengths]:
+            for seed in SEEDS[:args.seeds]:
+                relpath = synthetic_relpath(folder_name, strength, 10.0, seed, stem)
+                atomic_save_image(_synthetic_version(photo, strength, seed), syn_dir / relpath, quality=95)
+                rows.append({"sample_id": sample_id(folder_name, subfolder_name(strength, 10.0, seed), stem),
+                             "dataset": "iwildcam", "class_id": record.y, "class_name": name,
+                             "class_folder": folder_name, "real_path": record.filename, "image_stem": stem,
+                             "prompt": iwildcam_prompt(common_name(name)), "strength": strength,
+                             "image_guidance": guidance_from_strength(strength), "text_guidance": 10.0, "seed": seed,
+                             "generator_seed": 0, "synthetic_path": relpath, "tries": 1, "clip_image_text": "",
+                             "clip_image_image": "", "keep": ""})
+    write_manifest(pd.DataFrame(rows, columns=MANIFEST_COLUMNS), syn_dir / "manifests/part001-of001.csv")
+    return syn_dir, collect_from_manifests(syn_dir, RealImageFinder(real_dir))
+
+
+def _synthetic_version(photo, strength: float, seed: int):
+    """A photo-like stand-in for an img2img output: blurred and colour-shifted more as ``strength`` grows."""
+    from PIL import Image, ImageFilter
+
+    rng = np.random.default_rng(seed)
+    base = photo.resize(SYNTHETIC_SIZE).filter(ImageFilter.GaussianBlur(radius=1 + 4 * strength))
+    cast = 1 + strength * rng.uniform(-0.4, 0.4, 3)
+    return Image.fromarray(np.clip(np.asarray(base, float) * cast, 0, 255).astype(np.uint8))
+
+
+def reference_loop(table, model, processor, device: str) -> tuple[np.ndarray, np.ndarray]:
+    """The reference's scoring loop: per synthetic image, three batch-1 encoder calls (written afresh here)."""
+    import torch
+    from PIL import Image
+
+    def features(output):
+        return output if torch.is_tensor(output) else output.pooler_output
+
+    def image_embedding(image):
+        pixels = processor(images=image, return_tensors="pt")["pixel_values"].to(device)
+        return features(model.get_image_features(pixel_values=pixels)).cpu().numpy()
+
+    text_scores, image_scores = [], []
+    with torch.no_grad():
+        for row in table.itertuples():
+            synthetic = Image.open(row.synthetic_file).convert("RGB").resize((480, 270))
+            real = Image.open(row.real_file).convert("RGB").resize((480, 270))
+            synthetic_embedding = image_embedding(synthetic)
+            real_embedding = image_embedding(real)
+            tokens = processor.tokenizer(row.prompt, return_tensors="pt").to(device)
+            text_embedding = features(model.get_text_features(**tokens)).cpu().numpy()
+            text_scores.append(_cosine(synthetic_embedding, text_embedding))
+            image_scores.append(_cosine(synthetic_embedding, real_embedding))
+    return np.array(text_scores), np.array(image_scores)
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a[0].astype(np.float64), b[0].astype(np.float64)
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+def main(argv=None) -> int:
+    args = get_args_parser().parse_args(argv)
+    folder = Path(tempfile.mkdtemp(prefix="bench-clipscore-"))
+    # HF libraries read these at import time: set them before anything imports transformers.
+    os.environ["HF_HOME"] = args.hf_home or str(folder / "hf_home")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    try:
+        from discl.clipscore import ClipEmbedder, ClipScorer, parse_resize
+        from discl.tiny import install_tiny_models
+
+        if not args.hf_home:
+            install_tiny_models(folder / "hf_home")
+        syn_dir, table = build_workload(folder, args)
+        print(f"workload: {args.images} real images x {args.seeds} seeds x {args.strengths} strengths = "
+              f"{len(table)} synthetic images; model {args.model} on {args.device}")
+
+        embedder = ClipEmbedder(args.model, args.device, args.batch_size)
+        reference_loop(table.head(2), embedder.model, embedder.processor, args.device)  # warm-up
+        start = time.perf_counter()
+        reference_text, reference_image = reference_loop(table, embedder.model, embedder.processor, args.device)
+        reference_s = time.perf_counter() - start
+
+        start = time.perf_counter()
+        scorer = ClipScorer(embedder, syn_dir / "clip_cache", parse_resize("480x270"), workers=4)
+        ours, stats = scorer.score(table)
+        ours_s = time.perf_counter() - start
+
+        text_diff = np.abs(ours["clip_image_text"].to_numpy() - reference_text).max()
+        image_diff = np.abs(ours["clip_image_image"].to_numpy() - reference_image).max()
+        print(f"reference loop: {reference_s:.2f} s ({3 * len(table)} encoder calls at batch 1)")
+        print(f"ours (cold cache): {ours_s:.2f} s (encoded {stats.texts_encoded} prompts, {stats.real_encoded} real, "
+              f"{stats.synthetic_encoded} synthetic images in batches of {args.batch_size})")
+        print(f"max |difference|: image-text {text_diff:.2e}, image-image {image_diff:.2e}")
+        if max(text_diff, image_diff) > 1e-5:
+            raise SystemExit(f"scores differ by more than 1e-5 ({max(text_diff, image_diff):.2e})")
+        print(f"speedup={reference_s / ours_s:.1f}")
+    finally:
+        if not args.keep:
+            shutil.rmtree(folder, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
