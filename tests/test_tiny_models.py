@@ -113,6 +113,19 @@ def test_pipeline_loads_by_real_id_and_runs_at_several_strengths(pipe):
     assert np.abs(outputs[0.1] - outputs[1.0]).max() > 1e-3
 
 
+def test_fp32_files_are_the_same_model_and_load_quietly(pipe, caplog):
+    import logging
+
+    with caplog.at_level(logging.WARNING):
+        full = models.load_img2img_pipeline(dtype="fp32", device="cpu", variant=None)
+    assert not [r for r in caplog.records if "the Hub" in r.getMessage()]  # offline notices held back...
+    assert logging.getLogger("huggingface_hub.hf_api").filters == []  # ... only while loading
+    fp32 = full.unet.conv_in.weight
+    from_fp16 = pipe.unet.conv_in.weight
+    assert fp32.dtype == from_fp16.dtype == torch.float32 and not torch.equal(fp32, from_fp16)
+    assert torch.allclose(fp32, from_fp16, rtol=1e-3, atol=1e-4)  # the variant is the fp16 rounding
+
+
 def test_batched_call_with_per_sample_generators_equals_single_calls(pipe):
     prompts = ["a photo of a deer", "a photo of an ocelot", "a photo of a deer"]
     images = [_photo(1), _photo(2), _photo(3)]

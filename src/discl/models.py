@@ -43,29 +43,42 @@ def torch_dtype(dtype: str, device: str) -> torch.dtype:
     return {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[dtype]
 
 
+_OFFLINE_NOTICES = ("Couldn't connect to the Hub", "Could not reach the Hub")
+_OFFLINE_NOTICE_LOGGERS = ("diffusers.pipelines.pipeline_utils", "huggingface_hub.hf_api")
+
+
+class _DropOfflineNotices(logging.Filter):
+    """Drops the 'could not reach the Hub, using the cache' warnings that every offline load logs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(_OFFLINE_NOTICES)
+
+
 @contextlib.contextmanager
 def quiet_hf_loading() -> Iterator[None]:
-    """Silence Hugging Face loading chatter (offline-cache notices, per-file progress bars) for one block."""
+    """For one block: no per-file loading bars and, in offline mode, no 'Hub unreachable' notices.
+
+    Other warnings (unused or missing weights, deprecations) still show.
+    """
     from diffusers.utils import logging as diffusers_logging
+    from huggingface_hub import constants
     from transformers.utils import logging as transformers_logging
 
-    hub_logger = logging.getLogger("huggingface_hub")
-    saved = (diffusers_logging.get_verbosity(), transformers_logging.get_verbosity(), hub_logger.level,
-             diffusers_logging.is_progress_bar_enabled(), transformers_logging.is_progress_bar_enabled())
-    diffusers_logging.set_verbosity_error()
-    transformers_logging.set_verbosity_error()
-    hub_logger.setLevel(logging.ERROR)
+    bars = (diffusers_logging.is_progress_bar_enabled(), transformers_logging.is_progress_bar_enabled())
     diffusers_logging.disable_progress_bar()
     transformers_logging.disable_progress_bar()
+    notice_filter = _DropOfflineNotices()
+    loggers = [logging.getLogger(name) for name in _OFFLINE_NOTICE_LOGGERS] if constants.HF_HUB_OFFLINE else []
+    for logger in loggers:
+        logger.addFilter(notice_filter)
     try:
         yield
     finally:
-        diffusers_logging.set_verbosity(saved[0])
-        transformers_logging.set_verbosity(saved[1])
-        hub_logger.setLevel(saved[2])
-        if saved[3]:
+        for logger in loggers:
+            logger.removeFilter(notice_filter)
+        if bars[0]:
             diffusers_logging.enable_progress_bar()
-        if saved[4]:
+        if bars[1]:
             transformers_logging.enable_progress_bar()
 
 

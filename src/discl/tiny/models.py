@@ -208,12 +208,20 @@ def repo_cache_dir(hf_home: str | os.PathLike, repo_id: str) -> Path:
 
 def _save_refiner(folder: Path) -> None:
     import torch
+    from diffusers.utils import logging as diffusers_logging
 
     pipe = build_refiner_pipeline()
     # The Hub repo holds fp32 files and an fp16 variant; production code loads ``variant="fp16"``.
     with quiet_hf_loading():
         pipe.save_pretrained(folder, safe_serialization=True)
-        pipe.to(torch.float16).save_pretrained(folder, safe_serialization=True, variant="fp16")
+        # Casting with .to() warns about modules to keep in fp32; these tiny models have none.
+        verbosity = diffusers_logging.get_verbosity()
+        diffusers_logging.set_verbosity_error()
+        try:
+            pipe.to(torch.float16)
+        finally:
+            diffusers_logging.set_verbosity(verbosity)
+        pipe.save_pretrained(folder, safe_serialization=True, variant="fp16")
     write_bpe_files(folder / "tokenizer_2")
 
 
