@@ -1,0 +1,38 @@
+"""Generate the synthetic-to-real spectrum of the ImageNet-LT hard images (DisCL Phase 1, step 2).
+
+    python data_generation/ImageNet_LT/gene_img.py --data_csv hard_imagenet_lt.csv --image-root /data/imagenet \
+        --prompt_json prompts.json --output_path data/imagenet_lt_syn --part 1 --total_parts 4
+
+Defaults are the paper's: SDXL refiner img2img in fp16, strengths 0.1…1.0, seeds 10…70, text guidance 10,
+50 steps, native image sizes (batched by equal size; --resize WxH to change), prompt "a 8k real photo: {p}" with
+p drawn from the class's LLM prompts, and the CLIP quality retry (similarity <= 0.3: up to 5 more prompts, the
+best kept). Same outputs and resume behaviour as the iWildCam script. See docs/generation.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from discl import generation
+from discl.cli import run_cli, setup_logging
+
+DATASET = "imagenet_lt"
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    """The shared generation flags with ImageNet-LT's defaults."""
+    return argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                   parents=[generation.get_args_parser(DATASET)])
+
+
+def main(argv=None) -> int:
+    """Generate one part (this process's share of it) and print a one-line summary."""
+    args = get_args_parser().parse_args(argv)
+    setup_logging(args.verbose)
+    result = generation.run(generation.config_from_args(args, DATASET))
+    print(generation.summary_line(result))
+    return 1 if result.failures and not args.skip_bad else 0
+
+
+if __name__ == "__main__":
+    run_cli(main)
