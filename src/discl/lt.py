@@ -1,7 +1,7 @@
 """Curriculum training on ImageNet-LT (spec §6): losses, the data of one epoch, and the training loop.
 
-The loop is shared by the curriculum trainer and the plain baseline (``--curriculum none`` with no synthetic
-list): one code path, different arguments.
+The loop is shared by the curriculum trainer and the plain baseline (``--curriculum none`` on the real list,
+no down-sampling, no tail top-up): one code path, different arguments.
 """
 
 from __future__ import annotations
@@ -156,6 +156,13 @@ def build_epoch_rows(real_rows: Sequence[Row], synthetic_rows: Sequence[Row], ta
 
 
 # ------------------------------------------------------------------------------------------------ arguments
+def _ratio(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a ratio in (0, 1], got {text}")
+    return value
+
+
 def _fraction_or_none(text: str) -> float | None:
     if text.lower() == "none":
         return None
@@ -180,8 +187,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                       help="root of the synthetic paths (default: data_roots.json beside the training list)")
     data.add_argument("--curriculum-val-list", type=Path,
                       help="curriculum-validation list with guidance per row (adaptive schedule's probe)")
-    data.add_argument("--num-classes", type=int, help="default: largest training label + 1")
-    data.add_argument("--downsample-ratio", type=float, default=0.3,
+    data.add_argument("--num-classes", type=int, help="default: largest label in ROOT/ImageNet_LT_train.txt + 1")
+    data.add_argument("--downsample-ratio", type=_ratio, default=0.3,
                       help="share of the real non-tail images drawn afresh each epoch")
     data.add_argument("--tail-fraction", type=_fraction_or_none, default=0.136,
                       help="the tail's share of an epoch, topped up with synthetic (or repeated real) tail images; "
@@ -219,11 +226,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                           help="adaptive schedule: best progress or the random-level ablation")
 
     evaluation = parser.add_argument_group("evaluation and output")
-    evaluation.add_argument("--split-convention", choices=("reference", "standard"), default="reference",
+    evaluation.add_argument("--split-convention", choices=imagenet_lt.CONVENTIONS, default="reference",
                             help="many/medium/few cut: reference ≥100 / 20–99 / <20, "
                                  "standard >100 / 20–100 / <20")
     evaluation.add_argument("--output-dir", required=True, type=Path, help="run folder (checkpoints, stats, figures)")
-    evaluation.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoints/last.pt")
+    evaluation.add_argument("--resume", action="store_true", help="continue from OUTPUT_DIR/checkpoints/last.pt")
     evaluation.add_argument("--stop-after-epoch", type=int,
                             help="leave after finishing this epoch (0-based), e.g. to fit a job time limit")
     evaluation.add_argument("--device", help="default: cuda when available, else cpu")
