@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -81,7 +82,10 @@ def all_gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
         return tensor
     from torch.distributed.nn.functional import all_gather
 
-    return torch.cat(all_gather(tensor), dim=0)
+    # Deprecated in favour of a private functional-collectives API; open_clip's ClipLoss still uses this one.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning, message=".*all_gather is deprecated")
+        return torch.cat(all_gather(tensor), dim=0)
 
 
 def all_gather_objects(obj):
