@@ -186,6 +186,8 @@ def test_adaptive_resume_equals_uninterrupted(tables, tmp_path):
     assert full_stages["level"].iloc[-1] == 100
     summary = json.loads((tmp_path / "split" / "summary.json").read_text())
     assert summary["best"]["epoch"] in (0, 1, 2)
+    with pytest.raises(InputError, match="other settings.*seed=0 \\(now 1\\)"):
+        _run(tables, tmp_path / "split", *common, "--resume", "--seed", "1")
 
 
 def test_ddp_two_processes_match_one_process(tables, tmp_path, script_env):
@@ -236,3 +238,10 @@ def test_cli_exit_code_and_one_line_error(tables, tmp_path, capsys):
     assert exit_info.value.code == 2
     error = capsys.readouterr().err.strip().splitlines()[-1]
     assert error.startswith(f"error: {tables['train']}: column 'guidance': guidance level 60")
+
+
+def test_adaptive_needs_the_validation_table(tables, tmp_path):
+    config = flyp.FlypConfig(train_table=tables["train"], wilds_root=tables["root"], output_dir=str(tmp_path),
+                             model=TINY_OPEN_CLIP, pretrained="", curriculum="adaptive", epochs=2, curriculum_epoch=1)
+    with pytest.raises(InputError, match="needs --val-table"):
+        flyp.FlypTrainer(config)

@@ -70,6 +70,12 @@ class FlypConfig:
     jpeg_draft: bool = True  # decode JPEGs at reduced size (≥ the model input); False = full decodes
 
 
+# Settings a resumed run must share with the checkpoint, or it would not continue the same run.
+RESUME_KEYS = ("train_table", "val_table", "model", "pretrained", "epochs", "batch_size", "lr", "wd", "warmup",
+               "min_lr", "curriculum", "curriculum_epoch", "adaptive_choice", "real_sample_size", "guidance_levels",
+               "seed", "jpeg_draft")
+
+
 # ------------------------------------------------------------------------------------------------ data ----
 
 def stage_rows(table: pd.DataFrame, level: int) -> pd.DataFrame:
@@ -95,8 +101,8 @@ def real_sample_rows(table: pd.DataFrame, size: int, seed: int) -> pd.DataFrame:
 
 
 def check_levels(table: pd.DataFrame, levels: Sequence[int], path: str) -> None:
-    """Every scheduled level needs rows: synthetic rows of hard images below 100, real rows at 100."""
-    for level in levels:
+    """Every scheduled level needs rows: synthetic rows of hard images below 100, real rows at 100 (always)."""
+    for level in sorted(set(levels) | {REAL_GUIDANCE}):
         if level == REAL_GUIDANCE:
             has_rows = (table["guidance"] == REAL_GUIDANCE).any()
             what = "real rows (guidance 100)"
@@ -297,7 +303,7 @@ class FlypTrainer:
         self.pin = self.info.device.startswith("cuda")
         self.step = 0
         self.start_epoch = 0
-        self.stage: dict | None = None  # index, kind, level, until, start_step, batches_done, num_batches, rows
+        self.stage: dict | None = None  # index, kind, level, until, start_step, batches_done, num_batches
         self.stage_count = 0
         self.best: dict | None = None
         self.writer = self._tensorboard()
@@ -335,7 +341,13 @@ class FlypTrainer:
         return SummaryWriter(str(self.out / "tensorboard"))
 
     def _resume(self) -> None:
-        state = ckpt.load_checkpoint(self.out / "checkpoints" / ckpt.LAST)
+        path = self.out / "checkpoints" / ckpt.LAST
+        state = ckpt.load_checkpoint(path)
+        mine = dataclasses.asdict(self.cfg)
+        changed = [f"{k}={state['args'].get(k)!r} (now {mine[k]!r})" for k in RESUME_KEYS
+                   if state["args"].get(k) != mine[k]]
+        if changed:
+            raise InputError(path, "was written by a run with other settings, cannot resume: " + ", ".join(changed))
         ckpt.restore(state, self.model, self.optimizer, self.schedule)
         self.step = state["step"]
         self.start_epoch = state["epoch"] + 1
@@ -361,6 +373,7 @@ class FlypTrainer:
                                   draft_size=self.draft_size)
         sampler = GlobalBatchSampler(len(dataset), self.cfg.batch_size, self._stage_seed(stage["index"]),
                                      self.info.rank, self.info.world_size, start=stage["batches_done"])
+        stage["num_batches"] = sampler.num_batches
         # Kept to report what the batches really contained (per epoch, the guidance of hard-image rows).
         self.stage_guidance = rows["guidance"].to_numpy()
         self.stage_hard = rows["img_id"].to_numpy() >= 0
@@ -379,8 +392,6 @@ class FlypTrainer:
         self.stage = {"index": index, "kind": stage.kind, "level": int(stage.level), "until": stage.until_step,
                       "start_step": self.step, "batches_done": 0}
         rows = self._stage_data(self.stage)
-        self.stage["num_batches"] = max(1, len(rows) // self.cfg.batch_size)
-        self.stage["rows"] = len(rows)
         self._open_stage(rows)
         chose = self.schedule.is_adaptive and stage.kind == C.LEVEL and stage.until_step is not None
         scores = self.schedule.last_scores if chose else {}
