@@ -32,9 +32,11 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--images", type=int, default=6, help="real (hard) images")
     parser.add_argument("--seeds", type=int, default=8, help="seeds per strength (at most 8)")
     parser.add_argument("--strengths", type=int, default=5, help="strengths per image (at most 10)")
-    parser.add_argument("--real-size", default="960x540", help="size the real photos are stored at")
+    parser.add_argument("--real-size", default="1920x1080",
+                        help="size the real photos are stored at (iWildCam camera-trap frames are ~1920x1080)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--model", default="openai/clip-vit-base-patch32")
     parser.add_argument("--hf-home", help="use this HF cache instead of building a tiny one")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
@@ -119,8 +121,9 @@ def reference_loop(table, model, processor, device: str) -> tuple[np.ndarray, np
 
 
 def _cosine(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a[0].astype(np.float64), b[0].astype(np.float64)
-    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+    from sklearn.metrics.pairwise import cosine_similarity  # what the reference calls
+
+    return float(cosine_similarity(a, b)[0][0])
 
 
 def main(argv=None) -> int:
@@ -134,11 +137,18 @@ def main(argv=None) -> int:
         from discl.clipscore import ClipEmbedder, ClipScorer, parse_resize
         from discl.tiny import install_tiny_models
 
+        if args.threads:
+            import torch
+
+            torch.set_num_threads(args.threads)
         if not args.hf_home:
             install_tiny_models(folder / "hf_home")
         syn_dir, table = build_workload(folder, args)
+        import torch
+
         print(f"workload: {args.images} real images x {args.seeds} seeds x {args.strengths} strengths = "
-              f"{len(table)} synthetic images; model {args.model} on {args.device}")
+              f"{len(table)} synthetic images; model {args.model} on {args.device}, "
+              f"{torch.get_num_threads()} torch threads")
 
         embedder = ClipEmbedder(args.model, args.device, args.batch_size)
         reference_loop(table.head(2), embedder.model, embedder.processor, args.device)  # warm-up
