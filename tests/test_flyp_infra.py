@@ -72,3 +72,21 @@ def test_checkpoint_missing_or_foreign_file(tmp_path):
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(InputError, match="cannot read checkpoint"):
         checkpoint.load_checkpoint(bad)
+
+
+def test_distributed_helpers_single_process():
+    from torch.utils.data import TensorDataset
+
+    from discl import distributed
+
+    info = distributed.init_distributed("cpu")
+    assert info == distributed.DistInfo() and info.is_main and not info.distributed
+    assert distributed.is_main()
+    features = torch.ones(3, 2, requires_grad=True)
+    assert distributed.all_gather_with_grad(features) is features
+    assert distributed.all_gather_objects({"a": 1}) == [{"a": 1}]
+    assert distributed.shard_indices(list(range(7)), rank=1, world_size=3) == [1, 4]
+    assert distributed.distributed_sampler(TensorDataset(torch.zeros(4)), info) is None
+    model = torch.nn.Linear(2, 2)
+    assert distributed.wrap_ddp(model, info) is model
+    distributed.barrier()

@@ -97,15 +97,6 @@ def all_gather_objects(obj):
     return gathered
 
 
-def broadcast_object(obj):
-    """Rank 0's ``obj`` on every rank."""
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
-
-
 def shard_indices(indices: list[int], rank: int, world_size: int) -> list[int]:
     """Rank ``rank``'s strided share of ``indices`` (``indices[rank::world_size]``; equal lengths if divisible)."""
     return list(indices[rank::world_size])
