@@ -129,6 +129,9 @@ def test_adaptive_round_and_stop_exactly_at_curriculum_epoch():
     assert schedule.next_stage(12, spe).kind == "probe"
     assert schedule.next_stage(19, spe).kind == "probe"
     assert schedule.next_stage(20, spe) == C.Stage("level", 100, None)
+    assert schedule.level_at(20, spe) == 100
+    with pytest.raises(RuntimeError, match="no fixed level"):
+        schedule.level_at(19, spe)
 
 
 def test_adaptive_without_validation_rows_trains_real():

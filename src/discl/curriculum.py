@@ -269,6 +269,12 @@ class Adaptive(Schedule):
         """The trainer must answer ``probe`` stages."""
         return True
 
+    def level_at(self, step: int, steps_per_epoch: int = 1) -> int:
+        """Not defined before ``curriculum_epoch``: the level depends on the probes (use ``next_stage``)."""
+        if step >= self.curriculum_end(steps_per_epoch):
+            return REAL
+        raise RuntimeError("the adaptive schedule has no fixed level; drive it with next_stage/observe_probe")
+
     @property
     def needs_probes(self) -> bool:
         """False for the random ablation: it never looks at the probes (the trainer may skip them)."""
