@@ -22,7 +22,7 @@ from PIL import Image
 
 from discl.cli import setup_logging
 from discl.fileio import atomic_save_image
-from discl.flyp import CaptionedImages, GlobalBatchSampler, _loader, input_size
+from discl.flyp import CaptionedImages, GlobalBatchSampler, input_size, make_loader
 from discl.models import create_open_clip, default_device
 from discl.tiny import TINY_OPEN_CLIP
 
@@ -102,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         preloaded = (time.perf_counter() - start) / args.steps
 
         sampler = GlobalBatchSampler(len(dataset), args.batch_size, seed=0)
-        loader = _loader(dataset, sampler, workers=args.workers, pin_memory=device.startswith("cuda"))
+        loader = make_loader(dataset, sampler, workers=args.workers, pin_memory=device.startswith("cuda"))
         batches = iter(loader)
         for _ in range(args.warmup_steps):  # includes worker start-up, as the first batches of a stage do
             images, tokens, _ = next(batches)

@@ -90,3 +90,18 @@ def test_distributed_helpers_single_process():
     model = torch.nn.Linear(2, 2)
     assert distributed.wrap_ddp(model, info) is model
     distributed.barrier()
+
+
+def test_selection_and_f1_table():
+    from discl import metrics
+
+    assert metrics.is_better(0.5, None) and metrics.is_better(0.6, 0.5)
+    assert not metrics.is_better(0.5, 0.5)  # a tie keeps the earlier epoch
+    assert not metrics.is_better(float("nan"), 0.1) and metrics.is_better(0.1, float("nan"))
+    assert metrics.metric_columns({"id_val": {"f1": 0.5, "acc": 0.75}}) == {"id_val_f1": 0.5, "id_val_acc": 0.75}
+    rows = [{"epoch": 0, "guidance": 50, "id_val_f1": 0.1234, "test_f1": 0.5},
+            {"epoch": 1, "guidance": 100, "id_val_f1": 0.25, "test_f1": 0.0625}]
+    table = metrics.f1_table(rows, ["id_val", "test"], best_epoch=1).splitlines()
+    assert table[0].split() == ["epoch", "guidance", "ID-val", "OOD-test"]
+    assert table[1].split() == ["0", "50", "12.34", "50.00"]
+    assert table[2].split() == ["1*", "100", "25.00", "6.25"]

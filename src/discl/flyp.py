@@ -198,8 +198,9 @@ def input_size(model) -> int:
     return int(max(size) if isinstance(size, (tuple, list)) else size)
 
 
-def _loader(dataset, batch_sampler=None, batch_size: int | None = None, workers: int = 0,
-            pin_memory: bool = False) -> DataLoader:
+def make_loader(dataset, batch_sampler=None, batch_size: int | None = None, workers: int = 0,
+                pin_memory: bool = False) -> DataLoader:
+    """A DataLoader over ``dataset`` with a batch sampler (training) or a fixed batch size (evaluation)."""
     # Workers decode and augment ahead of the GPU; pinned memory lets the host→device copy overlap compute.
     extra = {"prefetch_factor": 4} if workers > 0 else {}
     if batch_sampler is not None:
@@ -377,7 +378,7 @@ class FlypTrainer:
         # Kept to report what the batches really contained (per epoch, the guidance of hard-image rows).
         self.stage_guidance = rows["guidance"].to_numpy()
         self.stage_hard = rows["img_id"].to_numpy() >= 0
-        self.batches = iter(_loader(dataset, sampler, workers=self.cfg.workers, pin_memory=self.pin))
+        self.batches = iter(make_loader(dataset, sampler, workers=self.cfg.workers, pin_memory=self.pin))
 
     def _next_stage(self) -> None:
         """Ask the schedule for the next training stage, answering probes on the way."""
@@ -488,9 +489,9 @@ class FlypTrainer:
         was_training = model.training
         model.eval()
         head = build_zeroshot_head(model, self.tokenizer, self.classnames, self.templates, self.info.device)
-        mine = list(range(self.info.rank, len(dataset), self.info.world_size))
-        loader = _loader(Subset(dataset, mine), batch_size=self.cfg.eval_batch_size, workers=self.cfg.workers,
-                         pin_memory=self.pin)
+        mine = D.shard_indices(list(range(len(dataset))), self.info.rank, self.info.world_size)
+        loader = make_loader(Subset(dataset, mine), batch_size=self.cfg.eval_batch_size,
+                             workers=self.cfg.workers, pin_memory=self.pin)
         predictions, probs = zeroshot_outputs(model, head, loader, self.info.device)
         model.train(was_training)
         pred_all = np.zeros(len(dataset), np.int64)
