@@ -21,8 +21,8 @@ def stable_seed(*parts: object) -> int:
 
 def _canonical(part: object) -> str:
     # Floats are written with a fixed precision so 0.1 and 0.1000000001 from arithmetic map the same way.
-    if isinstance(part, float):
-        return f"f:{part:.6f}"
+    if isinstance(part, (float, np.floating)):
+        return f"f:{float(part):.6f}"
     if isinstance(part, (int, np.integer)):
         return f"i:{int(part)}"
     return f"s:{part}"
