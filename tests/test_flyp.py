@@ -259,3 +259,16 @@ def test_adaptive_needs_the_validation_table(tables, tmp_path):
                              model=TINY_OPEN_CLIP, pretrained="", curriculum="adaptive", epochs=2, curriculum_epoch=1)
     with pytest.raises(InputError, match="needs --val-table"):
         flyp.FlypTrainer(config)
+
+
+def test_optional_loggers_are_skipped_when_not_installed(tmp_path, caplog):
+    config = flyp.FlypConfig(train_table="t", wilds_root="r", output_dir=str(tmp_path), tensorboard=True,
+                             wandb_project="discl")
+    loggers = flyp.ScalarLoggers(tmp_path, config)
+    installed = {name: importlib.util.find_spec(name) is not None for name in ("tensorboard", "wandb")}
+    assert (loggers.tensorboard is not None) == installed["tensorboard"]
+    assert (loggers.wandb is not None) == installed["wandb"]
+    for name, present in installed.items():
+        assert (f"the {name} package is not installed" in caplog.text) != present
+    loggers.log({"epoch": 0, "loss": 1.5, "hard_guidance": "50"}, 0)
+    loggers.close()

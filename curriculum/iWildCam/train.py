@@ -52,6 +52,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", action="store_true", help="continue from OUTPUT_DIR/checkpoints/last.pt")
     run.add_argument("--stop-after-epoch", type=int, help="end the run after this epoch (resume later)")
     run.add_argument("--tensorboard", action="store_true", help="also log to TensorBoard when it is installed")
+    run.add_argument("--wandb-project", help="also log to this Weights & Biases project when wandb is installed")
     run.add_argument("--verbose", action="store_true")
     return parser
 

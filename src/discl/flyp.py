@@ -66,7 +66,8 @@ class FlypConfig:
     device: str | None = None
     resume: bool = False
     stop_after_epoch: int | None = None  # end the run after this epoch (its checkpoint written), e.g. to test resume
-    tensorboard: bool = False
+    tensorboard: bool = False  # also log per-epoch scalars to TensorBoard, when installed
+    wandb_project: str | None = None  # also log to Weights & Biases, when installed
     jpeg_draft: bool = True  # decode JPEGs at reduced size (≥ the model input); False = full decodes
 
 
@@ -258,6 +259,43 @@ class _ImagesLabels(Dataset):
 
 # ---------------------------------------------------------------------------------------------- trainer ----
 
+class ScalarLoggers:
+    """Optional TensorBoard / Weights & Biases logging of the per-epoch row (rank 0; skipped when not installed)."""
+
+    def __init__(self, out: Path, cfg: FlypConfig, enabled: bool = True):
+        self.tensorboard = self.wandb = None
+        if enabled and cfg.tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tensorboard = SummaryWriter(str(out / "tensorboard"))
+            except ImportError:
+                log.warning("--tensorboard: the tensorboard package is not installed; logging to stats.tsv only")
+        if enabled and cfg.wandb_project:
+            try:
+                import wandb
+
+                self.wandb = wandb.init(project=cfg.wandb_project, config=dataclasses.asdict(cfg), dir=str(out))
+            except ImportError:
+                log.warning("--wandb-project: the wandb package is not installed; logging to stats.tsv only")
+
+    def log(self, row: dict, epoch: int) -> None:
+        """Log the numeric entries of ``row`` at ``epoch``."""
+        numbers = {k: v for k, v in row.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        if self.tensorboard is not None:
+            for key, value in numbers.items():
+                self.tensorboard.add_scalar(key, value, epoch)
+        if self.wandb is not None:
+            self.wandb.log(numbers, step=epoch)
+
+    def close(self) -> None:
+        """Flush and close whatever was opened."""
+        if self.tensorboard is not None:
+            self.tensorboard.close()
+        if self.wandb is not None:
+            self.wandb.finish()
+
+
 class FlypTrainer:
     """One FLYP run: set-up, the step loop over curriculum stages, per-epoch evaluation, checkpoints."""
 
@@ -307,7 +345,7 @@ class FlypTrainer:
         self.stage: dict | None = None  # index, kind, level, until, start_step, batches_done, num_batches
         self.stage_count = 0
         self.best: dict | None = None
-        self.writer = self._tensorboard()
+        self.scalars = ScalarLoggers(self.out, self.cfg, enabled=self.info.is_main)
         if cfg.resume:
             self._resume()
         self.batches = None
@@ -330,16 +368,6 @@ class FlypTrainer:
         if self.cfg.guidance_levels:
             return sorted(set(int(g) for g in self.cfg.guidance_levels))
         return sorted(set(int(g) for g in self.table["guidance"]))
-
-    def _tensorboard(self):
-        if not (self.cfg.tensorboard and self.info.is_main):
-            return None
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:
-            log.warning("--tensorboard: the tensorboard package is not installed; logging to stats.tsv only")
-            return None
-        return SummaryWriter(str(self.out / "tensorboard"))
 
     def _resume(self) -> None:
         path = self.out / "checkpoints" / ckpt.LAST
@@ -473,10 +501,7 @@ class FlypTrainer:
                 trainer_state={"stage": self.stage, "stage_count": self.stage_count},
                 args=dataclasses.asdict(self.cfg), best=self.best)
             ckpt.save_checkpoint(self.out / "checkpoints", state, is_best=improved)
-            if self.writer is not None:
-                for key, value in row.items():
-                    if isinstance(value, (int, float)):
-                        self.writer.add_scalar(key, value, epoch)
+            self.scalars.log(row, epoch)
             log.info("epoch %d: loss %.4f, %s", epoch, loss,
                      ", ".join(f"{s} F1 {100 * m['f1']:.2f}" for s, m in metrics.items()))
         D.barrier()
@@ -548,6 +573,5 @@ def train(config: FlypConfig) -> dict:
     try:
         return trainer.train()
     finally:
-        if trainer.writer is not None:
-            trainer.writer.close()
+        trainer.scalars.close()
         D.cleanup()
