@@ -65,6 +65,9 @@ def plot_metric_curves(stats: pd.DataFrame, columns: Mapping[str, str], path: st
     for label, column in columns.items():
         if column in stats.columns:
             ax.plot(stats["epoch"], stats[column], marker="o", markersize=3, label=label)
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
     if best_epoch is not None:
         ax.axvline(best_epoch, color="gray", linestyle="--", linewidth=1, label=f"selected (epoch {best_epoch})")
     ax.set_xlabel("epoch")
