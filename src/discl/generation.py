@@ -35,7 +35,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from discl.errors import InputError
-from discl.fileio import atomic_save_image, atomic_write_csv, atomic_write_json
+from discl.fileio import atomic_save_image, atomic_write_csv, atomic_write_json, is_temp_file
 from discl.manifest import (MANIFEST_COLUMNS, guidance_from_strength, sample_id, subfolder_name,
                             synthetic_relpath, write_manifest)
 from discl.models import HF_CLIP_ID, REFINER_ID
@@ -730,6 +730,9 @@ def run(config: GenerationConfig) -> GenerationResult:
         failures = []  # the preflight is the same on every rank: rank 0 reports it
     grouped = _join_process_group(world)
     manifest = manifest_path(output, config.part, config.total_parts)
+    if world == 1:
+        # With several ranks another process may be mid-write; a single process owns its part's folders.
+        remove_stale_temp_files(output, part_classes, manifest)
     written = 0
     if todo:
         written = _generate(config, todo, done, prompts, local_rank, failures,
@@ -744,6 +747,18 @@ def run(config: GenerationConfig) -> GenerationResult:
     failures_csv = _write_failures(failures, failures_path(output, config.part, config.total_parts, rank, world))
     return GenerationResult(planned, len(done) - written, written, len(failures), time.perf_counter() - start,
                             manifest, failures_csv)
+
+
+def remove_stale_temp_files(output: Path, class_folders: Iterable[str], manifest: Path) -> int:
+    """Delete the temp files a killed run left in this part's folders (never complete images); return how many."""
+    folders = [output / c for c in class_folders] + [output / MANIFEST_DIR / RETRY_DIR / c for c in class_folders]
+    stale = [p for folder in folders if folder.is_dir() for p in folder.rglob(".tmp-*") if is_temp_file(p)]
+    stale += [p for p in manifest.parent.glob(f".tmp-{manifest.name}.*")]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    if stale:
+        log.info("removed %d temp file(s) left by an interrupted run", len(stale))
+    return len(stale)
 
 
 def _generate(config: GenerationConfig, todo: Sequence[Group], done: set[str], prompts: PromptSource,
