@@ -19,6 +19,7 @@ def epochs_levels(schedule, epochs, steps_per_epoch=1):
 def test_none_is_real_everywhere():
     schedule = C.make_schedule("none", IWILDCAM_LEVELS, 15)
     assert epochs_levels(schedule, 20) == [100] * 20
+    assert schedule.next_stage(3) == C.Stage("level", 100, None)
 
 
 def test_fixed_equal_shares_round_boundaries_up():

@@ -122,7 +122,8 @@ class RealOnly(Schedule):
         super().__init__(levels, curriculum_epoch)
 
     def _curriculum_stage(self, step: int, steps_per_epoch: int) -> Stage:
-        return Stage(LEVEL, REAL, self.curriculum_end(steps_per_epoch))
+        # Real data before and after curriculum_epoch: nothing to switch, the stage runs until its data ends.
+        return Stage(LEVEL, REAL, None)
 
 
 class Sequential(Schedule):
