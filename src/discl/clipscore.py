@@ -38,7 +38,7 @@ SCORES_FILE = "clip_scores.csv"
 CLIP_SCORE_PICKLE = "clip_score.pkl"
 FILTERED_PICKLE = "filtered_results.pkl"
 EMBEDDING_PICKLE = "clip_emb.pkl"
-REPORT_FILE = "filter_report.csv"
+REPORT_FILES = ("filter_report_by_class.csv", "filter_report_by_guidance.csv")
 HISTOGRAM_FILE = "clip_scores_hist.png"
 CACHE_DIR = "clip_cache"
 SCORE_COLUMNS_REQUIRED = ("clip_image_text", "clip_image_image", "keep")
@@ -227,7 +227,7 @@ def file_fingerprint(path: str | os.PathLike) -> str:
 _SUBFOLDER = re.compile(r"^Strength(\d+)_guidance(\d+)_seed(\d+)$")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 _NOT_CLASS_FOLDERS = {"manifests", CACHE_DIR}
-_HELPER_COLUMNS = ["synthetic_file", "real_file", "text", "source", "source_row"]
+LAYOUT = "<class>/Strength{100s}_guidance{10g}_seed{seed}/<stem>.jpg"
 
 
 @dataclass
@@ -316,12 +316,11 @@ def collect_from_layout(syn_root: str | os.PathLike, finder: RealImageFinder, da
         for sub_dir in sorted(class_dir.iterdir()):
             match = _SUBFOLDER.match(sub_dir.name)
             if not sub_dir.is_dir() or match is None:
-                raise InputError(sub_dir, "not in the layout <class>/Strength{100s}_guidance{10g}_seed{seed}/<stem>.jpg")
+                raise InputError(sub_dir, f"not in the layout {LAYOUT}")
             strength_pct, text_guidance_x10, seed = (int(g) for g in match.groups())
             for image in sorted(sub_dir.iterdir()):
                 if image.is_dir():
-                    raise InputError(image, "unexpected folder: the layout is "
-                                            "<class>/Strength{100s}_guidance{10g}_seed{seed}/<stem>.jpg")
+                    raise InputError(image, f"unexpected folder: the layout is {LAYOUT}")
                 if image.suffix.lower() not in IMAGE_SUFFIXES or is_temp_file(image):
                     continue  # the reference keeps clip_emb.pkl and concat previews next to the images
                 real = finder.find(stem=image.stem)
@@ -527,7 +526,7 @@ def write_outputs(table: pd.DataFrame, syn_root: str | os.PathLike, threshold: f
     _write_pickle(paths[CLIP_SCORE_PICKLE], reference_score_dict(table))
     _write_pickle(paths[FILTERED_PICKLE], reference_filtered_list(table))
     by_class, by_guidance = filter_reports(table)
-    for name, report in (("filter_report_by_class.csv", by_class), ("filter_report_by_guidance.csv", by_guidance)):
+    for name, report in zip(REPORT_FILES, (by_class, by_guidance)):
         paths[name] = syn_root / name
         atomic_write_csv(paths[name], report)
     atomic_write_bytes(paths[HISTOGRAM_FILE], plot_score_histograms(table, threshold))
@@ -540,8 +539,8 @@ def read_scores(path: str | os.PathLike) -> pd.DataFrame:
     for column in SCORE_COLUMNS_REQUIRED:
         blank = frame[column].isna()
         if blank.any():
-            raise InputError(path, "value is missing (run comp_clip_scores.py first)", int(np.flatnonzero(blank)[0]) + 1,
-                             column)
+            raise InputError(path, "value is missing (run comp_clip_scores.py first)",
+                             int(np.flatnonzero(blank)[0]) + 1, column)
     return frame
 
 
@@ -599,7 +598,7 @@ class DatasetScoring:
 
 
 SCORING = {
-    "iwildcam": DatasetScoring("iwildcam", IWILDCAM_THRESHOLD, "480x270", iwildcam_class_info),
+    "iwildcam": DatasetScoring("iwildcam", IWILDCAM_THRESHOLD, "{}x{}".format(*REFERENCE_RESIZE), iwildcam_class_info),
     # The reference scores ImageNet-LT images at their native size.
     "imagenet_lt": DatasetScoring("imagenet_lt", IMAGENET_LT_THRESHOLD, "none", imagenet_lt_class_info),
 }

@@ -199,7 +199,8 @@ def iwildcam_real_rows(root: str | os.PathLike) -> pd.DataFrame:
     metadata = folder / "metadata.csv"
     if not metadata.is_file():
         raise InputError(metadata, "missing: --data-root must be a WILDS root (holding iwildcam_v2.0/)")
-    table = pd.read_csv(metadata, dtype={"split": str, "filename": str}, usecols=lambda c: c in ("split", "filename", "y"))
+    table = pd.read_csv(metadata, dtype={"split": str, "filename": str},
+                        usecols=lambda column: column in ("split", "filename", "y"))
     for column in ("split", "filename", "y"):
         if column not in table.columns:
             raise InputError(metadata, "column missing", column=column)
