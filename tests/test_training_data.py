@@ -219,6 +219,8 @@ def test_bad_inputs(mini_iwildcam, iwildcam_hard, repo_root, tmp_path, capsys):
     assert "row 1: column 'image_stem': real image 'nope' is not in the training list" in error()
     write_manifest(scores.assign(class_id=[5, scores["class_id"][1]]), syn / "clip_scores.csv")
     assert "row 1: column 'class_id': class_id 5 but the training list labels" in error()
+    write_manifest(scores.assign(dataset=["iwildcam", "imagenet_lt"]), syn / "clip_scores.csv")
+    assert "row 2: column 'dataset': dataset 'imagenet_lt' given to the iwildcam builder" in error()
     write_manifest(scores, syn / "clip_scores.csv")
     assert "column '--threshold'" in error("--threshold", "2")
     assert "column '--val-size'" in error("--val-size", "-1")

@@ -429,16 +429,20 @@ class ClipScorer:
                         for _, (file, _) in batch]
 
             pending = read(batches[0])
-            for index, batch in enumerate(tqdm(batches, desc=desc, unit="batch", disable=len(batches) <= 1)):
-                images = [future.result() for future in pending]
-                if index + 1 < len(batches):
-                    pending = read(batches[index + 1])
-                cache.put([k for k, _ in batch], [fp for _, (_, fp) in batch], self.embedder.embed_images(images))
-                since_save += len(batch)
-                if since_save >= self.save_every:
-                    cache.save()
-                    since_save = 0
-        cache.save()
+            try:
+                for index, batch in enumerate(tqdm(batches, desc=desc, unit="batch", disable=len(batches) <= 1)):
+                    images = [future.result() for future in pending]
+                    if index + 1 < len(batches):
+                        pending = read(batches[index + 1])
+                    cache.put([k for k, _ in batch], [fp for _, (_, fp) in batch],
+                              self.embedder.embed_images(images))
+                    since_save += len(batch)
+                    if since_save >= self.save_every:
+                        cache.save()
+                        since_save = 0
+            finally:
+                # keep what was encoded, also when a corrupt image stops the run
+                cache.save()
         return len(items)
 
     def score(self, table: pd.DataFrame, text_column: str = "prompt") -> tuple[pd.DataFrame, ScoringStats]:

@@ -62,7 +62,10 @@ def synthetic_rows(scores: pd.DataFrame, real: pd.DataFrame, syn_root: str | os.
     ``threshold`` re-filters on the image–text similarity (default: the ``keep`` column of the scores);
     only guidance ≥ ``min_guidance`` and, when given, guidance in ``levels`` are kept.
     """
-    keep = scores["keep"].astype(bool) if threshold is None else scores["clip_image_text"] >= check_threshold(threshold)
+    if threshold is None:
+        keep = scores["keep"].astype(bool)
+    else:
+        keep = scores["clip_image_text"] >= check_threshold(threshold)
     by_stem = _real_by_stem(real)
     keys = []
     for row, (stem, class_id) in enumerate(zip(scores["image_stem"], scores["class_id"]), start=1):
@@ -274,6 +277,10 @@ def run_build(args: argparse.Namespace, dataset: str) -> tuple[CurriculumTables,
     syn_root = Path(args.syn_path).resolve()
     scores_path = Path(args.scores) if args.scores else syn_root / SCORES_FILE
     scores = read_scores(scores_path)
+    other = np.flatnonzero(scores["dataset"].to_numpy() != dataset)
+    if other.size:
+        raise InputError(scores_path, f"dataset {scores['dataset'].iloc[other[0]]!r} given to the {dataset} builder",
+                         int(other[0]) + 1, "dataset")
     if dataset == "iwildcam":
         real = iwildcam_real_rows(args.data_root)
     else:
