@@ -319,6 +319,9 @@ def test_corrupt_synthetic_image(generated, mini_iwildcam, scorer_script, tmp_pa
                                   capsys)
     assert f"error: {broken}: cannot read image" in message
     assert not (out / "clip_scores.csv").exists()
+    # what was encoded before the bad image is kept for the rerun
+    assert len(list((out / "clip_cache").glob("*/texts-00000.csv"))) == 1
+    assert len(list((out / "clip_cache").glob("*/480x270/real-00000.csv"))) == 1
 
 
 def test_missing_synthetic_image_and_empty_folder(generated, mini_iwildcam, scorer_script, tmp_path, capsys):
