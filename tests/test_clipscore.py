@@ -73,7 +73,8 @@ def make_generation(wilds_root: Path, out: Path, images: pd.DataFrame, strengths
 
 
 @pytest.fixture(scope="module")
-def scorer_script(repo_root):
+def scorer_script(repo_root, hf_home):
+    """The iWildCam scoring script, with the tiny CLIP installed under the real id."""
     return load_script(repo_root, "data_generation/iWildCam/comp_clip_scores.py")
 
 
