@@ -287,7 +287,8 @@ def collect_from_manifests(syn_root: str | os.PathLike, finder: RealImageFinder)
                          int(first["source_row"]), "sample_id")
     synthetic_files, real_files = [], []
     resolved: dict[str, Path | None] = {}
-    for record in table.itertuples(index=False):
+    for record in tqdm(table.itertuples(index=False), total=len(table), desc="finding images", unit="img",
+                       disable=len(table) < 10000):
         synthetic = syn_root / record.synthetic_path
         if not synthetic.is_file():
             raise InputError(record.source, f"synthetic image {synthetic} not found", record.source_row,
