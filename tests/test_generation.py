@@ -130,6 +130,8 @@ def test_flag_parsing():
             generation.parse_strengths(bad)
     with pytest.raises(InputError, match="--seeds"):
         generation.parse_seeds(["10", "10"])
+    assert [generation.denoising_steps(50, s) for s in (0.1, 0.5, 1.0)] == [5, 25, 50]
+    assert generation.denoising_steps(3, 0.3) == 0  # int(0.9): the pipeline would get no timestep at all
 
 
 # ------------------------------------------------------------------------------------------------ the engine
@@ -320,6 +322,8 @@ def _bad_iwildcam_csv(tmp_path: Path, mini_iwildcam: Path, iwildcam_csv: Path, c
         table.loc[2, "filepath"] = str(tmp_path / "corrupt.jpg")
     elif case == "strength outside (0, 1]":
         extra = ["--strengths", "0.5", "1.5"]
+    elif case == "no denoising step":
+        extra = ["--strengths", "0.2", "1.0"]
     if case == "empty CSV":
         path.write_text("")
     else:
@@ -334,6 +338,7 @@ def _bad_iwildcam_csv(tmp_path: Path, mini_iwildcam: Path, iwildcam_csv: Path, c
     ("corrupt image", r"bad\.csv: row 3: column 'filepath': cannot read image"),
     ("empty CSV", r"bad\.csv: empty CSV"),
     ("strength outside (0, 1]", r"--strengths: strength 1\.5 is outside \(0, 1\]"),
+    ("no denoising step", r"--steps: 2 steps at strength 0\.2 run no denoising step .* use --steps 5 or more"),
 ])
 def test_bad_iwildcam_input_is_one_line_exit_2_nothing_written(case, expected, tmp_path, mini_iwildcam,
                                                                iwildcam_csv, iwildcam_script, capsys):

@@ -147,6 +147,11 @@ def parse_resolution(text: str | None) -> tuple[int, int] | None:
     return width, height
 
 
+def denoising_steps(steps: int, strength: float) -> int:
+    """Sampler steps img2img actually runs at ``strength`` (diffusers: ``min(int(steps · strength), steps)``)."""
+    return min(int(steps * strength), steps)
+
+
 def _split_list(values: Iterable[str]) -> list[str]:
     return [part for value in values for part in str(value).replace(",", " ").split()]
 
@@ -206,6 +211,11 @@ def config_from_args(args: argparse.Namespace, dataset: str) -> GenerationConfig
             raise InputError(flag, f"must be >= 1, got {value}")
     if args.guidance_scale <= 0:
         raise InputError("--guidance-scale", f"must be > 0, got {args.guidance_scale}")
+    strengths = parse_strengths(args.strengths)
+    idle = [s for s in strengths if denoising_steps(args.steps, s) < 1]
+    if idle:
+        raise InputError("--steps", f"{args.steps} steps at strength {idle[0]:g} run no denoising step "
+                                    f"(img2img runs int(steps * strength)); use --steps {math.ceil(1 / idle[0])} or more")
     if not 1 <= args.jpeg_quality <= 95:
         raise InputError("--jpeg-quality", f"must be in [1, 95], got {args.jpeg_quality}")
     retry = None
@@ -216,7 +226,7 @@ def config_from_args(args: argparse.Namespace, dataset: str) -> GenerationConfig
         total_parts=args.total_parts, image_root=Path(args.image_root) if args.image_root else None,
         prompt_json=Path(args.prompt_json) if getattr(args, "prompt_json", None) else None, model=args.model,
         variant=args.variant or None, dtype=args.dtype, device=args.device,
-        strengths=parse_strengths(args.strengths), seeds=parse_seeds(args.seeds),
+        strengths=strengths, seeds=parse_seeds(args.seeds),
         guidance_scale=args.guidance_scale, steps=args.steps, batch_size=args.batch_size,
         resolution=parse_resolution(args.resolution), jpeg_quality=args.jpeg_quality, retry=retry,
         skip_bad=args.skip_bad, manifest_interval=args.manifest_interval)
@@ -705,9 +715,11 @@ def run(config: GenerationConfig) -> GenerationResult:
     # Every input is checked before anything is created or a model loaded: bad input leaves nothing behind.
     prompts = load_prompt_source(config)
     sources = read_sources(config)
-    part_classes = set(shard_classes({s.class_folder for s in sources}, config.part, config.total_parts))
-    sources = [s for s in sources if s.class_folder in part_classes]
-    sources.sort(key=lambda s: s.class_folder)  # stable: CSV order within a class
+    # Sharded by class *name*, as the reference, so a part holds the same classes as the reference's part.
+    part_names = set(shard_classes({s.class_name for s in sources}, config.part, config.total_parts))
+    sources = [s for s in sources if s.class_name in part_names]
+    sources.sort(key=lambda s: (s.class_name, s.class_folder))  # stable: CSV order within a class
+    part_classes = {s.class_folder for s in sources}
     for source in sources:
         prompts.check(source, config.data_csv)
     sources, failures = preflight(sources, config)
