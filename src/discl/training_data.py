@@ -195,21 +195,15 @@ def level_counts(tables: CurriculumTables) -> pd.DataFrame:
 
 
 def iwildcam_real_rows(root: str | os.PathLike) -> pd.DataFrame:
-    """The WILDS iWildCam train split (``metadata.csv``, split ``train``) as real rows."""
-    from discl.data.iwildcam import data_dir
+    """The WILDS iWildCam train split as real rows (labels from WILDS, file names from its ``metadata.csv``)."""
+    from discl.data.iwildcam import data_dir, load_dataset
 
-    folder = data_dir(root)
-    metadata = folder / "metadata.csv"
-    if not metadata.is_file():
-        raise InputError(metadata, "missing: --data-root must be a WILDS root (holding iwildcam_v2.0/)")
-    table = pd.read_csv(metadata, dtype={"split": str, "filename": str},
-                        usecols=lambda column: column in ("split", "filename", "y"))
-    for column in ("split", "filename", "y"):
-        if column not in table.columns:
-            raise InputError(metadata, "column missing", column=column)
-    train = table[table["split"] == "train"]
-    images = (folder / "train").resolve()
-    return real_rows(train["filename"].tolist(), [str(images / f) for f in train["filename"]], train["y"].tolist())
+    dataset = load_dataset(root)
+    train = dataset.get_subset("train").indices
+    # WILDS reads metadata.csv in file order, so its row i is example i
+    filenames = pd.read_csv(data_dir(root) / "metadata.csv", usecols=["filename"])["filename"].to_numpy()[train]
+    images = (data_dir(root) / "train").resolve()
+    return real_rows(filenames.tolist(), [str(images / f) for f in filenames], dataset.y_array[train].tolist())
 
 
 def imagenet_lt_real_rows(root: str | os.PathLike) -> pd.DataFrame:
