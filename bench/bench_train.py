@@ -34,7 +34,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--pretrained", default="")
     parser.add_argument("--size", default="480x270", help="WxH of the JPEG files")
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--steps", type=int, default=12, help="timed steps per mode (after warm-up)")
+    parser.add_argument("--steps", type=int, default=20, help="timed steps per mode (after warm-up)")
     parser.add_argument("--warmup-steps", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads for compute")
@@ -76,6 +76,18 @@ def make_step(model, optimizer, device: str):
     return step
 
 
+def median_step_time(run, warmup: int, steps: int) -> float:
+    """Median wall time of ``run()`` over ``steps`` calls after ``warmup`` calls (robust to preemption spikes)."""
+    for _ in range(warmup):
+        run()
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
     setup_logging()
@@ -88,35 +100,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     step = make_step(model, optimizer, device)
     with tempfile.TemporaryDirectory(prefix="discl-bench-train-") as tmp:
         total = args.warmup_steps + args.steps
-        rows = write_images(Path(tmp), total * args.batch_size, size)  # every step reads fresh files
+        rows = write_images(Path(tmp), total * args.batch_size, size)  # every batch reads fresh files
         draft = None if args.no_jpeg_draft else input_size(model)
         dataset = CaptionedImages(rows, train_transform, tokenizer, seed=0, draft_size=draft)
 
         batch = [dataset[i] for i in range(args.batch_size)]
         images, tokens = torch.stack([b[0] for b in batch]), torch.stack([b[1] for b in batch])
-        for _ in range(args.warmup_steps):
-            step(images, tokens)
-        start = time.perf_counter()
-        for _ in range(args.steps):
-            step(images, tokens)
-        preloaded = (time.perf_counter() - start) / args.steps
+        preloaded = median_step_time(lambda: step(images, tokens), args.warmup_steps, args.steps)
 
-        sampler = GlobalBatchSampler(len(dataset), args.batch_size, seed=0)
-        loader = make_loader(dataset, sampler, workers=args.workers, pin_memory=device.startswith("cuda"))
-        batches = iter(loader)
-        for _ in range(args.warmup_steps):  # includes worker start-up, as the first batches of a stage do
-            images, tokens, _ = next(batches)
-            step(images, tokens)
-        start = time.perf_counter()
-        for _ in range(args.steps):
-            images, tokens, _ = next(batches)
-            step(images, tokens)
-        loaded = (time.perf_counter() - start) / args.steps
+        def loader_iterator():
+            sampler = GlobalBatchSampler(len(dataset), args.batch_size, seed=0)
+            return iter(make_loader(dataset, sampler, workers=args.workers, pin_memory=device.startswith("cuda")))
+
+        # The warm-up includes the workers' start-up, as the first batches of every stage do.
+        batches = loader_iterator()
+        loaded = median_step_time(lambda: step(*next(batches)[:2]), args.warmup_steps, args.steps)
+        batches = loader_iterator()
+        loading_only = median_step_time(lambda: next(batches), args.warmup_steps, args.steps)
     overhead = 100.0 * (loaded - preloaded) / preloaded
     print(f"device={device} model={args.model} images={size[0]}x{size[1]} batch={args.batch_size} "
-          f"workers={args.workers} threads={args.threads} jpeg_draft={draft}")
+          f"workers={args.workers} threads={args.threads} jpeg_draft={draft} (median of {args.steps} steps)")
     print(f"step on pre-loaded tensors: {1000 * preloaded:.1f} ms")
     print(f"step with real loading:     {1000 * loaded:.1f} ms")
+    print(f"loader alone, per batch:    {1000 * loading_only:.1f} ms")
     print(f"data_overhead={overhead:.1f}%")
     return 0
 
