@@ -124,6 +124,26 @@ def test_global_batch_sampler_splits_batches_over_ranks_and_resumes():
     assert len(small) == 1 and sorted(set(small[0])) == [0, 1, 2]
 
 
+def test_item_augmentation_is_seeded_per_item(tables):
+    from torchvision import transforms
+
+    rows = tables["frame"].iloc[:3]
+    augment = transforms.Compose([transforms.RandomResizedCrop(32, scale=(0.3, 1.0)), transforms.ToTensor()])
+
+    def tokenizer(texts):
+        return torch.arange(len(texts) * 4).view(len(texts), 4)
+
+    first = flyp.CaptionedImages(rows, augment, tokenizer, seed=1)
+    again = flyp.CaptionedImages(rows, augment, tokenizer, seed=1)
+    other = flyp.CaptionedImages(rows, augment, tokenizer, seed=2)
+    torch.manual_seed(123)  # the global RNG plays no part and is left alone
+    state = torch.get_rng_state()
+    assert torch.equal(first[2][0], again[2][0])
+    assert not torch.equal(first[2][0], other[2][0])
+    assert torch.equal(torch.get_rng_state(), state)
+    assert first[2][2] == 2 and torch.equal(first[0][1], first.tokens[first.caption_index[0]])
+
+
 def test_real_sample_is_seeded_and_real_only():
     table = pd.DataFrame({"guidance": [100, 50, 100, 100, 100], "img_id": [-1, 0, 0, -2, -3]})
     a = flyp.real_sample_rows(table, 2, seed=5)
