@@ -53,11 +53,14 @@ def get_args_parser() -> argparse.ArgumentParser:
     run.add_argument("--stop-after-epoch", type=int, help="end the run after this epoch (resume later)")
     run.add_argument("--tensorboard", action="store_true", help="also log to TensorBoard when it is installed")
     run.add_argument("--wandb-project", help="also log to this Weights & Biases project when wandb is installed")
+    run.add_argument("--no-jpeg-draft", dest="jpeg_draft", action="store_false",
+                     help="decode training JPEGs at full size (default: PIL draft mode, ≥ the model input)")
     run.add_argument("--verbose", action="store_true")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Train, then print the adaptive choices, the per-epoch macro-F1 table and the selected epoch."""
     args = get_args_parser().parse_args(argv)
     setup_logging(args.verbose)
     logging.getLogger("PIL").setLevel(logging.WARNING)
