@@ -5,6 +5,7 @@ Runs the real entry scripts in-process (``main([...])``) with a 4-wide ResNet-10
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import json
 import os
@@ -216,13 +217,13 @@ def test_init_with_the_wrong_width_is_an_input_error(baseline, lt_world, tmp_pat
     assert not (tmp_path / "w").exists()
 
 
-def test_epoch_data_is_the_same_function_of_seed_and_epoch(lt_world):
-    args = lt.add_arguments(__import__("argparse").ArgumentParser()).parse_args(
-        _curriculum(lt_world, Path("unused")))
-    data = lt.load_data(lt.config_from_args(args))
+def test_epoch_data_from_the_builders_lists(lt_world):
+    data = lt.load_data(_config(lt_world, "--train-list", str(lt_world.train)))
     assert data.tail_classes == frozenset(lt_world.tail)
-    first = lt.build_epoch_rows(data.train, data.synthetic, data.tail_classes, 10, np.random.default_rng(3), 0.2, 0.5)
-    assert len(first) == 116 and sum(r.guidance == 10 for r in first) == 25
+    assert sorted({r.guidance for r in data.synthetic}) == [10, 30, 50]
+    rows = lt.build_epoch_rows(data.train, data.synthetic, data.tail_classes, 10, np.random.default_rng(3), 0.2, 0.5)
+    assert len(rows) == 116 and sum(r.guidance == 10 for r in rows) == 25
+    assert all(Path(r.path).is_file() for r in rows)
 
 
 def test_ddp_two_processes_with_torchrun(lt_world, tmp_path):
@@ -238,3 +239,24 @@ def test_ddp_two_processes_with_torchrun(lt_world, tmp_path):
     # 58 non-tail + 58 tail images, 58 per rank, 16 per rank and step: 4 steps
     assert list(stats["epoch"]) == [0] and stats["train_images"][0] == 116 and stats["step"][0] == 4
     assert done.stdout.count("selected epoch 0") == 1  # one report, from rank 0
+
+
+def _config(world, *argv: str) -> lt.LTConfig:
+    parser = lt.add_arguments(argparse.ArgumentParser())
+    return lt.config_from_args(parser.parse_args(["--data-root", str(world.root), "--output-dir", "unused", *argv]))
+
+
+def test_default_schedule_is_the_papers_10_30_50_real(lt_world):
+    schedule = lt.make_schedule(_config(lt_world))
+    levels = [schedule.next_stage(epoch, 1).level for epoch in range(65)]
+    assert levels == [10] * 14 + [30] * 15 + [50] * 15 + [100] * 21  # starts 0, 14, 29, 44; 65 epochs
+
+
+def test_split_convention_moves_the_class_with_exactly_100_images(lt_world):
+    # mini ImageNet-LT training counts: 120, 100, 50, 20, 19, 8, 4, 2
+    reference = lt.load_data(_config(lt_world, "--curriculum", "none"))
+    standard = lt.load_data(_config(lt_world, "--curriculum", "none", "--split-convention", "standard"))
+    assert reference.counts == [120, 100, 50, 20, 19, 8, 4, 2]
+    assert list(reference.groups) == ["many", "many", "medium", "medium", "few", "few", "few", "few"]
+    assert list(standard.groups) == ["many", "medium", "medium", "medium", "few", "few", "few", "few"]
+    assert reference.tail_classes == standard.tail_classes == frozenset({4, 5, 6, 7})
