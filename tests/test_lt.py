@@ -20,7 +20,7 @@ import pytest
 import torch
 from PIL import Image, ImageEnhance
 
-from discl import lt
+from discl import lt, resnet
 from discl.data.imagenet_lt import class_counts, read_split, split_by_count
 from discl.data.training_tables import write_data_roots, write_imagenet_lt_list
 from discl.fileio import atomic_save_image, atomic_write_text
@@ -112,6 +112,9 @@ def test_baseline_trains_on_the_plain_long_tailed_list(baseline, lt_world, capsy
         assert (baseline / name).is_file(), name
     state = torch.load(baseline / "checkpoints" / "best.pt", weights_only=True)
     assert state["args"]["arch"] == "resnet10" and state["args"]["num_classes"] == 8
+    # the checkpoint rebuilds its classifier on its own (e.g. to score hard samples)
+    model = resnet.load_classifier(baseline / "checkpoints" / "best.pt")
+    assert model.fc.out_features == 8 and not model.training
 
 
 def test_fixed_curriculum_loads_the_scheduled_level_each_epoch(baseline, lt_world, tmp_path, capsys):
