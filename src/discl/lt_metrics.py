@@ -11,15 +11,14 @@ from typing import Sequence
 
 import numpy as np
 
-GROUPS = ("many", "medium", "few")
+from discl.data.imagenet_lt import GROUPS, split_by_count
+
 METRICS = ("overall",) + GROUPS
 
 
 def class_groups(counts: Sequence[int], convention: str = "reference", many_min: int = 100,
                  few_max: int = 20) -> np.ndarray:
     """Per class, its group name (``many`` / ``medium`` / ``few``) from the training counts."""
-    from discl.data.imagenet_lt import split_by_count
-
     return np.array(split_by_count(list(counts), many_min=many_min, few_max=few_max, convention=convention),
                     dtype=object)
 
