@@ -144,8 +144,9 @@ def test_batched_generation_equals_one_by_one(hf_home):
     from discl.models import load_img2img_pipeline
 
     pipe = load_img2img_pipeline(dtype="fp32", device="cpu")
-    photos = [Image.fromarray(a).resize((24, 24)) for a in __import__("sklearn.datasets").datasets
-              .load_sample_images().images]
+    from sklearn.datasets import load_sample_images
+
+    photos = [Image.fromarray(a).resize((24, 24)) for a in load_sample_images().images]
     sources = [generation.SourceImage(i + 1, 3, "puma concolor", "puma_concolor", "", f"img{i}", (24, 24))
                for i in range(2)]
     pixels = {s.image_id: photo for s, photo in zip(sources, photos)}

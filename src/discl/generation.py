@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
+import numpy as np
 import pandas as pd
 from PIL import Image
 from tqdm import tqdm
@@ -451,6 +452,7 @@ class SpectrumGenerator:
         """One pipeline call: sample i starts from latent distribution ``dists[i]`` under ``prompts[i]``, seed ``seeds[i]``."""
         import torch
 
+        # CPU generators: the same noise on any device (the pipeline moves it to the GPU).
         generators = make_generators(seeds, "cpu")
         embeds = [self.encode(p) for p in prompts]
         stacked = [torch.cat([e[k] for e in embeds]) for k in range(4)]
@@ -508,8 +510,6 @@ class SpectrumGenerator:
             for text, embedding in zip(missing, self.embedder.embed_texts(missing)):
                 self._text_embeds[text] = embedding
         image_embeds = self.embedder.embed_images([o.image for o in outcomes])
-        import numpy as np
-
         scores = cosine(image_embeds, np.stack([self._text_embeds[t] for t in texts]))
         for outcome, score in zip(outcomes, scores):
             outcome.score = round(float(score), 6)
@@ -652,11 +652,12 @@ def build_manifest(groups: Sequence[Group], config: GenerationConfig, prompts: P
             relpath = item.relpath(config.guidance_scale)
             if not (output / relpath).is_file():
                 continue
-            if config.retry is not None:
-                record = read_retry_record(output, relpath)
-                if record is None:
-                    continue
+            # A retry record wins even when this run has the retry off: it says how the image on disk was made.
+            record = read_retry_record(output, relpath)
+            if record is not None:
                 prompt, tries, seed = record["prompt"], int(record["tries"]), int(record["generator_seed"])
+            elif config.retry is not None:
+                continue  # an image without its record is not finished (it is remade)
             else:
                 prompt, tries = prompts.prompt(item), 1
                 seed = generator_seed(item, prompt)
