@@ -264,6 +264,46 @@ def test_reference_layout_fallback_gives_the_same_scores(scored, generated, mini
     assert (ours["class_id"] == expected["class_id"]).all() and (ours["prompt"] == expected["prompt"]).all()
 
 
+def test_imagenet_lt_native_size_and_class_text(mini_imagenet_lt, repo_root, hf_home, tmp_path):
+    """ImageNet-LT defaults: no resize, threshold 0.30; --text class scores against 'a photo of {class}'."""
+    import torch
+    from transformers import CLIPModel, CLIPProcessor
+
+    from discl.data.imagenet_lt import class_names
+
+    lines = [line.split() for line in (mini_imagenet_lt / "ImageNet_LT_train.txt").read_text().splitlines()]
+    sources = [(path, int(label)) for path, label in lines if int(label) == 6][:2]
+    out, name = tmp_path / "gen", class_names()[6]
+    rows = []
+    for path, label in sources:
+        stem, folder = Path(path).stem, name.replace(" ", "_")
+        relpath = synthetic_relpath(folder, 0.5, 10.0, 10, stem)
+        atomic_save_image(Image.open(mini_imagenet_lt / path).convert("RGB").rotate(180), out / relpath)
+        rows.append({"sample_id": sample_id(folder, subfolder_name(0.5, 10.0, 10), stem), "dataset": "imagenet_lt",
+                     "class_id": label, "class_name": name, "class_folder": folder, "real_path": path,
+                     "image_stem": stem, "prompt": "a 8k real photo: a long scene description", "strength": 0.5,
+                     "image_guidance": 50, "text_guidance": 10.0, "seed": 10, "generator_seed": 3,
+                     "synthetic_path": relpath, "tries": 2, "clip_image_text": "", "clip_image_image": "", "keep": ""})
+    write_manifest(pd.DataFrame(rows, columns=MANIFEST_COLUMNS), out / "manifests/part001-of001.csv")
+    script = load_script(repo_root, "data_generation/ImageNet_LT/comp_clip_scores.py")
+    assert script.get_args_parser().parse_args(["--syn_path", "x", "--real_path", "y"]).threshold == 0.30
+    script.main(["--syn_path", str(out), "--real_path", str(mini_imagenet_lt), "--text", "class", "--device", "cpu"])
+
+    model = CLIPModel.from_pretrained("openai/clip-vit-base-patch32").eval()
+    processor = CLIPProcessor.from_pretrained("openai/clip-vit-base-patch32")
+    with torch.no_grad():
+        text = model.get_text_features(**processor.tokenizer(f"a photo of {name}", return_tensors="pt"))
+        text = (text if torch.is_tensor(text) else text.pooler_output)[0].numpy()
+        table = pd.read_csv(out / "clip_scores.csv")
+        for row in table.itertuples():
+            image = Image.open(out / row.synthetic_path).convert("RGB")  # native size: no resize
+            pixels = processor(images=image, return_tensors="pt")["pixel_values"]
+            embedding = model.get_image_features(pixel_values=pixels)
+            embedding = (embedding if torch.is_tensor(embedding) else embedding.pooler_output)[0].numpy()
+            assert row.clip_image_text == pytest.approx(float(cosine(embedding, text)[0]), abs=1e-5)
+            assert row.tries == 2 and row.keep == (row.clip_image_text >= 0.30)
+
+
 # ------------------------------------------------------------------------------------------------ bad input
 def run_expecting_error(script, argv, capsys) -> str:
     with pytest.raises(SystemExit) as exit_info:
