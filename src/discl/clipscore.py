@@ -449,7 +449,8 @@ class ClipScorer:
     def score(self, table: pd.DataFrame, text_column: str = "prompt") -> tuple[pd.DataFrame, ScoringStats]:
         """Fill ``clip_image_text`` / ``clip_image_image`` for every row (encoding only what is not cached)."""
         table = table.copy()
-        real_keys = [str(Path(f).resolve()) for f in table["real_file"]]
+        resolved = {f: str(Path(f).resolve()) for f in table["real_file"].unique()}  # ~80 rows per real image
+        real_keys = table["real_file"].map(resolved).tolist()
         stats = ScoringStats(rows=len(table))
         stats.texts_encoded = self._encode_texts(table[text_column])
         stats.real_encoded = self._encode_images(self.real, real_keys, table["real_file"].tolist(), "real images")
