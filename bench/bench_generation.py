@@ -6,7 +6,8 @@ group as batched calls with one generator per sample. Both make the same images 
 the outputs are compared. Model time is measured with forward hooks on the UNet, VAE and text encoder;
 ``overhead`` is the share of our wall time spent outside them.
 
-    python bench/bench_generation.py                     # 64 px, 4 images x 8 seeds x 3 strengths, 10 steps
+    python bench/bench_generation.py                # 16 px, 4 images x 8 seeds x 3 strengths, 10 steps, batch 32
+    python bench/bench_generation.py --size 64x64   # where a 2-core CPU is compute-bound
 
 Last line: ``speedup=<x> overhead=<y>%``.
 """
@@ -24,11 +25,13 @@ def get_args_parser() -> argparse.ArgumentParser:
     """Work size and threads."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=4, help="source images")
-    parser.add_argument("--size", default="64x64", help="input size WIDTHxHEIGHT")
+    # Small on purpose: on a CPU the tiny UNet is compute-bound from ~32 px on, where batching cannot help
+    # (docs/generation.md has the sweep); at 16 px per-call overhead dominates, as for batch-1 calls on a GPU.
+    parser.add_argument("--size", default="16x16", help="input size WIDTHxHEIGHT")
     parser.add_argument("--seeds", nargs="+", type=int, default=[10, 20, 30, 40, 42, 50, 60, 70])
     parser.add_argument("--strengths", nargs="+", type=float, default=[0.5, 0.8, 1.0])
     parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (1 avoids OpenMP oversubscription on a shared machine)")
     parser.add_argument("--hf-home", default=None, help="HF_HOME holding the tiny models (default: a temp folder)")
@@ -89,14 +92,14 @@ def main(argv=None) -> int:
     pipe = load_img2img_pipeline(REFINER_ID, "fp32", "cpu")
     # vae.encode / vae.decode are methods, not forward(): hook the submodules they run.
     vae = pipe.vae
-    timer = ForwardTimer([pipe.unet, pipe.text_encoder_2, vae.encoder, vae.quant_conv, vae.decoder, vae.post_quant_conv])
+    timer = ForwardTimer([pipe.unet, pipe.text_encoder_2, vae.encoder, vae.quant_conv, vae.decoder,
+                          vae.post_quant_conv])
     width, height = (int(v) for v in args.size.split("x"))
     pixels = {f"bench/img{i}": image for i, image in enumerate(source_images(args.images, (width, height)))}
-    sources = [generation.SourceImage(i + 1, 0, "cheetah", "bench", "", f"img{i}", (width, height))
+    sources = [generation.SourceImage(i + 1, 0, "acinonyx jubatus", "bench", "", f"img{i}", (width, height))
                for i in range(args.images)]
     prompts = generation.PromptSource("iwildcam")
-    prompt = "a photo of cheetah in the wild"
-    prompts.prompt = lambda item, attempt=0: prompt  # the bench's sources are not real iWildCam species
+    prompt = prompts.prompt(generation.WorkItem(sources[0], 1.0, 0))  # "a photo of cheetah in the wild"
     items = [generation.WorkItem(s, strength, seed) for s in sources for seed in args.seeds
              for strength in args.strengths]
     n = len(items)
@@ -104,32 +107,46 @@ def main(argv=None) -> int:
     # Warm-up, so one-time allocations count for neither side.
     pipe(prompt=prompt, image=pixels["bench/img0"], strength=1.0, guidance_scale=10, num_inference_steps=2)
 
-    timer.seconds, start = 0.0, time.perf_counter()
-    reference = {}
-    for item in items:  # the reference: batch 1, the prompt re-encoded by every call
-        generator = torch.Generator().manual_seed(generation.generator_seed(item, prompt))
-        reference[item] = pipe(prompt=prompt, image=pixels[item.source.image_id], strength=item.strength,
-                               guidance_scale=10, num_inference_steps=args.steps, generator=generator).images[0]
-    reference_seconds, reference_model = time.perf_counter() - start, timer.seconds
-
     engine = generation.SpectrumGenerator(pipe, guidance_scale=10, steps=args.steps, batch_size=args.batch_size,
                                           prompts=prompts)
     blocks = generation.make_blocks(sources, generation.images_per_block(args.batch_size, len(args.seeds)))
-    ours = {}
-    timer.seconds, start = 0.0, time.perf_counter()
-    for group in generation.make_groups(blocks, args.strengths, args.seeds):
-        engine.run_group(group, pixels, lambda outcome: ours.__setitem__(outcome.item, outcome.image))
-    our_seconds, our_model = time.perf_counter() - start, timer.seconds
+    reference, ours = {}, {}
+    wall = {"reference": 0.0, "ours": 0.0}
+    cpu = dict(wall)
+    model = dict(wall)
+
+    def timed(side: str, work) -> None:
+        timer.seconds = 0.0
+        wall_start, cpu_start = time.perf_counter(), time.process_time()
+        work()
+        wall[side] += time.perf_counter() - wall_start
+        cpu[side] += time.process_time() - cpu_start
+        model[side] += timer.seconds
+
+    def reference_loop(strength: float) -> None:
+        for item in (i for i in items if i.strength == strength):  # batch 1, prompt re-encoded every call
+            generator = torch.Generator().manual_seed(generation.generator_seed(item, prompt))
+            reference[item] = pipe(prompt=prompt, image=pixels[item.source.image_id], strength=strength,
+                                   guidance_scale=10, num_inference_steps=args.steps, generator=generator).images[0]
+
+    def our_loop(strength: float) -> None:
+        for group in generation.make_groups(blocks, [strength], args.seeds):
+            engine.run_group(group, pixels, lambda outcome: ours.__setitem__(outcome.item, outcome.image))
+
+    # The two loops alternate strength by strength, so a busy shared machine slows both alike.
+    for strength in args.strengths:
+        timed("reference", lambda: reference_loop(strength))
+        timed("ours", lambda: our_loop(strength))
 
     diffs = np.stack([np.abs(np.asarray(reference[i], np.int16) - np.asarray(ours[i], np.int16)) for i in items])
-    speedup = reference_seconds / our_seconds
-    overhead = 100 * (our_seconds - our_model) / our_seconds
+    speedup = wall["reference"] / wall["ours"]
+    overhead = 100 * (wall["ours"] - model["ours"]) / wall["ours"]
     print(f"work: {args.images} images x {len(args.seeds)} seeds x {len(args.strengths)} strengths = {n} images, "
           f"{width}x{height}, {args.steps} steps, batch {args.batch_size}, {args.threads} thread(s)")
-    print(f"reference loop: {n / reference_seconds:6.2f} images/s ({reference_seconds:.1f} s, "
-          f"{100 * reference_model / reference_seconds:.0f}% in model forwards)")
-    print(f"ours (batched): {n / our_seconds:6.2f} images/s ({our_seconds:.1f} s, "
-          f"{100 * our_model / our_seconds:.0f}% in model forwards)")
+    for side, name in (("reference", "reference loop"), ("ours", "ours (batched)")):
+        print(f"{name}: {n / wall[side]:6.2f} images/s ({wall[side]:.1f} s wall, {cpu[side]:.1f} s CPU, "
+              f"{100 * model[side] / wall[side]:.0f}% of wall time in model forwards)")
+    print(f"CPU-time ratio {cpu['reference'] / cpu['ours']:.2f} (insensitive to other load on the machine)")
     print(f"outputs: {len(ours)}/{n} images; max |difference| {diffs.max()} grey level(s), "
           f"{100 * (diffs > 0).mean():.3f}% of values differ (float rounding of batched kernels)")
     if len(ours) != n or diffs.max() > 2:
