@@ -579,6 +579,7 @@ def imagenet_lt_class_info(class_folder: str, real_root: str | os.PathLike | Non
     The LLM prompt of an image is not recoverable from the layout; like the reference's scorer, the text is
     then ``a photo of {class name}``.
     """
+    from discl.data.hard_sample_csv import class_folder as folder_of
     from discl.data.imagenet_lt import class_names, imagenet_wnids
 
     names = class_names()
@@ -586,10 +587,15 @@ def imagenet_lt_class_info(class_folder: str, real_root: str | os.PathLike | Non
     if class_folder in wnids:
         label = wnids.index(class_folder)
     else:
-        lowered = [n.replace(" ", "_").lower() for n in names]
-        if class_folder.lower() not in lowered:
+        # Folders as discl.data.hard_sample_csv names them: the class name with spaces and '/' as '_', and
+        # '_<label>' appended for names that two labels share ('missile', 'sunglasses').
+        candidates: dict[str, int] = {}
+        for index, name in enumerate(names):
+            candidates.setdefault(folder_of(name).lower(), index)
+            candidates[f"{folder_of(name)}_{index}".lower()] = index
+        if class_folder.lower() not in candidates:
             raise InputError(class_folder, "not an ImageNet class folder (expected a WordNet id or a class name)")
-        label = lowered.index(class_folder.lower())
+        label = candidates[class_folder.lower()]
     return ClassInfo(label, names[label], f"a photo of {names[label]}")
 
 
