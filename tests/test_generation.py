@@ -323,6 +323,8 @@ def _bad_iwildcam_csv(tmp_path: Path, mini_iwildcam: Path, iwildcam_csv: Path, c
         table.loc[2, "filepath"] = str(tmp_path / "corrupt.jpg")
     elif case == "strength outside (0, 1]":
         extra = ["--strengths", "0.5", "1.5"]
+    elif case == "colliding image names":
+        table.loc[1, "img_name"] = table.loc[0, "img_name"]
     elif case == "no denoising step":
         extra = ["--strengths", "0.2", "1.0"]
     if case == "empty CSV":
@@ -339,6 +341,7 @@ def _bad_iwildcam_csv(tmp_path: Path, mini_iwildcam: Path, iwildcam_csv: Path, c
     ("corrupt image", r"bad\.csv: row 3: column 'filepath': cannot read image"),
     ("empty CSV", r"bad\.csv: empty CSV"),
     ("strength outside (0, 1]", r"--strengths: strength 1\.5 is outside \(0, 1\]"),
+    ("colliding image names", r"bad\.csv: row 2: column 'filepath': image name .* also names a different file in row 1"),
     ("no denoising step", r"--steps: 2 steps at strength 0\.2 run no denoising step .* use --steps 5 or more"),
 ])
 def test_bad_iwildcam_input_is_one_line_exit_2_nothing_written(case, expected, tmp_path, mini_iwildcam,

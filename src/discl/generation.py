@@ -22,11 +22,12 @@ passed as embeddings; each real image is read and resized once per block. Every 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
@@ -555,8 +556,6 @@ def is_done(output: Path, relpath: str, with_record: bool) -> bool:
 
 def read_retry_record(output: Path, relpath: str) -> dict | None:
     """The retry record of an output image, or ``None`` when it is missing or unreadable (then: not done)."""
-    import json
-
     try:
         record = json.loads(retry_record_path(output, relpath).read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -594,8 +593,6 @@ def read_sources(config: GenerationConfig) -> list[SourceImage]:
 
 def preflight(sources: Sequence[SourceImage], config: GenerationConfig) -> tuple[list[SourceImage], list[dict]]:
     """Check every source image opens; set its pipeline input size. Unreadable: ``InputError`` or a failure record."""
-    from dataclasses import replace
-
     usable, failures = [], []
     for source in tqdm(sources, desc="checking source images", unit="img", disable=len(sources) < 1000):
         try:
