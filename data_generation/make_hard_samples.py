@@ -1,4 +1,4 @@
-"""Score a training split with a zero-shot CLIP classifier and write the hard-sample CSV (DisCL Phase 1, step 1).
+"""Score a training split with a classifier (zero-shot CLIP or a trained checkpoint) and write the hard-sample CSV (DisCL Phase 1, step 1).
 
     python data_generation/make_hard_samples.py --dataset iwildcam --root /data/wilds \
         --model ViT-B-16 --pretrained openai --criterion misclassified --output hard_iwildcam.csv
@@ -38,7 +38,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     model = parser.add_argument_group("classifier")
     model.add_argument("--model", default=None, help="open_clip model name (default ViT-B-16, or the checkpoint's)")
     model.add_argument("--pretrained", default="openai", help="open_clip pretrained tag ('' = random init)")
-    model.add_argument("--checkpoint", default=None, help="fine-tuned state dict saved as {'model', 'args'}")
+    model.add_argument("--checkpoint", default=None,
+                       help="a FLYP (open_clip) or ImageNet-LT (ResNet) checkpoint saved as {'model', 'args'}")
     model.add_argument("--device", default=None, help="default: cuda if available")
     model.add_argument("--batch-size", type=int, default=128)
     model.add_argument("--workers", type=int, default=4, help="DataLoader workers")
@@ -87,9 +88,9 @@ def main(argv=None) -> int:
 
     device = args.device or default_device()
     torch.manual_seed(args.seed)
-    model, transform, tokenizer = hard_samples.load_classifier(args.model, args.pretrained, args.checkpoint, device)
-    scores = hard_samples.score_with_zeroshot(model, tokenizer, transform, images, device, args.batch_size,
-                                              args.workers)
+    classifier = hard_samples.load_classifier(args.model, args.pretrained, args.checkpoint, device, images)
+    log.info("classifier: %s", classifier.description)
+    scores = hard_samples.score_images(classifier, images, device, args.batch_size, args.workers)
 
     tail = []
     if args.tail_classes:

@@ -263,3 +263,22 @@ def test_split_convention_moves_the_class_with_exactly_100_images(lt_world):
     assert list(reference.groups) == ["many", "many", "medium", "medium", "few", "few", "few", "few"]
     assert list(standard.groups) == ["many", "medium", "medium", "medium", "few", "few", "few", "few"]
     assert reference.tail_classes == standard.tail_classes == frozenset({4, 5, 6, 7})
+
+
+def test_baseline_checkpoint_finds_hard_samples(baseline, lt_world, load_script, tmp_path, capsys):
+    """The ImageNet-LT baseline is a classifier trained on the real data: make_hard_samples scores with it."""
+    output = tmp_path / "hard.csv"
+    load_script("data_generation/make_hard_samples.py").main([
+        "--dataset", "imagenet_lt", "--root", str(lt_world.root), "--list", "ImageNet_LT_train.txt",
+        "--checkpoint", str(baseline / "checkpoints" / "best.pt"), "--device", "cpu", "--workers", "0",
+        "--criterion", "misclassified", "--output", str(output)])
+    scores = pd.read_csv(tmp_path / "hard_scores.csv")
+    model = resnet.load_classifier(baseline / "checkpoints" / "best.pt")
+    _, test_transform = lt.make_transforms(32, 36)
+    first = scores.iloc[0]
+    with Image.open(first["real_path"]) as image, torch.no_grad():
+        probs = model(test_transform(image.convert("RGB"))[None]).softmax(-1)[0]
+    assert first["true_prob"] == pytest.approx(float(probs[int(first["class_id"])]), abs=1e-5)
+    hard = pd.read_csv(output)
+    assert len(scores) == len(read_split(lt_world.root, "train"))
+    assert len(hard) == int(scores["misclassified"].sum())

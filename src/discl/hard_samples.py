@@ -209,21 +209,29 @@ class _ImageFolderList(Dataset):
             return self._blank, index, False
 
 
+@dataclass
+class Classifier:
+    """What scoring needs: logits for a batch of pixels, and the transform that makes the batch."""
+
+    logits: Callable[[torch.Tensor], torch.Tensor]
+    transform: Callable
+    description: str
+
+
 @torch.no_grad()
-def score_images(model, head: torch.Tensor, images: RealImageSet, transform: Callable, device: str = "cpu",
-                 batch_size: int = 64, num_workers: int = 0) -> pd.DataFrame:
-    """Classify every image with the zero-shot ``head``; one row per image in input order (``SCORE_COLUMNS``)."""
-    loader = DataLoader(_ImageFolderList(images.paths, transform), batch_size=batch_size, shuffle=False,
+def score_images(classifier: Classifier, images: RealImageSet, device: str = "cpu", batch_size: int = 64,
+                 num_workers: int = 0) -> pd.DataFrame:
+    """Classify every image; one row per image in input order (``SCORE_COLUMNS``)."""
+    loader = DataLoader(_ImageFolderList(images.paths, classifier.transform), batch_size=batch_size, shuffle=False,
                         num_workers=num_workers)
     labels = torch.as_tensor(images.labels, dtype=torch.long)
     true_prob = torch.empty(len(labels))
     pred_id = torch.empty(len(labels), dtype=torch.long)
     pred_prob = torch.empty(len(labels))
-    model.eval()
     for pixels, index, ok in tqdm(loader, desc="scoring", unit="batch"):
         if not bool(ok.all()):
             raise InputError(images.paths[int(index[~ok][0])], "cannot read image")
-        probs = zeroshot_logits(model, pixels.to(device), head).softmax(dim=-1).cpu()
+        probs = classifier.logits(pixels.to(device)).float().softmax(dim=-1).cpu()
         true_prob[index] = probs.gather(1, labels[index, None]).squeeze(1)
         pred_prob[index], pred_id[index] = probs.max(dim=1)
     names = np.asarray(images.class_names, dtype=object)
@@ -241,23 +249,43 @@ def score_images(model, head: torch.Tensor, images: RealImageSet, transform: Cal
     return frame[SCORE_COLUMNS]
 
 
-def score_with_zeroshot(model, tokenizer, transform: Callable, images: RealImageSet, device: str = "cpu",
-                        batch_size: int = 64, num_workers: int = 0) -> pd.DataFrame:
-    """Build the zero-shot head from the dataset's templates and score every image."""
-    model = model.to(device)
+def zeroshot_classifier(model, tokenizer, transform: Callable, images: RealImageSet, device: str = "cpu",
+                        description: str = "zero-shot CLIP") -> Classifier:
+    """An open_clip model with a zero-shot head built from the dataset's class names and templates."""
+    model = model.to(device).eval()
     head = build_zeroshot_head(model, tokenizer, images.head_names, images.templates, device)
-    return score_images(model, head, images, transform, device, batch_size, num_workers)
+    return Classifier(lambda pixels: zeroshot_logits(model, pixels, head), transform, description)
 
 
 def load_classifier(model_name: str | None, pretrained: str | None, checkpoint: str | os.PathLike | None,
-                    device: str):
-    """An open_clip model (+ val transform, tokenizer) from a pretrained tag or a ``{"model", "args"}`` checkpoint."""
+                    device: str, images: RealImageSet) -> Classifier:
+    """The classifier that finds hard samples: open_clip zero-shot (pretrained tag or FLYP checkpoint) or one of
+    our ImageNet-LT checkpoints (ResNet, recognised by the ``arch`` in its saved args)."""
+    state, saved_args = (None, {}) if checkpoint is None else _read_checkpoint(Path(checkpoint))
+    if saved_args.get("arch") is not None:
+        return _resnet_classifier(Path(checkpoint), saved_args, device, images)
+    model, transform, tokenizer = _load_open_clip(model_name or saved_args.get("model"), pretrained, checkpoint,
+                                                  state, device)
+    return zeroshot_classifier(model, tokenizer, transform, images, device)
+
+
+def _resnet_classifier(checkpoint: Path, saved_args: dict, device: str, images: RealImageSet) -> Classifier:
+    from discl.lt import make_transforms
+    from discl.resnet import load_classifier as load_resnet
+
+    model = load_resnet(checkpoint, device)
+    if saved_args.get("num_classes") != len(images.class_names):
+        raise InputError(checkpoint, f"the classifier has {saved_args.get('num_classes')} outputs but the data has "
+                                     f"{len(images.class_names)} classes")
+    _, test_transform = make_transforms(saved_args.get("crop_size", 224), saved_args.get("resize_size", 256))
+    return Classifier(model, test_transform, f"{saved_args['arch']} checkpoint")
+
+
+def _load_open_clip(model_name: str | None, pretrained: str | None, checkpoint, state: dict | None, device: str):
+    """An open_clip model (+ val transform, tokenizer), with the checkpoint's weights when given."""
     from discl.models import create_open_clip
 
-    state = None
-    if checkpoint is not None:
-        state, saved_args = _read_checkpoint(Path(checkpoint))
-        model_name = model_name or saved_args.get("model")
+    if state is not None:
         pretrained = ""  # the checkpoint's weights replace any pretrained ones
     model_name = model_name or "ViT-B-16"
     try:
