@@ -228,7 +228,7 @@ def test_kill_and_resume_is_byte_identical_across_processes(full_run, iwildcam_c
                                                             repo_root, script_env, tmp_path, capsys):
     """kill -9 a subprocess (PYTHONHASHSEED=1) as soon as its first image exists; resume here (another hash seed)."""
     output = tmp_path / "killed"
-    args = iwildcam_args(iwildcam_csv, mini_iwildcam, output)
+    args = iwildcam_args(iwildcam_csv, mini_iwildcam, output, "--manifest-interval", "0")
     # Same thread count as this process (script_env keeps it): CPU kernels split their sums by thread.
     process = subprocess.Popen([sys.executable, str(repo_root / IWILDCAM_SCRIPT), *args],
                                env=dict(script_env, PYTHONHASHSEED="1"), stdout=subprocess.DEVNULL,
@@ -242,6 +242,8 @@ def test_kill_and_resume_is_byte_identical_across_processes(full_run, iwildcam_c
     survivors = output_bytes(output)
     assert 0 < len(survivors) < len(reference), "the run was not interrupted part-way"
     assert all(reference[p] == data for p, data in survivors.items())  # nothing truncated, same bytes
+    manifest = read_manifest(output / "manifests" / "part001-of001.csv")  # refreshed after every group
+    assert set(manifest["synthetic_path"]) <= set(survivors)  # never lists a missing image
     capsys.readouterr()
     assert iwildcam_script.main(args) == 0
     assert f"{len(reference) - len(survivors)} images written, {len(survivors)} already there" in capsys.readouterr().out

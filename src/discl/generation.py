@@ -743,17 +743,20 @@ def run(config: GenerationConfig) -> GenerationResult:
     if world == 1:
         # With several ranks another process may be mid-write; a single process owns its part's folders.
         remove_stale_temp_files(output, part_classes, manifest)
+    def refresh() -> None:
+        write_manifest(build_manifest(part_groups, config, prompts), manifest)
+
     written = 0
     if todo:
-        written = _generate(config, todo, done, prompts, local_rank, failures,
-                            refresh=(lambda: write_manifest(build_manifest(part_groups, config, prompts), manifest))
-                            if rank == 0 else None)
+        if rank == 0:
+            refresh()  # on resume the manifest is rebuilt from the files on disk before any new work
+        written = _generate(config, todo, done, prompts, local_rank, failures, refresh if rank == 0 else None)
     if grouped:
         import torch.distributed as dist
 
         dist.barrier()
     if rank == 0 or not grouped:
-        write_manifest(build_manifest(part_groups, config, prompts), manifest)
+        refresh()
     failures_csv = _write_failures(failures, failures_path(output, config.part, config.total_parts, rank, world))
     return GenerationResult(planned, len(done) - written, written, len(failures), time.perf_counter() - start,
                             manifest, failures_csv)
