@@ -11,30 +11,20 @@ line: real rows, guidance 100, relative to --data-root; synthetic rows relative 
 
 from __future__ import annotations
 
-import argparse
-
-from discl.cli import run_cli, setup_logging
-from discl.training_data import add_build_args, level_counts, run_build
+from discl import training_data
+from discl.cli import run_cli
 
 DATASET = "imagenet_lt"
 
 
-def get_args_parser() -> argparse.ArgumentParser:
-    """The builder's flags with ImageNet-LT's defaults (guidance 10, 30, 50 + real, 100 validation images)."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_build_args(parser, DATASET)
-    parser.add_argument("--verbose", action="store_true")
-    return parser
+def get_args_parser():
+    """The shared flags with this dataset's defaults."""
+    return training_data.get_args_parser(DATASET, __doc__)
 
 
 def main(argv=None) -> int:
-    args = get_args_parser().parse_args(argv)
-    setup_logging(args.verbose)
-    tables, paths = run_build(args, DATASET)
-    print(level_counts(tables).to_string(index=False))
-    print(f"levels {tables.levels}; {tables.validation['key'].nunique()} validation images; "
-          f"wrote {paths['train']} and {paths['validation']}")
-    return 0
+    """Build the training and curriculum-validation tables (see discl.training_data.main)."""
+    return training_data.main(argv, DATASET, __doc__)
 
 
 if __name__ == "__main__":

@@ -11,32 +11,20 @@ embedding cache clip_cache/. See docs/filtering-and-training-data.md.
 
 from __future__ import annotations
 
-import argparse
-
-from discl.cli import run_cli, setup_logging
-from discl.clipscore import add_scoring_args, filter_reports, run_scoring
+from discl import clipscore
+from discl.cli import run_cli
 
 DATASET = "iwildcam"
 
 
-def get_args_parser() -> argparse.ArgumentParser:
-    """The scoring flags with iWildCam's defaults (threshold 0.25, images resized to 480x270)."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_scoring_args(parser, DATASET)
-    parser.add_argument("--verbose", action="store_true")
-    return parser
+def get_args_parser():
+    """The shared flags with this dataset's defaults."""
+    return clipscore.get_args_parser(DATASET, __doc__)
 
 
 def main(argv=None) -> int:
-    args = get_args_parser().parse_args(argv)
-    setup_logging(args.verbose)
-    table, stats, paths = run_scoring(args, DATASET)
-    _, by_guidance = filter_reports(table)
-    print(by_guidance.to_string(index=False, float_format="%.3f"))
-    print(f"kept {int(table['keep'].sum())} of {len(table)} synthetic images (threshold {args.threshold}); "
-          f"encoded {stats.texts_encoded} prompts, {stats.real_encoded} real, {stats.synthetic_encoded} synthetic "
-          f"images; scores in {paths['clip_scores.csv']}")
-    return 0
+    """Score, filter and report (see discl.clipscore.main)."""
+    return clipscore.main(argv, DATASET, __doc__)
 
 
 if __name__ == "__main__":

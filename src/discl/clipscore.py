@@ -9,6 +9,7 @@ encodes what is new.
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import logging
 import os
@@ -675,3 +676,26 @@ def run_scoring(args, dataset: str) -> tuple[pd.DataFrame, ScoringStats, dict[st
     if args.clip_emb_pkl:
         write_reference_embeddings(table, scorer, syn_root)
     return apply_threshold(table, threshold), stats, paths
+
+
+def get_args_parser(dataset: str, description: str | None = None) -> argparse.ArgumentParser:
+    """The scoring flags with the dataset's defaults (``comp_clip_scores.py`` of either dataset)."""
+    parser = argparse.ArgumentParser(description=(description or "").split("\n\n")[0])
+    add_scoring_args(parser, dataset)
+    parser.add_argument("--verbose", action="store_true")
+    return parser
+
+
+def main(argv: Sequence[str] | None, dataset: str, description: str | None = None) -> int:
+    """Score and filter one generation output folder, write the outputs, print the per-guidance report."""
+    from discl.cli import setup_logging
+
+    args = get_args_parser(dataset, description).parse_args(argv)
+    setup_logging(args.verbose)
+    table, stats, paths = run_scoring(args, dataset)
+    _, by_guidance = filter_reports(table)
+    print(by_guidance.to_string(index=False, float_format="%.3f"))
+    print(f"kept {int(table['keep'].sum())} of {len(table)} synthetic images (threshold {args.threshold}); "
+          f"encoded {stats.texts_encoded} prompts, {stats.real_encoded} real, {stats.synthetic_encoded} synthetic "
+          f"images; scores in {paths['clip_scores.csv']}")
+    return 0

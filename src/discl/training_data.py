@@ -297,3 +297,24 @@ def run_build(args: argparse.Namespace, dataset: str) -> tuple[CurriculumTables,
         paths["roots"] = write_data_roots(out, args.data_root, syn_root)
     atomic_write_csv(paths["levels"], level_counts(tables))
     return tables, paths
+
+
+def get_args_parser(dataset: str, description: str | None = None) -> argparse.ArgumentParser:
+    """The builder's flags with the dataset's defaults (``build_data.py`` of either dataset)."""
+    parser = argparse.ArgumentParser(description=(description or "").split("\n\n")[0])
+    add_build_args(parser, dataset)
+    parser.add_argument("--verbose", action="store_true")
+    return parser
+
+
+def main(argv: Sequence[str] | None, dataset: str, description: str | None = None) -> int:
+    """Build and write the training and curriculum-validation tables, print rows per guidance level."""
+    from discl.cli import setup_logging
+
+    args = get_args_parser(dataset, description).parse_args(argv)
+    setup_logging(args.verbose)
+    tables, paths = run_build(args, dataset)
+    print(level_counts(tables).to_string(index=False))
+    print(f"levels {tables.levels}; {tables.validation['key'].nunique()} validation images; "
+          f"wrote {paths['train']} and {paths['validation']}")
+    return 0
