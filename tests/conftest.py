@@ -6,7 +6,6 @@ The HF cache location and offline flags must be set before any Hugging Face libr
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import tempfile
@@ -65,18 +64,3 @@ def script_env(hf_home) -> dict:
     env.update(HF_HOME=str(hf_home), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONHASHSEED="0")
     return env
 
-
-def _load_script(relative_path: str):
-    """Import an entry script (a file, not a package module) so a test can call its ``main([...])`` in-process."""
-    path = REPO_ROOT / relative_path
-    name = "script_" + relative_path.replace("/", "_").removesuffix(".py")
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope="session")
-def load_script():
-    """``load_script("data_generation/make_hard_samples.py").main([...])``."""
-    return _load_script

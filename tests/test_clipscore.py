@@ -4,7 +4,6 @@ reference pickles, the reference-layout fallback, and every bad input."""
 from __future__ import annotations
 
 import functools
-import importlib.util
 import pickle
 import shutil
 from pathlib import Path
@@ -13,6 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
+
+from helpers import load_script
 
 from discl.clipscore import (EmbeddingCache, check_threshold, cosine, parse_resize, reference_filtered_list,
                              reference_score_dict)
@@ -25,12 +26,6 @@ from discl.manifest import (MANIFEST_COLUMNS, guidance_from_strength, read_manif
 STRENGTHS = (0.3, 0.8)
 SEEDS = (10, 20)
 
-
-def load_script(repo_root: Path, relpath: str):
-    spec = importlib.util.spec_from_file_location(relpath.replace("/", "_")[:-3], repo_root / relpath)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def train_images(wilds_root: Path) -> pd.DataFrame:
@@ -75,7 +70,7 @@ def make_generation(wilds_root: Path, out: Path, images: pd.DataFrame, strengths
 @pytest.fixture(scope="module")
 def scorer_script(repo_root, hf_home):
     """The iWildCam scoring script, with the tiny CLIP installed under the real id."""
-    return load_script(repo_root, "data_generation/iWildCam/comp_clip_scores.py")
+    return load_script("data_generation/iWildCam/comp_clip_scores.py")
 
 
 @pytest.fixture(scope="module")
@@ -285,7 +280,7 @@ def test_imagenet_lt_native_size_and_class_text(mini_imagenet_lt, repo_root, hf_
                      "image_guidance": 50, "text_guidance": 10.0, "seed": 10, "generator_seed": 3,
                      "synthetic_path": relpath, "tries": 2, "clip_image_text": "", "clip_image_image": "", "keep": ""})
     write_manifest(pd.DataFrame(rows, columns=MANIFEST_COLUMNS), out / "manifests/part001-of001.csv")
-    script = load_script(repo_root, "data_generation/ImageNet_LT/comp_clip_scores.py")
+    script = load_script("data_generation/ImageNet_LT/comp_clip_scores.py")
     assert script.get_args_parser().parse_args(["--syn_path", "x", "--real_path", "y"]).threshold == 0.30
     script.main(["--syn_path", str(out), "--real_path", str(mini_imagenet_lt), "--text", "class", "--device", "cpu"])
 

@@ -14,6 +14,8 @@ import pytest
 import torch
 from PIL import Image, ImageFilter
 
+from helpers import REPO_ROOT, load_script
+
 from discl import flyp
 from discl.cli import run_cli
 from discl.data.iwildcam import IWILDCAM_TEMPLATES, zeroshot_classnames
@@ -21,7 +23,8 @@ from discl.data.training_tables import write_iwildcam_table
 from discl.errors import InputError
 from discl.tiny import TINY_OPEN_CLIP
 
-TRAIN_SCRIPT = Path(__file__).resolve().parents[1] / "curriculum" / "iWildCam" / "train.py"
+TRAIN_SCRIPT_PATH = "curriculum/iWildCam/train.py"
+TRAIN_SCRIPT = REPO_ROOT / TRAIN_SCRIPT_PATH
 SYNTHETIC_LEVELS = (50, 70)
 TINY = ["--model", TINY_OPEN_CLIP, "--pretrained", "", "--workers", "0", "--eval-batch-size", "64",
         "--lr", "1e-3", "--wd", "0.0", "--warmup", "2"]
@@ -91,16 +94,9 @@ def _args(tables, out, *extra):
             "--output-dir", str(out), *TINY, *extra]
 
 
-def _load_script():
-    # The entry script is not a package module: load it from its path and call main(argv) in-process.
-    spec = importlib.util.spec_from_file_location("iwildcam_train", TRAIN_SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 def _run(tables, out, *extra):
-    return _load_script().main(_args(tables, out, *extra))
+    return load_script(TRAIN_SCRIPT_PATH).main(_args(tables, out, *extra))
 
 
 # --- pure data helpers ----------------------------------------------------------------------------------------
@@ -266,7 +262,7 @@ def test_curriculum_epoch_beyond_epochs(tables, tmp_path):
 
 
 def test_cli_exit_code_and_one_line_error(tables, tmp_path, capsys):
-    script = _load_script()
+    script = load_script(TRAIN_SCRIPT_PATH)
     with pytest.raises(SystemExit) as exit_info:
         run_cli(script.main, _args(tables, tmp_path, "--curriculum", "fixed", "--guidance-levels", "60"))
     assert exit_info.value.code == 2

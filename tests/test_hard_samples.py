@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+
+from helpers import load_script
 
 from discl import hard_samples
 from discl.cli import run_cli
@@ -88,12 +89,8 @@ def test_per_class_summary_and_table():
 # ---- end to end on the mini datasets with the tiny open_clip --------------------------------------------
 
 @pytest.fixture(scope="module")
-def script(repo_root):
-    path = repo_root / "data_generation" / "make_hard_samples.py"
-    spec = importlib.util.spec_from_file_location("make_hard_samples", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def script():
+    return load_script("data_generation/make_hard_samples.py")
 
 
 TINY = ["--model", TINY_OPEN_CLIP, "--pretrained", "", "--workers", "0", "--device", "cpu"]

@@ -6,7 +6,6 @@ Runs the real entry scripts in-process (``main([...])``) with a 4-wide ResNet-10
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import subprocess
@@ -20,6 +19,8 @@ import pytest
 import torch
 from PIL import Image, ImageEnhance
 
+from helpers import load_script
+
 from discl import lt, resnet
 from discl.data.imagenet_lt import class_counts, read_split, split_by_count
 from discl.data.training_tables import write_data_roots, write_imagenet_lt_list
@@ -30,10 +31,7 @@ LEVELS = (10, 30, 50)
 
 
 def _script(name: str):
-    spec = importlib.util.spec_from_file_location(f"lt_{name}", REPO / "curriculum" / "ImageNet_LT" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(f"curriculum/ImageNet_LT/{name}.py")
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -265,7 +263,7 @@ def test_split_convention_moves_the_class_with_exactly_100_images(lt_world):
     assert reference.tail_classes == standard.tail_classes == frozenset({4, 5, 6, 7})
 
 
-def test_baseline_checkpoint_finds_hard_samples(baseline, lt_world, load_script, tmp_path, capsys):
+def test_baseline_checkpoint_finds_hard_samples(baseline, lt_world, tmp_path):
     """The ImageNet-LT baseline is a classifier trained on the real data: make_hard_samples scores with it."""
     output = tmp_path / "hard.csv"
     load_script("data_generation/make_hard_samples.py").main([

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import threading
@@ -10,20 +9,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from helpers import load_script
+
 from discl import prompts
 from discl.errors import InputError
 
 
-def load_script(repo_root, relpath):
-    spec = importlib.util.spec_from_file_location(relpath.replace("/", "_")[:-3], repo_root / relpath)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 @pytest.fixture(scope="module")
 def get_text_prompt(repo_root):
-    return load_script(repo_root, "data_generation/ImageNet_LT/get_text_prompt.py")
+    return load_script("data_generation/ImageNet_LT/get_text_prompt.py")
 
 
 def test_paper_prompt_templates():

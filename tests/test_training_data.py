@@ -3,11 +3,12 @@ on the mini datasets with hand-made scores, the table readers, and bad input."""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pandas as pd
 import pytest
+
+from helpers import load_script
 
 from discl.cli import run_cli
 from discl.data.training_tables import (read_imagenet_lt_list, read_iwildcam_table, validate_iwildcam_table,
@@ -18,12 +19,6 @@ from discl.manifest import (MANIFEST_COLUMNS, guidance_from_strength, sample_id,
 from discl.training_data import (assign_image_ids, build_curriculum, iwildcam_titled, real_rows, sample_validation,
                                  synthetic_rows)
 
-
-def load_script(repo_root: Path, relpath: str):
-    spec = importlib.util.spec_from_file_location(relpath.replace("/", "_")[:-3], repo_root / relpath)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def scored_rows(dataset: str, images: list[tuple[str, int, str]], strengths, seeds, text_score=None) -> pd.DataFrame:
@@ -137,7 +132,7 @@ def test_iwildcam_builder_end_to_end(mini_iwildcam, iwildcam_hard, repo_root, tm
     scores = scores[~((scores["image_stem"] == Path(iwildcam_hard[3][0]).stem) & (scores["strength"] == 0.3)
                       & (scores["seed"] == 20))]
     write_manifest(scores, syn / "clip_scores.csv")
-    script = load_script(repo_root, "curriculum/iWildCam/build_data.py")
+    script = load_script("curriculum/iWildCam/build_data.py")
     assert script.main(["--syn_path", str(syn), "--data-root", str(mini_iwildcam), "--save_folder",
                         str(tmp_path / "data"), "--val-size", "2", "--random-state", "3"]) == 0
     printed = capsys.readouterr().out
@@ -179,7 +174,7 @@ def test_imagenet_lt_builder_end_to_end(mini_imagenet_lt, repo_root, tmp_path):
     few = [(path, int(label), f"class {label}") for path, label in train_list if int(label) >= 6][:3]
     syn = tmp_path / "gen"
     write_manifest(scored_rows("imagenet_lt", few, (0.9, 0.7, 0.5, 0.2), (10,)), syn / "clip_scores.csv")
-    script = load_script(repo_root, "curriculum/ImageNet_LT/build_data.py")
+    script = load_script("curriculum/ImageNet_LT/build_data.py")
     script.main(["--syn_path", str(syn), "--data-root", str(mini_imagenet_lt), "--save_folder",
                  str(tmp_path / "data"), "--val-size", "1"])
     train = read_imagenet_lt_list(tmp_path / "data/train.txt")
@@ -200,7 +195,7 @@ def test_imagenet_lt_builder_end_to_end(mini_imagenet_lt, repo_root, tmp_path):
 
 # ------------------------------------------------------------------------------------------------ bad input
 def test_bad_inputs(mini_iwildcam, iwildcam_hard, repo_root, tmp_path, capsys):
-    script = load_script(repo_root, "curriculum/iWildCam/build_data.py")
+    script = load_script("curriculum/iWildCam/build_data.py")
     syn = tmp_path / "gen"
     syn.mkdir()
 
