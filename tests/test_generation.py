@@ -246,7 +246,8 @@ def test_kill_and_resume_is_byte_identical_across_processes(full_run, iwildcam_c
     assert set(manifest["synthetic_path"]) <= set(survivors)  # never lists a missing image
     capsys.readouterr()
     assert iwildcam_script.main(args) == 0
-    assert f"{len(reference) - len(survivors)} images written, {len(survivors)} already there" in capsys.readouterr().out
+    missing = len(reference) - len(survivors)
+    assert f"{missing} images written, {len(survivors)} already there" in capsys.readouterr().out
     assert output_bytes(output) == reference
     assert not [p for p in output.rglob("*") if p.name.startswith(".tmp-")]  # the killed write's temp file is gone
     assert len(read_manifest(output / "manifests" / "part001-of001.csv")) == len(reference)
@@ -343,7 +344,7 @@ def _bad_iwildcam_csv(tmp_path: Path, mini_iwildcam: Path, iwildcam_csv: Path, c
     ("corrupt image", r"bad\.csv: row 3: column 'filepath': cannot read image"),
     ("empty CSV", r"bad\.csv: empty CSV"),
     ("strength outside (0, 1]", r"--strengths: strength 1\.5 is outside \(0, 1\]"),
-    ("colliding image names", r"bad\.csv: row 2: column 'filepath': image name .* also names a different file in row 1"),
+    ("colliding image names", r"bad\.csv: row 2: column 'filepath': image name .* names a different file in row 1"),
     ("no denoising step", r"--steps: 2 steps at strength 0\.2 run no denoising step .* use --steps 5 or more"),
 ])
 def test_bad_iwildcam_input_is_one_line_exit_2_nothing_written(case, expected, tmp_path, mini_iwildcam,

@@ -16,7 +16,7 @@ mkdir -p "$GEN"
 gen_run() { local log="$1"; shift; if ! OMP_NUM_THREADS=1 "$@" 2>"$log"; then cat "$log" >&2; return 1; fi; }
 GEN_TINY=(--seeds 10 20 --steps 4 --batch-size 16 --device cpu)
 
-echo "-- iWildCam: strengths 0.3, 0.5 (guidance 70, 50: what training keeps) x seeds 10, 20, in 2 parts (gene_img.py --part k --total_parts 2)"
+echo "-- iWildCam: strengths 0.3, 0.5 (guidance 70, 50: what training keeps) x seeds 10, 20, as 2 parts"
 for part in 1 2; do
   gen_run "$GEN/iwildcam_part$part.log" "$PY" data_generation/iWildCam/gene_img.py --data_csv "$HS/iwildcam.csv" \
     --output_path "$GEN/iwildcam" --part "$part" --total_parts 2 --strengths 0.3 0.5 --resolution 64x36 \

@@ -15,7 +15,7 @@ where or next to what else it was made):
 * **Ranks** (``torchrun`` / ``accelerate launch``): rank ``r`` of ``w`` takes blocks ``r::w`` of the part.
 
 Each sample's ``torch.Generator`` is seeded with ``discl.seeding.sample_seed``; each prompt is encoded once and
-passed as embeddings; each real image is read and resized once per block. Every image is written atomically
+passed as embeddings; each real image is read, resized and VAE-encoded once per block. Every image is written atomically
 (``discl.fileio``) and the part's manifest is rebuilt from the files on disk, so it never lists a missing image.
 """
 
@@ -159,7 +159,7 @@ def _split_list(values: Iterable[str]) -> list[str]:
 
 
 def get_args_parser(dataset: str) -> argparse.ArgumentParser:
-    """The parent parser of both ``gene_img.py`` scripts: the reference's flags plus ours, with ``dataset``'s defaults."""
+    """The parent parser of both ``gene_img.py`` scripts: the reference's flags and ours, ``dataset``'s defaults."""
     if dataset not in DATASETS:
         raise ValueError(f"dataset must be one of {DATASETS}, got {dataset!r}")
     parser = argparse.ArgumentParser(add_help=False)
@@ -216,8 +216,8 @@ def config_from_args(args: argparse.Namespace, dataset: str) -> GenerationConfig
     strengths = parse_strengths(args.strengths)
     idle = [s for s in strengths if denoising_steps(args.steps, s) < 1]
     if idle:
-        raise InputError("--steps", f"{args.steps} steps at strength {idle[0]:g} run no denoising step "
-                                    f"(img2img runs int(steps * strength)); use --steps {math.ceil(1 / idle[0])} or more")
+        raise InputError("--steps", f"{args.steps} steps at strength {idle[0]:g} run no denoising step (img2img "
+                                    f"runs int(steps * strength)); use --steps {math.ceil(1 / idle[0])} or more")
     if not 1 <= args.jpeg_quality <= 95:
         raise InputError("--jpeg-quality", f"must be in [1, 95], got {args.jpeg_quality}")
     retry = None
@@ -358,7 +358,7 @@ class PromptSource:
                                                f"(used in {csv_path} row {source.csv_row})")
 
     def prompt(self, item: WorkItem, attempt: int = 0) -> str:
-        """iWildCam: ``a photo of {common name} in the wild``; ImageNet-LT: a drawn LLM prompt per (class, seed, attempt)."""
+        """iWildCam: ``a photo of {common name} in the wild``; ImageNet-LT: an LLM prompt per (class, seed, try)."""
         from discl import prompts
 
         if self.dataset == "iwildcam":
@@ -450,7 +450,7 @@ class SpectrumGenerator:
 
     def generate(self, dists: Sequence, prompts: Sequence[str], strength: float,
                  seeds: Sequence[int]) -> list[Image.Image]:
-        """One pipeline call: sample i starts from latent distribution ``dists[i]`` under ``prompts[i]``, seed ``seeds[i]``."""
+        """One pipeline call; sample i: latent distribution ``dists[i]``, prompt ``prompts[i]``, seed ``seeds[i]``."""
         import torch
 
         # CPU generators: the same noise on any device (the pipeline moves it to the GPU).
@@ -778,7 +778,9 @@ def _generate(config: GenerationConfig, todo: Sequence[Group], done: set[str], p
               local_rank: int, failures: list[dict], refresh: Callable[[], None] | None) -> int:
     import torch
 
-    device = config.device or (f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
+    device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda":
+        device = f"cuda:{local_rank}"  # one GPU per torchrun / accelerate process
     embedder = None
     if config.retry is not None:
         from discl.clipscore import ClipEmbedder
