@@ -253,6 +253,23 @@ def test_kill_and_resume_is_byte_identical_across_processes(full_run, iwildcam_c
     assert len(read_manifest(output / "manifests" / "part001-of001.csv")) == len(reference)
 
 
+def test_torchrun_processes_split_a_part(full_run, iwildcam_csv, mini_iwildcam, repo_root, script_env, tmp_path):
+    """Two torchrun processes take blocks 0::2 and 1::2, meet at a gloo barrier; rank 0 writes the manifest."""
+    import torch
+
+    output = tmp_path / "torchrun"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               str(repo_root / IWILDCAM_SCRIPT), *iwildcam_args(iwildcam_csv, mini_iwildcam, output)]
+    # torchrun would force one thread per process; keep this process's count so the bytes can be compared.
+    env = dict(script_env, OMP_NUM_THREADS=str(torch.get_num_threads()))
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    written = [int(n) for n in re.findall(r"^(\d+) images written", done.stdout, flags=re.M)]
+    assert len(written) == 2 and sum(written) == 16 and min(written) > 0
+    assert output_bytes(output) == output_bytes(full_run)
+    assert len(read_manifest(output / "manifests" / "part001-of001.csv")) == 16
+
+
 # ------------------------------------------------------------------------------------------------ ImageNet-LT
 
 @pytest.fixture(scope="session")
