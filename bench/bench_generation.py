@@ -1,10 +1,9 @@
 """Benchmark: the reference's generation loop against ours, on the tiny SDXL-refiner pipeline (CPU, offline).
 
-The reference makes one pipeline call per (image, seed, strength) at batch 1 and re-encodes the prompt every
-call; ours (``discl.generation.SpectrumGenerator``) encodes each prompt once and runs each (block, strength)
-group as batched calls with one generator per sample. Both make the same images with the same per-sample seeds;
-the outputs are compared. Model time is measured with forward hooks on the UNet, VAE and text encoder;
-``overhead`` is the share of our wall time spent outside them.
+The reference makes one pipeline call per (image, seed, strength) at batch 1, re-encoding the prompt and the
+real image every call; ours (``discl.generation.SpectrumGenerator``) encodes each once and runs each (block,
+strength) group as batched calls with one generator per sample. Same seeds, so the outputs are compared.
+Forward hooks on the UNet, VAE and text encoder time the model; ``overhead`` = our wall time outside them.
 
     python bench/bench_generation.py                # 16 px, 4 images x 8 seeds x 3 strengths, 10 steps, batch 32
     python bench/bench_generation.py --size 64x64   # where a 2-core CPU is compute-bound
