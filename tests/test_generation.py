@@ -122,7 +122,7 @@ def test_blocks_groups_ranks_and_seeds():
 
 def test_flag_parsing():
     assert generation.parse_strengths(["0.3,0.1", "1"]) == (0.1, 0.3, 1.0)
-    assert generation.parse_seeds(["10", "20,42"]) == (10, 20, 42)
+    assert generation.parse_seeds(["42", "10,20"]) == (10, 20, 42)
     assert generation.parse_resolution("480x270") == (480, 270)
     assert generation.parse_resolution("native") is None
     for bad in (["0"], ["1.5"], ["-0.1"], ["x"], ["0.1", "0.1001"]):
@@ -132,6 +132,17 @@ def test_flag_parsing():
         generation.parse_seeds(["10", "10"])
     assert [generation.denoising_steps(50, s) for s in (0.1, 0.5, 1.0)] == [5, 25, 50]
     assert generation.denoising_steps(3, 0.3) == 0  # int(0.9): the pipeline would get no timestep at all
+
+
+def test_read_sources_skips_empty_and_exact_duplicates(tmp_path):
+    names = ["empty", "puma concolor", "puma concolor", "dasyprocta punctata"]
+    frame = pd.DataFrame({"class_id": [0, 3, 3, 2], "class_name": names, "image_stem": ["e", "p", "p", "a"],
+                          "real_path": ["/d/e.jpg", "/d/p.jpg", "/d/p.jpg", "/d/a.jpg"]})
+    write_hard_sample_csv(frame, tmp_path / "hard.csv", "iwildcam")
+    config = generation.GenerationConfig("iwildcam", tmp_path / "hard.csv", tmp_path / "out")
+    sources = generation.read_sources(config)
+    assert [(s.csv_row, s.class_folder, s.image_stem) for s in sources] == [(2, "puma_concolor", "p"),
+                                                                            (4, "dasyprocta_punctata", "a")]
 
 
 # ------------------------------------------------------------------------------------------------ the engine

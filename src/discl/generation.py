@@ -121,7 +121,7 @@ def parse_strengths(values: Iterable[str]) -> tuple[float, ...]:
 
 
 def parse_seeds(values: Iterable[str]) -> tuple[int, ...]:
-    """Seeds from ``10 20`` or ``10,20``: distinct integers ≥ 0, in the given order."""
+    """Seeds from ``10 20`` or ``10,20``: distinct integers ≥ 0, sorted (so batches do not depend on the order)."""
     seeds: list[int] = []
     for text in _split_list(values):
         try:
@@ -133,7 +133,7 @@ def parse_seeds(values: Iterable[str]) -> tuple[int, ...]:
         seeds.append(seed)
     if not seeds:
         raise InputError("--seeds", "no seed given")
-    return tuple(seeds)
+    return tuple(sorted(seeds))
 
 
 def parse_resolution(text: str | None) -> tuple[int, int] | None:
@@ -574,11 +574,13 @@ def read_sources(config: GenerationConfig) -> list[SourceImage]:
     frame = read_hard_sample_csv(config.data_csv, config.dataset, root=config.image_root)
     sources: list[SourceImage] = []
     first_row: dict[tuple[str, str], SourceImage] = {}
+    skipped_empty = 0
     for row, record in enumerate(frame.itertuples(index=False), start=1):
         source = SourceImage(row, int(record.class_id), record.class_name, record.class_folder, record.real_path,
                              record.image_stem)
         if config.dataset == "iwildcam" and source.class_name == EMPTY_CLASS:
-            continue  # spec §1: the empty class is never regenerated
+            skipped_empty += 1  # spec §1: the empty class is never regenerated
+            continue
         key = (source.class_folder, source.image_stem)
         if key in first_row:
             if first_row[key].real_path != source.real_path:
@@ -588,6 +590,8 @@ def read_sources(config: GenerationConfig) -> list[SourceImage]:
             continue
         first_row[key] = source
         sources.append(source)
+    if skipped_empty:
+        log.info("skipped %d row(s) of class '%s' (never regenerated)", skipped_empty, EMPTY_CLASS)
     return sources
 
 
