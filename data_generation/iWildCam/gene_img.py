@@ -11,27 +11,15 @@ a rerun (or a restart after a kill) makes only what is missing. See docs/generat
 
 from __future__ import annotations
 
-import argparse
-
 from discl import generation
-from discl.cli import run_cli, setup_logging
+from discl.cli import run_cli
 
 DATASET = "iwildcam"
 
 
-def get_args_parser() -> argparse.ArgumentParser:
-    """The shared generation flags with iWildCam's defaults."""
-    return argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                   parents=[generation.get_args_parser(DATASET)])
-
-
 def main(argv=None) -> int:
-    """Generate one part (this process's share of it) and print a one-line summary."""
-    args = get_args_parser().parse_args(argv)
-    setup_logging(args.verbose)
-    result = generation.run(generation.config_from_args(args, DATASET))
-    print(generation.summary_line(result))
-    return 1 if result.failures and not args.skip_bad else 0
+    """Generate one part of the spectrum (see discl.generation.main)."""
+    return generation.main(argv, DATASET, __doc__)
 
 
 if __name__ == "__main__":

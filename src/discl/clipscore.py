@@ -227,7 +227,7 @@ def file_fingerprint(path: str | os.PathLike) -> str:
 
 _SUBFOLDER = re.compile(r"^Strength(\d+)_guidance(\d+)_seed(\d+)$")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
-_NOT_CLASS_FOLDERS = {"manifests", CACHE_DIR}
+_NOT_CLASS_FOLDERS = {"manifests", "failures", CACHE_DIR}  # generation and scoring bookkeeping
 LAYOUT = "<class>/Strength{100s}_guidance{10g}_seed{seed}/<stem>.jpg"
 
 

@@ -849,3 +849,16 @@ def summary_line(result: GenerationResult) -> str:
     if result.failures:
         line += f"; {result.failures} unreadable source image(s) listed in {result.failures_csv}"
     return line
+
+
+def main(argv: Sequence[str] | None, dataset: str, description: str | None = None) -> int:
+    """Generate one part (this process's share of it), print a one-line summary; 1 if a source was unreadable."""
+    from discl.cli import setup_logging
+
+    parser = argparse.ArgumentParser(description=(description or "").split("\n\n")[0],
+                                     parents=[get_args_parser(dataset)])
+    args = parser.parse_args(argv)
+    setup_logging(args.verbose)
+    result = run(config_from_args(args, dataset))
+    print(summary_line(result))
+    return 1 if result.failures and not args.skip_bad else 0
