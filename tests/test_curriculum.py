@@ -176,6 +176,9 @@ def test_adaptive_random_choice_skips_probes_and_is_seeded():
     first = choices(1)
     assert len(first) == 10 and set(first) <= set(IWILDCAM_LEVELS)
     assert first == choices(1)
+    # the rounds of one run, and the runs of different seeds, really draw different levels
+    assert len(set(first)) > 1
+    assert len({tuple(choices(seed)) for seed in range(4)}) > 1
 
 
 def test_load_state_of_other_schedule_refused():

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
+import math
 import socket
 import subprocess
 import sys
@@ -16,6 +18,7 @@ from PIL import Image, ImageFilter
 
 from helpers import REPO_ROOT, load_script
 
+from discl import curriculum as C
 from discl import flyp
 from discl.cli import run_cli
 from discl.data.iwildcam import IWILDCAM_TEMPLATES, zeroshot_classnames
@@ -196,18 +199,78 @@ def test_adaptive_resume_equals_uninterrupted(tables, tmp_path):
     assert "real_sample" in full_stages["kind"].tolist()
     steps_per_epoch = json.loads((tmp_path / "full" / "summary.json").read_text())["steps_per_epoch"]
     assert steps_per_epoch not in full_stages["start_step"].tolist()  # the checkpoint fell inside a stage
-    chosen = full_stages[(full_stages["kind"] == "level") & (full_stages["start_epoch"] < 2)]
-    assert len(chosen) and chosen["scores"].str.contains("50:").all()
+    choices = _check_adaptive_logs(tmp_path / "full", curriculum_epoch=2)
+    assert len(choices) == 2 and all(set(scores) == {50, 70, 100} for _, scores in choices)
     assert full_stages["level"].iloc[-1] == 100
     summary = json.loads((tmp_path / "split" / "summary.json").read_text())
     assert summary["best"]["epoch"] in (0, 1, 2)
     with pytest.raises(InputError, match="other settings.*seed=0 \\(now 1\\)"):
         _run(tables, tmp_path / "split", *common, "--resume", "--seed", "1")
+    with pytest.raises(InputError, match="other settings.*eval_splits="):
+        _run(tables, tmp_path / "split", *common, "--resume", "--eval-splits", "id_val")
+    # a new run never overwrites a finished one
+    with pytest.raises(InputError, match="a run already lives here; pass --resume") as err:
+        _run(tables, tmp_path / "full", *common)
+    assert str(tmp_path / "full" / "checkpoints" / "last.pt") in str(err.value)
+
+
+def _parse_scores(cell) -> dict[int, float]:
+    return {int(g): float(s) for g, s in (item.split(":") for item in str(cell).split(";"))}
+
+
+def _check_adaptive_logs(out: Path, curriculum_epoch: int) -> list[tuple[int, dict[int, float]]]:
+    """Every adaptive choice is the argmax of its logged scores, and each epoch's batches held the hard-image
+    guidance of exactly the stages that ran in it; returns the (level, scores) of the choices."""
+    stages = pd.read_csv(out / "curriculum.tsv", sep="\t")
+    stats = pd.read_csv(out / "stats.tsv", sep="\t", dtype={"hard_guidance": str})
+    steps_per_epoch = json.loads((out / "summary.json").read_text())["steps_per_epoch"]
+    chosen = stages[(stages["kind"] == "level") & (stages["start_epoch"] < curriculum_epoch)]
+    choices = []
+    for _, stage in chosen.iterrows():
+        scores = _parse_scores(stage["scores"])
+        assert stage["level"] == C.argmax_level(scores), (stage["level"], scores)
+        choices.append((int(stage["level"]), scores))
+    ends = stages["start_step"].tolist()[1:] + [int(stats["step"].iloc[-1])]
+    for _, epoch in stats.iterrows():
+        first, last = epoch["epoch"] * steps_per_epoch, (epoch["epoch"] + 1) * steps_per_epoch
+        ran = [stage for (_, stage), end in zip(stages.iterrows(), ends) if stage["start_step"] < last and end > first]
+        synthetic = {int(s["level"]) for s in ran if s["kind"] == "level" and s["level"] != 100}
+        loaded = {int(g) for g in str(epoch["hard_guidance"]).split(";")}
+        assert loaded - {100} == synthetic, (epoch["epoch"], loaded, [dict(s) for s in ran])
+    return choices
+
+
+def test_adaptive_chooses_the_synthetic_level_that_alone_has_validation_rows(tables, tmp_path, caplog):
+    # Only guidance-50 rows in the curriculum-validation table: 70 and 100 score NaN (a warning), so every
+    # round must choose 50 and its epochs must load the guidance-50 images of the hard images.
+    val = pd.read_csv(tables["val"], sep="\t")
+    only_50 = tmp_path / "val50.tsv"
+    write_iwildcam_table(val[val["guidance"] == 50], only_50)
+    caplog.set_level(logging.WARNING, logger="discl.flyp")
+    _run(dict(tables, val=str(only_50)), tmp_path / "out", "--curriculum", "adaptive", "--epochs", "2",
+         "--curriculum-epoch", "2", "--batch-size", "32", "--real-sample-size", "32", "--eval-splits", "id_val")
+    assert "no curriculum-validation rows for guidance level(s) [70, 100]" in caplog.text
+    choices = _check_adaptive_logs(tmp_path / "out", curriculum_epoch=2)
+    assert [level for level, _ in choices] == [50, 50]
+    assert all(math.isnan(s[70]) and math.isnan(s[100]) and not math.isnan(s[50]) for _, s in choices)
+    stats = pd.read_csv(tmp_path / "out" / "stats.tsv", sep="\t", dtype={"hard_guidance": str})
+    assert all("50" in str(g).split(";") for g in stats["hard_guidance"])
+
+
+def test_adaptive_without_validation_rows_for_any_level(tables, tmp_path):
+    val = pd.read_csv(tables["val"], sep="\t")
+    only_70 = tmp_path / "val70.tsv"
+    write_iwildcam_table(val[val["guidance"] == 70], only_70)
+    with pytest.raises(InputError, match="no curriculum-validation rows for any scheduled guidance level") as err:
+        _run(dict(tables, val=str(only_70)), tmp_path / "out", "--curriculum", "adaptive",
+             "--guidance-levels", "50", "100", "--epochs", "2", "--curriculum-epoch", "1")
+    assert str(only_70) in str(err.value) and "column 'guidance'" in str(err.value)
 
 
 def test_ddp_two_processes_match_one_process(tables, tmp_path, script_env):
     # Same global batch (64) on 1 process and on 2 gloo processes: same losses; only rank 0 writes.
-    args = ["--curriculum", "none", "--epochs", "1", "--curriculum-epoch", "0", "--batch-size", "64",
+    # (--curriculum-epoch keeps its default 15 > --epochs: the baseline never switches, so that is allowed)
+    args = ["--curriculum", "none", "--epochs", "1", "--batch-size", "64",
             "--eval-splits", "id_val", "--stop-after-epoch", "0"]
     env = dict(script_env, OMP_NUM_THREADS="1")
     _run(tables, tmp_path / "one", *args)

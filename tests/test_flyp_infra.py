@@ -74,6 +74,17 @@ def test_checkpoint_missing_or_foreign_file(tmp_path):
         checkpoint.load_checkpoint(bad)
 
 
+def test_new_run_refuses_an_existing_checkpoint(tmp_path):
+    last = tmp_path / "checkpoints" / checkpoint.LAST
+    checkpoint.check_fresh_output(last, resume=False)  # nothing there yet
+    last.parent.mkdir()
+    last.write_bytes(b"")
+    checkpoint.check_fresh_output(last, resume=True)
+    with pytest.raises(InputError, match="a run already lives here; pass --resume") as err:
+        checkpoint.check_fresh_output(last, resume=False)
+    assert str(err.value).startswith(str(last))
+
+
 def test_distributed_helpers_single_process():
     from torch.utils.data import TensorDataset
 

@@ -85,6 +85,14 @@ def save_checkpoint(folder: str | os.PathLike, state: dict, is_best: bool = Fals
     return folder / LAST
 
 
+def check_fresh_output(last: str | os.PathLike, resume: bool) -> None:
+    """Refuse to start a new run over an earlier one: ``last`` (its ``last.pt``) exists and ``--resume`` is off."""
+    last = Path(last)
+    if last.exists() and not resume:
+        raise InputError(last, "a run already lives here; pass --resume to continue it or choose another "
+                               "--output-dir")
+
+
 def load_checkpoint(path: str | os.PathLike) -> dict:
     """Load a checkpoint on CPU with ``weights_only=True``; a missing or foreign file is an ``InputError``."""
     path = Path(path)

@@ -33,7 +33,7 @@ from discl.fileio import atomic_write_json
 from discl.lr import cosine_lr, set_lr
 from discl.metrics import IWILDCAM_EVAL_SPLITS, SELECTION_SPLIT, is_better, metric_columns, wilds_split_metrics
 from discl.seeding import seed_everything, stable_seed
-from discl.stats import append_stats, read_stats
+from discl.stats import append_stats, read_stats, truncate_stats
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ class FlypConfig:
 # Settings a resumed run must share with the checkpoint, or it would not continue the same run.
 RESUME_KEYS = ("train_table", "val_table", "model", "pretrained", "epochs", "batch_size", "lr", "wd", "warmup",
                "min_lr", "curriculum", "curriculum_epoch", "adaptive_choice", "real_sample_size", "guidance_levels",
-               "seed", "jpeg_draft")
+               "seed", "jpeg_draft", "eval_splits", "wilds_root")
 
 
 # ------------------------------------------------------------------------------------------------ data ----
@@ -113,6 +113,19 @@ def check_levels(table: pd.DataFrame, levels: Sequence[int], path: str) -> None:
         if not has_rows:
             raise InputError(path, f"guidance level {level} is scheduled but the table has no {what}",
                              column="guidance")
+
+
+def check_validation_levels(val_rows: pd.DataFrame, levels: Sequence[int], path: str) -> None:
+    """Adaptive argmax: a level without curriculum-validation rows scores NaN and can never win (a warning);
+    with no rows for any scheduled level there is nothing to choose by (an error)."""
+    present = set(int(g) for g in val_rows["guidance"])
+    missing = [int(g) for g in levels if int(g) not in present]
+    if len(missing) == len(levels):
+        raise InputError(path, f"no curriculum-validation rows for any scheduled guidance level {list(levels)} "
+                               f"(the table has levels {sorted(present)})", column="guidance")
+    if missing:
+        log.warning("%s: no curriculum-validation rows for guidance level(s) %s: they score NaN and are never "
+                    "chosen by --curriculum adaptive", path, missing)
 
 
 def check_labels(table: pd.DataFrame, num_classes: int, path: str) -> None:
@@ -326,6 +339,7 @@ class FlypTrainer:
                 raise InputError(None, "--curriculum adaptive needs --val-table (the curriculum-validation table)")
             self.val_rows = read_iwildcam_table(cfg.val_table)
             check_labels(self.val_rows, len(self.classnames), cfg.val_table)
+            check_validation_levels(self.val_rows, self.schedule.levels, cfg.val_table)
 
         n_real = int((self.table["guidance"] == REAL_GUIDANCE).sum())
         self.steps_per_epoch = max(1, n_real // cfg.batch_size)
@@ -353,7 +367,9 @@ class FlypTrainer:
     # -- set-up helpers --
     def _check_config(self) -> None:
         cfg = self.cfg
-        if cfg.curriculum_epoch > cfg.epochs:
+        ckpt.check_fresh_output(self.out / "checkpoints" / ckpt.LAST, cfg.resume)
+        # the baseline never switches, so its curriculum epoch does not matter
+        if cfg.curriculum != "none" and cfg.curriculum_epoch > cfg.epochs:
             raise InputError(None, f"--curriculum-epoch {cfg.curriculum_epoch} is larger than --epochs {cfg.epochs}")
         if cfg.batch_size % self.info.world_size:
             raise InputError(None, f"--batch-size {cfg.batch_size} is not divisible by the "
@@ -383,6 +399,10 @@ class FlypTrainer:
         self.stage = state["trainer"]["stage"]
         self.stage_count = state["trainer"]["stage_count"]
         self.best = state["best"]
+        if self.info.is_main:
+            # A run killed after writing its logs but before its checkpoint logged work that will be redone.
+            truncate_stats(self.out / "stats.tsv", state["epoch"])
+            truncate_stats(self.out / "curriculum.tsv", self.stage_count - 1, key="stage")
         log.info("resumed from epoch %d (step %d)", state["epoch"], self.step)
 
     # -- stages --
