@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -24,7 +25,7 @@ from helpers import load_script
 from discl import lt, resnet
 from discl.data.imagenet_lt import class_counts, read_split, split_by_count
 from discl.data.training_tables import write_data_roots, write_imagenet_lt_list
-from discl.fileio import atomic_save_image, atomic_write_text
+from discl.fileio import atomic_save_image, atomic_torch_save, atomic_write_text
 
 REPO = Path(__file__).resolve().parents[1]
 LEVELS = (10, 30, 50)
@@ -154,21 +155,34 @@ def test_resume_after_a_stop_equals_an_uninterrupted_run(baseline, lt_world, tmp
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def _adaptive(world, baseline, output: Path, *extra: str) -> list[str]:
+    return _tiny(world) + [
+        "--train-list", str(world.train), "--curriculum-val-list", str(world.validate), "--output-dir",
+        str(output), "--no-plots", "--epochs", "3", "--curriculum", "adaptive", "--guidance-levels", "10", "30", "50",
+        "100", "--curriculum-epoch", "2", "--real-sample-size", "40", "--init",
+        str(baseline / "checkpoints" / "best.pt"), *extra]
+
+
 def test_adaptive_round_probes_then_trains_on_the_chosen_level(baseline, lt_world, tmp_path):
+    train = _script("train").main
     output = tmp_path / "adaptive"
-    _script("train").main(_tiny(lt_world) + [
-        "--train-list", str(lt_world.train), "--curriculum-val-list", str(lt_world.validate), "--output-dir",
-        str(output), "--no-plots", "--epochs", "2", "--curriculum", "adaptive", "--guidance-levels", "10", "30", "50",
-        "100", "--curriculum-epoch", "1", "--init", str(baseline / "checkpoints" / "best.pt")])
+    train(_adaptive(lt_world, baseline, output))
     stats = _stats(output)
     scores = lt.parse_level_map(stats["adaptive_scores"][0])
     assert set(scores) == {10, 30, 50, 100}
     chosen = max(scores, key=lambda g: (scores[g], -g))  # ties go to the more synthetic level
-    assert stats["level"][0] == chosen and stats["level"][1] == 100
-    # the round trained one pass over a real sample and one over the chosen level
-    assert stats["step"][0] == 2 * 4 and stats["step"][1] == 3 * 4
+    assert stats["level"][0] == chosen and stats["level"][2] == 100
+    # each round trains one pass over a fresh sample of 40 of the 323 real rows (2 steps of 32) and one over the
+    # chosen level's epoch (116 images, 4 steps); the real-only epoch after the curriculum is 4 steps
+    assert list(stats["step"]) == [6, 12, 16]
     state = torch.load(output / "checkpoints" / "last.pt", weights_only=True)
-    assert state["schedule"]["round"] == 1 and state["schedule"]["chosen"] == chosen
+    assert state["schedule"]["round"] == 2 and state["trainer"]["total_steps"] == 16
+    # the real samples are seeded by (seed, epoch): a resumed run draws the same ones
+    train(_adaptive(lt_world, baseline, tmp_path / "split", "--stop-after-epoch", "0"))
+    train(_adaptive(lt_world, baseline, tmp_path / "split", "--resume"))
+    pd.testing.assert_frame_equal(stats.drop(columns="seconds"), _stats(tmp_path / "split").drop(columns="seconds"))
+    resumed = torch.load(tmp_path / "split" / "checkpoints" / "last.pt", weights_only=True)["model"]
+    assert all(torch.equal(state["model"][k], resumed[k]) for k in resumed)
 
 
 def _fails(capsys, argv: list[str], script: str = "train") -> str:
@@ -205,10 +219,44 @@ def test_bad_inputs_give_one_line_errors_and_write_nothing(lt_world, tmp_path, c
 def test_an_existing_run_is_not_overwritten_without_resume(baseline, lt_world, capsys):
     error = _fails(capsys, _tiny(lt_world) + ["--output-dir", str(baseline), "--epochs", "1"], "train_baseline")
     assert "pass --resume" in error
-    error = _fails(capsys, _tiny(lt_world) + ["--output-dir", str(baseline), "--epochs", "1", "--resume", "--lr",
-                                              "0.5", "--tail-fraction", "none", "--downsample-ratio", "1"],
-                   "train_baseline")
+    same = _tiny(lt_world) + ["--output-dir", str(baseline), "--epochs", "1", "--resume", "--tail-fraction", "none",
+                              "--downsample-ratio", "1"]
+    error = _fails(capsys, same + ["--lr", "0.5"], "train_baseline")
     assert "lr 0.001 → 0.5" in error
+    # the data, its interpretation and the starting weights are settings of the run too
+    error = _fails(capsys, same + ["--train-list", str(lt_world.train), "--split-convention", "standard",
+                                   "--init", str(baseline / "checkpoints" / "best.pt")], "train_baseline")
+    assert f"train_list None → '{lt_world.train}'" in error and "split_convention 'reference' → 'standard'" in error
+    assert "init None → " in error
+
+
+def test_resume_checks_the_number_of_steps(baseline, lt_world, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(baseline, run)
+    state = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    state["trainer"]["total_steps"] += 1
+    atomic_torch_save(state, run / "checkpoints" / "last.pt")
+    error = _fails(capsys, _tiny(lt_world) + ["--output-dir", str(run), "--epochs", "1", "--resume",
+                                              "--tail-fraction", "none", "--downsample-ratio", "1"], "train_baseline")
+    assert error.startswith(f"error: {run / 'checkpoints' / 'last.pt'}: the run has 11 steps, the checkpoint's had 12")
+
+
+def test_level_starting_at_the_curriculum_epoch_is_an_error(lt_world, tmp_path, capsys):
+    # levels 10, 30, real at epochs 0, 1, 2: with --curriculum-epoch 1 level 30 would never run
+    error = _fails(capsys, _curriculum(lt_world, tmp_path / "cut", "--curriculum-epoch", "1"))
+    assert "--level-starts 0 1 2: guidance level(s) 30 (start 1) would never run before --curriculum-epoch 1" in error
+    assert not (tmp_path / "cut").exists()
+
+
+def test_onlyfc_needs_starting_weights(lt_world, tmp_path, capsys, caplog):
+    error = _fails(capsys, _curriculum(lt_world, tmp_path / "fc", "--train-mode", "onlyfc"))
+    assert "--train-mode onlyfc needs --init" in error
+    assert not (tmp_path / "fc").exists()
+    lt.warn_if_random_start(_config(lt_world))
+    assert "fine-tuning from RANDOM weights" in caplog.text
+    caplog.clear()
+    lt.warn_if_random_start(_config(lt_world, "--init", "some/checkpoint.pt"))
+    assert not caplog.records
 
 
 def test_init_with_the_wrong_width_is_an_input_error(baseline, lt_world, tmp_path, capsys):
@@ -227,18 +275,32 @@ def test_epoch_data_from_the_builders_lists(lt_world):
     assert all(Path(r.path).is_file() for r in rows)
 
 
-def test_ddp_two_processes_with_torchrun(lt_world, tmp_path):
-    """Two gloo ranks on CPU: each trains its half of every batch; only rank 0 writes."""
-    output = tmp_path / "ddp"
+def test_ddp_two_processes_match_one_process(baseline, lt_world, tmp_path):
+    """Two gloo ranks on CPU, the same global batch as one process: the same loss and weights; only rank 0 writes.
+
+    ``onlyfc`` keeps batch norm in eval mode, so a forward pass does not depend on how the batch is split
+    (DDP's batch-norm statistics are per rank); the augmentation is seeded per image, not per process."""
+    args = _tiny(lt_world) + ["--epochs", "1", "--curriculum", "none", "--guidance-levels", "100",
+                              "--curriculum-epoch", "0", "--train-mode", "onlyfc", "--no-plots", "--device", "cpu",
+                              "--init", str(baseline / "checkpoints" / "best.pt")]
+    _script("train").main(args + ["--output-dir", str(tmp_path / "one")])
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               str(REPO / "curriculum" / "ImageNet_LT" / "train_baseline.py"), *_tiny(lt_world),
-               "--output-dir", str(output), "--epochs", "1", "--no-plots", "--device", "cpu"]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    # a short monitor interval: torchrun otherwise notices the finished workers only seconds later
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--monitor-interval", "0.2",
+               "--nproc_per_node", "2", str(REPO / "curriculum" / "ImageNet_LT" / "train.py"), *args,
+               "--output-dir", str(tmp_path / "two")]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
-    stats = _stats(output)
-    # 58 non-tail + 58 tail images, 58 per rank, 16 per rank and step: 4 steps
-    assert list(stats["epoch"]) == [0] and stats["train_images"][0] == 116 and stats["step"][0] == 4
+    one, two = _stats(tmp_path / "one"), _stats(tmp_path / "two")
+    # 58 non-tail + 58 tail images; 58 per rank in batches of 16 = 4 steps, as 4 batches of 32 on one process
+    assert list(two["epoch"]) == [0] and two["train_images"][0] == 116 and two["step"][0] == one["step"][0] == 4
+    assert two["train_loss"][0] == pytest.approx(one["train_loss"][0], rel=1e-5)
+    for split in ("val", "test"):
+        assert two[f"{split}_overall"][0] == pytest.approx(one[f"{split}_overall"][0], abs=1e-9)
+    weights = [torch.load(tmp_path / name / "checkpoints" / "last.pt", weights_only=True)["model"]
+               for name in ("one", "two")]
+    for key, value in weights[0].items():
+        torch.testing.assert_close(weights[1][key], value, rtol=1e-4, atol=1e-6, msg=key)
     assert done.stdout.count("selected epoch 0") == 1  # one report, from rank 0
 
 

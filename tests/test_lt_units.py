@@ -51,6 +51,22 @@ def test_epoch_size_matches_the_rows_built():
     assert lt.epoch_size(1000, 50, 0.3, 0.136) == 300 + 50  # more real tail than that: no top-up
 
 
+def test_real_sample_draws_distinct_rows_and_is_capped():
+    real, _ = _table()  # 22 real rows
+    sample = lt.real_sample_rows(real, 5, np.random.default_rng(1))
+    assert len(sample) == len(set(sample)) == 5 and set(sample) <= set(real)
+    assert sample == lt.real_sample_rows(real, 5, np.random.default_rng(1))  # same seed, same rows
+    assert sample != lt.real_sample_rows(real, 5, np.random.default_rng(2))
+    assert lt.real_sample_rows(real, 30000, np.random.default_rng(1)) == real  # capped at the real rows
+
+
+def test_steps_per_pass_counts_each_ranks_padded_share():
+    assert lt.steps_per_pass(116, 32, 1) == 4  # 32, 32, 32, 20
+    assert lt.steps_per_pass(116, 32, 2) == 4  # 58 per rank in batches of 16
+    assert lt.steps_per_pass(117, 32, 2) == 4  # 59 per rank (one padded row): still 16, 16, 16, 11
+    assert lt.steps_per_pass(40, 32, 1) == 2
+
+
 def test_ddp_shares_are_equal_and_cover_every_row():
     shares = [lt.shuffled_share(7, seed=5, rank=r, world_size=2) for r in (0, 1)]
     assert len(shares[0]) == len(shares[1]) == 4  # 7 rows padded to 8

@@ -31,7 +31,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Train, then print the per-epoch many / medium / few / overall table."""
     args = get_args_parser().parse_args(argv)
     setup_logging(args.verbose)
-    if lt.train(lt.config_from_args(args)) is not None:  # the main process reports
+    config = lt.config_from_args(args)
+    lt.warn_if_random_start(config)
+    if lt.train(config) is not None:  # the main process reports
         print(lt.report(args.output_dir))
     return 0
 

@@ -79,6 +79,7 @@ class LTConfig:
     level_starts: list[int]
     curriculum_epoch: int
     adaptive_choice: str
+    real_sample_size: int
     split_convention: str
     output_dir: Path
     resume: bool
@@ -155,11 +156,25 @@ def build_epoch_rows(real_rows: Sequence[Row], synthetic_rows: Sequence[Row], ta
     return kept + list(real_tail) + _draw(pool, top_up, rng)
 
 
+def real_sample_rows(real_rows: Sequence[Row], size: int, rng: np.random.Generator) -> list[Row]:
+    """The adaptive round's real pass (spec §5): ``size`` real rows drawn without replacement (all when fewer)."""
+    if size >= len(real_rows):
+        return list(real_rows)
+    return [real_rows[i] for i in np.sort(rng.choice(len(real_rows), size=size, replace=False))]
+
+
 # ------------------------------------------------------------------------------------------------ arguments
 def _ratio(text: str) -> float:
     value = float(text)
     if not 0 < value <= 1:
         raise argparse.ArgumentTypeError(f"expected a ratio in (0, 1], got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
     return value
 
 
@@ -224,6 +239,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     schedule.add_argument("--curriculum-epoch", type=int, default=60, help="real data only from this epoch on")
     schedule.add_argument("--adaptive-choice", choices=curriculum.ADAPTIVE_CHOICES, default="argmax",
                           help="adaptive schedule: best progress or the random-level ablation")
+    schedule.add_argument("--real-sample-size", type=_positive_int, default=30000,
+                          help="adaptive schedule: real rows drawn afresh for each round's real pass "
+                               "(all of them when there are fewer)")
 
     evaluation = parser.add_argument_group("evaluation and output")
     evaluation.add_argument("--split-convention", choices=imagenet_lt.CONVENTIONS, default="reference",
@@ -325,11 +343,12 @@ def load_data(config: LTConfig) -> LTData:
 
 
 class RowDataset(torch.utils.data.Dataset):
-    """Images of a list of rows, as (image tensor, label, guidance)."""
+    """Images of a list of rows, as (image tensor, label, guidance); ``seeds``: one augmentation seed per row."""
 
-    def __init__(self, rows: Sequence[Row], transform):
+    def __init__(self, rows: Sequence[Row], transform, seeds: Sequence[int] | None = None):
         self.rows = list(rows)
         self.transform = transform
+        self.seeds = None if seeds is None else list(seeds)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -337,7 +356,14 @@ class RowDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int):
         row = self.rows[index]
         with Image.open(row.path) as image:
-            return self.transform(image.convert("RGB")), row.label, row.guidance
+            image = image.convert("RGB")
+        if self.seeds is None:
+            return self.transform(image), row.label, row.guidance
+        # torchvision's random transforms draw from torch's global generator: seeding it per image makes the
+        # augmentation independent of the process, worker and batch the image lands in
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seeds[index])
+            return self.transform(image), row.label, row.guidance
 
 
 def make_transforms(crop_size: int = 224, resize_size: int = 256):
@@ -353,10 +379,12 @@ def make_transforms(crop_size: int = 224, resize_size: int = 256):
 
 
 # ----------------------------------------------------------------------------------------------------- loop
-# Settings that shape the optimisation: a resumed run must match the checkpoint on every one of them.
-RESUME_KEYS = ("arch", "width", "num_classes", "train_mode", "loss", "lr", "wd", "epochs", "batch_size",
+# Settings that shape the run: a resumed run must match the checkpoint on every one of them (compared as
+# strings, so a path given the same way matches and None matches None).
+RESUME_KEYS = ("arch", "width", "num_classes", "init", "train_mode", "loss", "lr", "wd", "epochs", "batch_size",
                "seed", "curriculum", "guidance_levels", "level_starts", "curriculum_epoch", "adaptive_choice",
-               "downsample_ratio", "tail_fraction", "crop_size", "resize_size")
+               "real_sample_size", "downsample_ratio", "tail_fraction", "crop_size", "resize_size", "train_list",
+               "synthetic_root", "curriculum_val_list", "split_convention")
 
 
 def config_from_args(args: argparse.Namespace) -> LTConfig:
@@ -372,9 +400,27 @@ def _plain_config(config: LTConfig, num_classes: int) -> dict:
     return plain
 
 
+def warn_if_random_start(config: LTConfig) -> None:
+    """The curriculum fine-tunes a trained model (spec §6): say so loudly when no starting weights are given."""
+    if config.init is None and config.torchvision_weights is None and not config.resume:
+        logger.warning("no --init: fine-tuning from RANDOM weights. The curriculum starts from a model trained "
+                       "on the real long-tailed data; pass --init BASELINE/checkpoints/best.pt "
+                       "(curriculum/ImageNet_LT/train_baseline.py)")
+
+
 def make_schedule(config: LTConfig) -> curriculum.Schedule:
     """The run's ``discl.curriculum`` schedule; explicit start epochs apply to ``fixed`` only."""
     starts = config.level_starts if config.curriculum == "fixed" and config.level_starts else None
+    if starts is not None:
+        # the fixed schedule runs the levels in ascending order; one starting at or after the curriculum
+        # epoch would be cut to zero length without a word (real data follows the curriculum anyway)
+        order = sorted(set(config.guidance_levels))
+        cut = [f"{level} (start {start})" for level, start in zip(order, starts)
+               if level != REAL_GUIDANCE and start >= config.curriculum_epoch]
+        if cut:
+            raise InputError(None, f"--level-starts {' '.join(map(str, starts))}: guidance level(s) "
+                                   f"{', '.join(cut)} would never run before --curriculum-epoch "
+                                   f"{config.curriculum_epoch}; start them earlier or raise --curriculum-epoch")
     try:
         return curriculum.make_schedule(config.curriculum, config.guidance_levels, config.curriculum_epoch,
                                         seed=config.seed, choose=config.adaptive_choice, starts=starts)
@@ -383,12 +429,10 @@ def make_schedule(config: LTConfig) -> curriculum.Schedule:
                                "--curriculum-epoch)") from None
 
 
-def _loader(rows: Sequence[Row], transform, batch_size: int, config: LTConfig, seed: int | None):
-    """A loader over ``rows`` in their order; ``seed`` seeds the workers' augmentation streams."""
-    generator = None if seed is None else torch.Generator().manual_seed(seed)
-    return torch.utils.data.DataLoader(RowDataset(rows, transform), batch_size=batch_size, shuffle=False,
-                                       generator=generator, num_workers=config.workers,
-                                       pin_memory=torch.cuda.is_available())
+def _loader(rows: Sequence[Row], transform, batch_size: int, config: LTConfig, seeds: Sequence[int] | None = None):
+    """A loader over ``rows`` in their order; ``seeds``: per-row augmentation seeds (training)."""
+    return torch.utils.data.DataLoader(RowDataset(rows, transform, seeds), batch_size=batch_size, shuffle=False,
+                                       num_workers=config.workers, pin_memory=torch.cuda.is_available())
 
 
 def shuffled_share(num_rows: int, seed: int, rank: int, world_size: int) -> list[int]:
@@ -412,10 +456,12 @@ def train_pass(model, optimizer, rows: Sequence[Row], transform, log_prior: torc
                info: distributed.DistInfo, step: int, total_steps: int, seed: int, desc: str) -> tuple[int, dict]:
     """One pass over ``rows`` (this rank's share, shuffled by ``seed``); returns the new step and loss/accuracy."""
     share = [rows[i] for i in shuffled_share(len(rows), seed, info.rank, info.world_size)]
-    # each rank its own augmentation stream: drawn in this process, or by workers seeded through the loader
-    augment_seed = stable_seed("discl-lt-augment", seed, info.rank)
-    loader = _loader(share, transform, config.batch_size // info.world_size, config, augment_seed)
-    torch.manual_seed(augment_seed)
+    # one augmentation seed per position in the (padded) global order, so N processes see the same images,
+    # augmented the same way, in the same global batches as one process
+    positions = distributed.shard_indices(list(range(len(rows) + (-len(rows)) % info.world_size)), info.rank,
+                                          info.world_size)
+    augment_seeds = [stable_seed("discl-lt-augment", seed, p) for p in positions]
+    loader = _loader(share, transform, config.batch_size // info.world_size, config, augment_seeds)
     _enter_training(model, config.train_mode)
     total_loss, correct, seen = 0.0, 0, 0
     for images, labels, _ in tqdm(loader, desc=desc, disable=not info.is_main, leave=False):
@@ -443,7 +489,7 @@ def predict(model, rows: Sequence[Row], transform, config: LTConfig,
     model = checkpoint.unwrap(model)
     model.eval()
     predictions, true_probs = [], []
-    loader = _loader([rows[i] for i in mine], transform, config.eval_batch_size, config, None)
+    loader = _loader([rows[i] for i in mine], transform, config.eval_batch_size, config)
     for images, labels, _ in loader:
         probs = torch.softmax(model(images.to(info.device)).float(), dim=1).cpu()
         predictions.append(probs.argmax(1))
@@ -466,12 +512,15 @@ def run_epoch(model, optimizer, schedule: curriculum.Schedule, data: LTData, tra
             schedule.observe_probe(probs, [r.guidance for r in data.curriculum_val])
             continue
         rng = derived_rng("discl-lt-epoch", config.seed, epoch, stage.kind)
-        try:
-            rows = build_epoch_rows(data.train, data.synthetic, data.tail_classes, stage.level, rng,
-                                    config.downsample_ratio, config.tail_fraction)
-        except ValueError as err:
-            raise InputError(config.train_list or Path(config.data_root) / imagenet_lt.LIST_FILES["train"],
-                             str(err)) from None
+        if stage.kind == curriculum.REAL_SAMPLE:
+            rows = real_sample_rows(data.train, config.real_sample_size, rng)
+        else:
+            try:
+                rows = build_epoch_rows(data.train, data.synthetic, data.tail_classes, stage.level, rng,
+                                        config.downsample_ratio, config.tail_fraction)
+            except ValueError as err:
+                raise InputError(config.train_list or Path(config.data_root) / imagenet_lt.LIST_FILES["train"],
+                                 str(err)) from None
         seed = stable_seed("discl-lt-shuffle", config.seed, epoch, stage.kind)
         step, result = train_pass(model, optimizer, rows, train_tf, log_prior, config, info, step, total_steps,
                                   seed, f"epoch {epoch} {stage.kind} g{stage.level}")
@@ -490,6 +539,11 @@ def format_level_map(values: dict) -> str:
 def parse_level_map(text: str) -> dict[int, float]:
     """Inverse of ``format_level_map``."""
     return {int(g): float(v) for g, v in (item.split(":") for item in str(text).split())}
+
+
+def steps_per_pass(num_rows: int, batch_size: int, world_size: int) -> int:
+    """Optimiser steps of one pass over ``num_rows`` rows: each rank's padded share in per-rank batches."""
+    return math.ceil(math.ceil(num_rows / world_size) / (batch_size // world_size))
 
 
 def epoch_size(num_non_tail: int, num_tail: int, downsample_ratio: float, tail_fraction: float | None) -> int:
@@ -516,12 +570,16 @@ def train(config: LTConfig) -> dict | None:
 def _train(config: LTConfig, info: distributed.DistInfo) -> dict:
     output = Path(config.output_dir)
     last = output / CHECKPOINTS / checkpoint.LAST
-    checkpoint.check_fresh_output(last, config.resume)
-    # the baseline never switches, so its curriculum epoch does not matter
-    if config.curriculum != "none" and config.curriculum_epoch > config.epochs:
+    if last.exists() and not config.resume:
+        raise InputError(last, "a run already lives here; pass --resume to continue it or choose another "
+                               "--output-dir")
+    if config.curriculum_epoch > config.epochs:
         raise InputError(None, f"--curriculum-epoch {config.curriculum_epoch} is larger than --epochs {config.epochs}")
     if config.batch_size % info.world_size:
         raise InputError(None, f"--batch-size {config.batch_size} is not divisible by {info.world_size} processes")
+    if config.train_mode == "onlyfc" and config.init is None and config.torchvision_weights is None:
+        raise InputError(None, "--train-mode onlyfc needs --init (or --torchvision-weights): training only the "
+                               "classifier on a randomly initialised, frozen backbone is never intended")
     seed_everything(config.seed)
     data = load_data(config)
     schedule = make_schedule(config)
@@ -537,18 +595,22 @@ def _train(config: LTConfig, info: distributed.DistInfo) -> dict:
 
     num_tail = sum(r.label in data.tail_classes for r in data.train)
     size = epoch_size(len(data.train) - num_tail, num_tail, config.downsample_ratio, config.tail_fraction)
-    per_rank = math.ceil(size / info.world_size)
-    steps_per_pass = math.ceil(per_rank / (config.batch_size // info.world_size))
     # the adaptive schedule adds one pass over a real sample to each curriculum epoch
-    passes = config.epochs + (min(config.curriculum_epoch, config.epochs) if schedule.is_adaptive else 0)
-    total_steps = steps_per_pass * passes
+    rounds = min(config.curriculum_epoch, config.epochs) if schedule.is_adaptive else 0
+    sample = min(config.real_sample_size, len(data.train))
+    total_steps = (steps_per_pass(size, config.batch_size, info.world_size) * config.epochs
+                   + steps_per_pass(sample, config.batch_size, info.world_size) * rounds)
     start_epoch, step, best = 0, 0, None
     if config.resume:
         state = checkpoint.load_checkpoint(last)
-        changed = [k for k in RESUME_KEYS if state["args"].get(k) != plain[k]]
+        changed = [k for k in RESUME_KEYS if str(state["args"].get(k)) != str(plain[k])]
         if changed:
             raise InputError(last, "settings differ from the checkpoint's: " + ", ".join(
                 f"{k} {state['args'].get(k)!r} → {plain[k]!r}" for k in changed))
+        saved_steps = state.get("trainer", {}).get("total_steps")
+        if saved_steps != total_steps:
+            raise InputError(last, f"the run has {total_steps} steps, the checkpoint's had {saved_steps}: the "
+                                   "training data changed (number of real rows) or the number of processes did")
         checkpoint.restore(state, model, optimizer, schedule)
         start_epoch, step, best = state["epoch"] + 1, state["step"], state["best"]
         if info.is_main:
