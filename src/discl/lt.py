@@ -570,10 +570,9 @@ def train(config: LTConfig) -> dict | None:
 def _train(config: LTConfig, info: distributed.DistInfo) -> dict:
     output = Path(config.output_dir)
     last = output / CHECKPOINTS / checkpoint.LAST
-    if last.exists() and not config.resume:
-        raise InputError(last, "a run already lives here; pass --resume to continue it or choose another "
-                               "--output-dir")
-    if config.curriculum_epoch > config.epochs:
+    checkpoint.check_fresh_output(last, config.resume)
+    # the baseline never switches, so its curriculum epoch does not matter
+    if config.curriculum != "none" and config.curriculum_epoch > config.epochs:
         raise InputError(None, f"--curriculum-epoch {config.curriculum_epoch} is larger than --epochs {config.epochs}")
     if config.batch_size % info.world_size:
         raise InputError(None, f"--batch-size {config.batch_size} is not divisible by {info.world_size} processes")
