@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import pickle
+import re
 import shutil
 from pathlib import Path
 
@@ -372,3 +373,14 @@ def test_missing_synthetic_image_and_empty_folder(generated, mini_iwildcam, scor
     message = run_expecting_error(scorer_script, ["--syn_path", str(tmp_path / "empty"), "--real_path",
                                                   real_dir(mini_iwildcam)], capsys)
     assert "no synthetic images found" in message
+
+
+def test_bench_prints_equal_scores_and_speedup(hf_home, capsys):
+    """The benchmark's own check: reference-style and batched scores agree to 1e-5, last line is the ratio."""
+    bench = load_script("bench/bench_clipscore.py")
+    assert bench.main(["--hf-home", str(hf_home), "--images", "1", "--seeds", "2", "--strengths", "2",
+                       "--real-size", "96x54", "--repeats", "1"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert re.fullmatch(r"speedup=\d+\.\d", lines[-1])
+    difference = next(line for line in lines if line.startswith("max |difference|"))
+    assert all(float(value) <= 1e-5 for value in re.findall(r"(\d\.\d+e[-+]\d+)", difference))

@@ -4,7 +4,6 @@ the benchmark — on the tiny SDXL refiner and the mini datasets."""
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import re
 import signal
@@ -18,6 +17,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from helpers import load_script
+
 from discl import generation
 from discl.cli import run_cli
 from discl.data.hard_sample_csv import write_hard_sample_csv
@@ -29,12 +30,6 @@ IWILDCAM_SCRIPT = "data_generation/iWildCam/gene_img.py"
 IMAGENET_LT_SCRIPT = "data_generation/ImageNet_LT/gene_img.py"
 SMALL = ["--strengths", "0.5", "1.0", "--seeds", "10", "20", "--steps", "2", "--batch-size", "4", "--dtype", "fp32"]
 
-
-def load_script(repo_root: Path, relpath: str):
-    spec = importlib.util.spec_from_file_location(relpath.replace("/", "_")[:-3], repo_root / relpath)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def output_bytes(output: Path) -> dict[str, bytes]:
@@ -60,12 +55,12 @@ def iwildcam_csv(mini_iwildcam, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def iwildcam_script(repo_root):
-    return load_script(repo_root, IWILDCAM_SCRIPT)
+    return load_script(IWILDCAM_SCRIPT)
 
 
 @pytest.fixture(scope="session")
 def imagenet_lt_script(repo_root):
-    return load_script(repo_root, IMAGENET_LT_SCRIPT)
+    return load_script(IMAGENET_LT_SCRIPT)
 
 
 def iwildcam_args(csv: Path, root: Path, output: Path, *extra: str) -> list[str]:
@@ -433,7 +428,7 @@ def test_spectrum_figure(full_run, repo_root, tmp_path):
     assert all(path.is_file() for row in rows for _, path in row.synthetic)
     png = plot_spectrum(manifest, full_run, seed=20, rows=2)
     assert Image.open(io.BytesIO(png)).format == "PNG"
-    script = load_script(repo_root, "data_generation/plot_spectrum.py")
+    script = load_script("data_generation/plot_spectrum.py")
     assert script.main(["--output_path", str(full_run), "--figure", str(tmp_path / "s.png")]) == 0
     # 3 columns (real, 0.5, 1.0) × 4 rows of 1.8-inch tiles at 100 dpi: 540 × (4·1.35 + 0.4)·100
     assert Image.open(tmp_path / "s.png").size == (540, 580)
@@ -445,7 +440,7 @@ def test_bench_prints_speedup_and_overhead(hf_home, repo_root, capsys):
     import torch
 
     threads = torch.get_num_threads()
-    bench = load_script(repo_root, "bench/bench_generation.py")
+    bench = load_script("bench/bench_generation.py")
     try:
         assert bench.main(["--hf-home", str(hf_home), "--images", "1", "--seeds", "10", "20", "--strengths", "1.0",
                            "--steps", "2", "--batch-size", "2", "--size", "32x32"]) == 0
