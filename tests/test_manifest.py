@@ -55,10 +55,10 @@ def test_round_trip_keeps_values_and_types(tmp_path):
 
 def test_integral_text_is_read_exactly(tmp_path):
     path = tmp_path / "ints.csv"
-    frame = _edit(_edit(_valid(), 1, "seed", "1e3"), 2, "seed", " 20.0")
+    frame = _edit(_edit(_valid(), 1, "seed", "1e1"), 2, "seed", " 10.0")
     _edit(frame, 2, "generator_seed", "9223372036854775807").to_csv(path, index=False)
     back = read_manifest(path)
-    assert back["seed"].tolist() == [1000, 20] and back["generator_seed"].iloc[1] == 2 ** 63 - 1
+    assert back["seed"].tolist() == [10, 10] and back["generator_seed"].iloc[1] == 2 ** 63 - 1
 
 
 def test_header_only_file_is_an_empty_manifest(tmp_path):
@@ -90,8 +90,17 @@ BAD_CELLS = [  # (data row, column, value, words the message must contain)
     (1, "tries", 0, "outside"),
     (2, "keep", "maybe", "True/False"),
     (1, "prompt", "", "missing"),
-    (2, "sample_id", _row("img1", 0.5)["sample_id"], "duplicate sample_id"),
+    (1, "sample_id", "Odocoileus_virginianus=Strength50_guidance75_seed20=img1", "class_folder=subfolder=image_stem"),
+    (2, "synthetic_path", "Odocoileus_virginianus/img2.jpg", "expected 'Odocoileus_virginianus/Strength29"),
+    (1, "image_stem", "a=b", "must not contain '='"),
 ]
+
+
+def test_duplicate_sample_id_is_named(tmp_path):
+    path = tmp_path / "dup.csv"
+    _frame(_row("img1", 0.5), _row("img1", 0.5, generator_seed=1)).to_csv(path, index=False)
+    with pytest.raises(InputError, match=r"dup.csv: row 2: column 'sample_id': duplicate sample_id"):
+        read_manifest(path)
 
 
 @pytest.mark.parametrize("row, column, value, words", BAD_CELLS, ids=[f"{c}={v!r}" for _, c, v, _ in BAD_CELLS])

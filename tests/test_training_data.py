@@ -210,7 +210,11 @@ def test_bad_inputs(mini_iwildcam, iwildcam_hard, repo_root, tmp_path, capsys):
     scores = scored_rows("iwildcam", iwildcam_hard[:2], (0.3,), (10,))
     write_manifest(scores.assign(clip_image_text=["", 0.3], keep=["", True]), syn / "clip_scores.csv")
     assert "row 1: column 'clip_image_text': value is missing (run comp_clip_scores.py first)" in error()
-    write_manifest(scores.assign(image_stem=["nope", scores["image_stem"][1]]), syn / "clip_scores.csv")
+    renamed = scores.copy()
+    renamed.loc[0, ["image_stem", "sample_id", "synthetic_path"]] = [
+        "nope", renamed["sample_id"][0].rsplit("=", 1)[0] + "=nope",
+        renamed["synthetic_path"][0].rsplit("/", 1)[0] + "/nope.jpg"]
+    write_manifest(renamed, syn / "clip_scores.csv")
     assert "row 1: column 'image_stem': real image 'nope' is not in the training list" in error()
     write_manifest(scores.assign(class_id=[5, scores["class_id"][1]]), syn / "clip_scores.csv")
     assert "row 1: column 'class_id': class_id 5 but the training list labels" in error()

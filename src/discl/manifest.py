@@ -144,7 +144,25 @@ def validate_manifest(frame: pd.DataFrame, file: str | os.PathLike = "<manifest>
             raise InputError(file, f"duplicate sample_id {rec['sample_id']!r} (first at row {seen[rec['sample_id']]})",
                              index, "sample_id")
         seen[rec["sample_id"]] = index
+        _check_names(rec, file, index)
     return _typed(frame[MANIFEST_COLUMNS])
+
+
+def _check_names(rec: dict, file, row: int) -> None:
+    """``sample_id`` and ``synthetic_path`` must follow from the class folder, settings and stem (spec §2–§3)."""
+    for column in ("class_folder", "image_stem"):
+        if "=" in rec[column] or "/" in rec[column]:
+            # '=' separates the parts of the reference's clip_score.pkl keys; '/' would nest folders
+            raise InputError(file, f"{rec[column]!r} must not contain '=' or '/'", row, column)
+    strength, text_guidance, seed = float(rec["strength"]), float(rec["text_guidance"]), int(float(rec["seed"]))
+    subfolder = subfolder_name(strength, text_guidance, seed)
+    expected_id = sample_id(rec["class_folder"], subfolder, rec["image_stem"])
+    if rec["sample_id"] != expected_id:
+        raise InputError(file, f"expected {expected_id!r} (class_folder=subfolder=image_stem), got {rec['sample_id']!r}",
+                         row, "sample_id")
+    expected_path = synthetic_relpath(rec["class_folder"], strength, text_guidance, seed, rec["image_stem"])
+    if rec["synthetic_path"] != expected_path:
+        raise InputError(file, f"expected {expected_path!r}, got {rec['synthetic_path']!r}", row, "synthetic_path")
 
 
 def _typed(frame: pd.DataFrame) -> pd.DataFrame:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import random
 from typing import Sequence
 
@@ -44,7 +43,6 @@ def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch (CPU and CUDA) for a training run."""
     import torch
 
-    os.environ.setdefault("PYTHONHASHSEED", str(seed))
     random.seed(seed)
     np.random.seed(seed % (1 << 32))
     torch.manual_seed(seed)
