@@ -745,8 +745,14 @@ def run(config: GenerationConfig) -> GenerationResult:
     grouped = _join_process_group(world)
     manifest = manifest_path(output, config.part, config.total_parts)
     if world == 1:
-        # With several ranks another process may be mid-write; a single process owns its part's folders.
         remove_stale_temp_files(output, part_classes, manifest)
+    elif grouped:
+        import torch.distributed as dist
+
+        # Rank 0 clears what a killed run left while every rank waits, so no rank is mid-write yet.
+        if rank == 0:
+            remove_stale_temp_files(output, part_classes, manifest)
+        dist.barrier()
     def refresh() -> None:
         write_manifest(build_manifest(part_groups, config, prompts), manifest)
 
