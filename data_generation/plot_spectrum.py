@@ -20,6 +20,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     """The command-line flags."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--output_path", required=True, help="gene_img.py output folder (holds manifests/)")
+    parser.add_argument("--real_path", default=None,
+                        help="real images (only for a folder in the reference's layout, without manifests)")
+    parser.add_argument("--dataset", choices=("iwildcam", "imagenet_lt"), default=None,
+                        help="dataset of a folder in the reference's layout (names its classes)")
     parser.add_argument("--figure", default=None, help="PNG to write (default: <output_path>/spectrum.png)")
     parser.add_argument("--seed", type=int, default=None, help="which seed's images (default: the smallest)")
     parser.add_argument("--rows", type=int, default=4, help="source images shown")
@@ -34,7 +38,7 @@ def main(argv=None) -> int:
     setup_logging(args.verbose)
     output = Path(args.output_path)
     figure = Path(args.figure) if args.figure else output / "spectrum.png"
-    atomic_write_bytes(figure, plot_spectrum(read_output_manifests(output), output, args.seed, args.rows,
+    atomic_write_bytes(figure, plot_spectrum(read_output_manifests(output, args.real_path, args.dataset), output, args.seed, args.rows,
                                              args.classes))
     print(f"spectrum figure: {figure}")
     return 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -434,6 +435,23 @@ def test_spectrum_figure(full_run, repo_root, tmp_path):
     assert Image.open(tmp_path / "s.png").size == (540, 580)
     with pytest.raises(InputError, match="seed 99"):
         spectrum_rows(manifest, full_run, seed=99)
+
+
+def test_spectrum_figure_from_the_reference_layout(full_run, mini_iwildcam, tmp_path):
+    """A folder without manifests (the reference's layout, its .JPEG suffix included) still gives the figure."""
+    from discl.plots.spectrum import read_output_manifests, spectrum_rows
+
+    layout = tmp_path / "layout"
+    shutil.copytree(full_run, layout, ignore=shutil.ignore_patterns("manifests", "*.png"))
+    for image in layout.rglob("*.jpg"):
+        image.rename(image.with_suffix(".JPEG"))
+    with pytest.raises(InputError, match="give --real_path and --dataset"):
+        read_output_manifests(layout)
+    recovered = read_output_manifests(layout, mini_iwildcam / "iwildcam_v2.0" / "train", "iwildcam")
+    expected = read_output_manifests(full_run)
+    key = ["sample_id", "class_id", "strength", "seed"]
+    assert recovered.sort_values("sample_id")[key].values.tolist() == expected.sort_values("sample_id")[key].values.tolist()
+    assert spectrum_rows(recovered, layout, rows=3)[:2] == spectrum_rows(expected, full_run, rows=3)[:2]
 
 
 def test_bench_prints_speedup_and_overhead(hf_home, repo_root, capsys):

@@ -161,7 +161,8 @@ def _check_names(rec: dict, file, row: int) -> None:
         raise InputError(file, f"expected {expected_id!r} (class_folder=subfolder=image_stem), got {rec['sample_id']!r}",
                          row, "sample_id")
     expected_path = synthetic_relpath(rec["class_folder"], strength, text_guidance, seed, rec["image_stem"])
-    if rec["synthetic_path"] != expected_path:
+    # The suffix may differ: folders in the reference's layout also hold .JPEG / .png files.
+    if os.path.splitext(rec["synthetic_path"])[0] != os.path.splitext(expected_path)[0]:
         raise InputError(file, f"expected {expected_path!r}, got {rec['synthetic_path']!r}", row, "synthetic_path")
 
 

@@ -28,12 +28,19 @@ class SpectrumRow:
     synthetic: tuple[tuple[float, Path | None], ...]
 
 
-def read_output_manifests(output: str | os.PathLike) -> pd.DataFrame:
-    """Every ``manifests/part*.csv`` of a generation output folder, validated and concatenated."""
+def read_output_manifests(output: str | os.PathLike, real_path: str | os.PathLike | None = None,
+                          dataset: str | None = None) -> pd.DataFrame:
+    """Every ``manifests/part*.csv`` of a generation output folder, validated and concatenated; for a folder in
+    the reference's layout (no manifests), the same table recovered from the folders, given the real images."""
     paths = sorted((Path(output) / "manifests").glob("part*-of*.csv"))
-    if not paths:
-        raise InputError(Path(output) / "manifests", "no generation manifest (part*-of*.csv) found")
-    return read_manifests(paths)
+    if paths:
+        return read_manifests(paths)
+    if real_path is None or dataset is None:
+        raise InputError(Path(output) / "manifests", "no generation manifest (part*-of*.csv) found; for a folder in "
+                                                     "the reference's layout give --real_path and --dataset")
+    from discl.clipscore import SCORING, RealImageFinder, collect_from_layout
+
+    return collect_from_layout(output, RealImageFinder(real_path), dataset, SCORING[dataset].describe_class)
 
 
 def spectrum_rows(manifest: pd.DataFrame, output: str | os.PathLike, seed: int | None = None, rows: int = 4,
