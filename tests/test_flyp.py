@@ -6,9 +6,12 @@ import importlib.util
 import json
 import logging
 import math
+import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -24,6 +27,7 @@ from discl.cli import run_cli
 from discl.data.iwildcam import IWILDCAM_TEMPLATES, zeroshot_classnames
 from discl.data.training_tables import write_iwildcam_table
 from discl.errors import InputError
+from discl.stats import append_stats
 from discl.tiny import TINY_OPEN_CLIP
 
 TRAIN_SCRIPT_PATH = "curriculum/iWildCam/train.py"
@@ -153,18 +157,68 @@ def test_real_sample_is_seeded_and_real_only():
 
 # --- training runs ------------------------------------------------------------------------------------------
 
-def test_fixed_schedule_loads_the_scheduled_guidance(tables, tmp_path):
+FIXED_RUN = ("--curriculum", "fixed", "--epochs", "3", "--curriculum-epoch", "3", "--batch-size", "32",
+             "--eval-splits", "id_val")
+
+
+@pytest.fixture(scope="module")
+def fixed_run(tables, tmp_path_factory) -> Path:
+    """An uninterrupted run of the fixed schedule (3 levels over 3 epochs)."""
+    out = tmp_path_factory.mktemp("fixed")
+    _run(tables, out, *FIXED_RUN)
+    return out
+
+
+def test_fixed_schedule_loads_the_scheduled_guidance(fixed_run):
     # 3 levels (50, 70, real) over curriculum_epoch 3: one level per epoch.
-    _run(tables, tmp_path, "--curriculum", "fixed", "--epochs", "3", "--curriculum-epoch", "3",
-         "--batch-size", "32", "--eval-splits", "id_val")
-    stats = pd.read_csv(tmp_path / "stats.tsv", sep="\t")
+    stats = pd.read_csv(fixed_run / "stats.tsv", sep="\t")
     # the guidance of the hard-image rows that the batches really contained, epoch by epoch
     assert stats["hard_guidance"].astype(str).tolist() == ["50", "70", "100"]
     assert (stats["non_hard_rows"] > 0).all()  # non-hard real rows are in every stage (the reference lost them)
-    stages = pd.read_csv(tmp_path / "curriculum.tsv", sep="\t")
+    stages = pd.read_csv(fixed_run / "curriculum.tsv", sep="\t")
     assert stages["level"].tolist()[:3] == [50, 70, 100]
     for name in ("summary.json", "curriculum_timeline.png", "f1_curves.png", "checkpoints/last.pt"):
-        assert (tmp_path / name).is_file(), name
+        assert (fixed_run / name).is_file(), name
+
+
+def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(tables, fixed_run, tmp_path):
+    # A child process trains and is SIGKILLed (no clean-up at all) as soon as epoch 0's checkpoint lands, i.e.
+    # inside epoch 1; the resumed run ends with the logs of the uninterrupted one. The child is forked, not
+    # started afresh: importing torch + open_clip again would cost seconds (one thread: fork-safe).
+    last = tmp_path / "checkpoints" / "last.pt"
+    pid = os.fork()
+    if pid == 0:  # the child: train until killed (reaching os._exit means it was not)
+        try:
+            _run(tables, tmp_path, *FIXED_RUN)
+        finally:
+            os._exit(1)
+    deadline = time.monotonic() + 120
+    while not last.exists():
+        assert os.waitpid(pid, os.WNOHANG) == (0, 0), "the child ended before its first checkpoint"
+        assert time.monotonic() < deadline, "no checkpoint after 120 s"
+        time.sleep(0.005)
+    os.kill(pid, signal.SIGKILL)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+    assert torch.load(last, weights_only=True)["epoch"] == 0
+    assert len(pd.read_csv(tmp_path / "stats.tsv", sep="\t")) == 1
+    assert not (tmp_path / "summary.json").exists()
+    # as if the kill had come between epoch 1's log rows and its checkpoint: the resume must forget them
+    stats_row = pd.read_csv(tmp_path / "stats.tsv", sep="\t").to_dict("records")[0]
+    append_stats(tmp_path / "stats.tsv", {**stats_row, "epoch": 1, "loss": 99.0})
+    stage_row = pd.read_csv(tmp_path / "curriculum.tsv", sep="\t").to_dict("records")[0]
+    append_stats(tmp_path / "curriculum.tsv", {**stage_row, "stage": 5, "start_step": 99}, key="stage")
+    args = load_script(TRAIN_SCRIPT_PATH).get_args_parser().parse_args(_args(tables, tmp_path, *FIXED_RUN,
+                                                                              "--resume"))
+    trainer = flyp.FlypTrainer(flyp.FlypConfig(**{k: v for k, v in vars(args).items()
+                                                  if k in flyp.FlypConfig.__dataclass_fields__}))
+    assert pd.read_csv(tmp_path / "stats.tsv", sep="\t")["epoch"].tolist() == [0]
+    assert pd.read_csv(tmp_path / "curriculum.tsv", sep="\t")["stage"].max() < 5
+    trainer.train()
+    trainer.scalars.close()
+    for name in ("stats.tsv", "curriculum.tsv"):
+        pd.testing.assert_frame_equal(pd.read_csv(tmp_path / name, sep="\t"),
+                                      pd.read_csv(fixed_run / name, sep="\t"), obj=name)
 
 
 def test_loss_falls_when_overfitting(tables, tmp_path):

@@ -118,7 +118,7 @@ def check_levels(table: pd.DataFrame, levels: Sequence[int], path: str) -> None:
 def check_validation_levels(val_rows: pd.DataFrame, levels: Sequence[int], path: str) -> None:
     """Adaptive argmax: a level without curriculum-validation rows scores NaN and can never win (a warning);
     with no rows for any scheduled level there is nothing to choose by (an error)."""
-    present = set(int(g) for g in val_rows["guidance"])
+    present = {int(g) for g in val_rows["guidance"]}
     missing = [int(g) for g in levels if int(g) not in present]
     if len(missing) == len(levels):
         raise InputError(path, f"no curriculum-validation rows for any scheduled guidance level {list(levels)} "
