@@ -16,6 +16,7 @@ from PIL import Image
 
 from helpers import load_script
 
+from discl import clipscore
 from discl.clipscore import (EmbeddingCache, check_threshold, cosine, parse_resize, reference_filtered_list,
                              reference_score_dict)
 from discl.cli import run_cli
@@ -228,7 +229,7 @@ def test_cache_encodes_only_new_images(scored, mini_iwildcam, scorer_script, tmp
     out = tmp_path / "gen"
     shutil.copytree(scored, out)
     argv = ["--syn_path", str(out), "--real_path", real_dir(mini_iwildcam), "--device", "cpu"]
-    args = scorer_script.get_args_parser().parse_args(argv)
+    args = clipscore.get_args_parser("iwildcam").parse_args(argv)
     first, stats, _ = run_scoring(args, "iwildcam")
     assert (stats.texts_encoded, stats.real_encoded, stats.synthetic_encoded) == (0, 0, 0)
     # a newly finished shard: one more hard image (new class, new prompt), plus one old image at a new seed
@@ -282,7 +283,7 @@ def test_imagenet_lt_native_size_and_class_text(mini_imagenet_lt, repo_root, hf_
                      "synthetic_path": relpath, "tries": 2, "clip_image_text": "", "clip_image_image": "", "keep": ""})
     write_manifest(pd.DataFrame(rows, columns=MANIFEST_COLUMNS), out / "manifests/part001-of001.csv")
     script = load_script("data_generation/ImageNet_LT/comp_clip_scores.py")
-    assert script.get_args_parser().parse_args(["--syn_path", "x", "--real_path", "y"]).threshold == 0.30
+    assert clipscore.get_args_parser("imagenet_lt").parse_args(["--syn_path", "x", "--real_path", "y"]).threshold == 0.30
     script.main(["--syn_path", str(out), "--real_path", str(mini_imagenet_lt), "--text", "class", "--device", "cpu"])
 
     model = CLIPModel.from_pretrained("openai/clip-vit-base-patch32").eval()

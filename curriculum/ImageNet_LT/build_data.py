@@ -17,11 +17,6 @@ from discl.cli import run_cli
 DATASET = "imagenet_lt"
 
 
-def get_args_parser():
-    """The shared flags with this dataset's defaults."""
-    return training_data.get_args_parser(DATASET, __doc__)
-
-
 def main(argv=None) -> int:
     """Build the training and curriculum-validation tables (see discl.training_data.main)."""
     return training_data.main(argv, DATASET, __doc__)

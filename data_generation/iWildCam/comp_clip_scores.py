@@ -17,11 +17,6 @@ from discl.cli import run_cli
 DATASET = "iwildcam"
 
 
-def get_args_parser():
-    """The shared flags with this dataset's defaults."""
-    return clipscore.get_args_parser(DATASET, __doc__)
-
-
 def main(argv=None) -> int:
     """Score, filter and report (see discl.clipscore.main)."""
     return clipscore.main(argv, DATASET, __doc__)
