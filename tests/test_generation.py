@@ -24,6 +24,7 @@ from discl import generation
 from discl.cli import run_cli
 from discl.data.hard_sample_csv import write_hard_sample_csv
 from discl.errors import InputError
+from discl.fileio import atomic_save_image
 from discl.manifest import read_manifest
 from discl.seeding import sample_seed
 
@@ -416,6 +417,41 @@ def test_unreadable_image_is_recorded_and_the_shard_goes_on(hf_home, mini_iwildc
     assert len(output_bytes(tmp_path / "out")) == 1  # the readable image was still generated
     assert "1 unreadable source image(s)" in capsys.readouterr().out
     assert iwildcam_script.main(args + ["--skip-bad"]) == 0
+
+
+def test_imagenet_lt_native_sizes_are_batched_by_size_and_kept(hf_home, mini_imagenet_lt, imagenet_lt_script,
+                                                                tmp_path):
+    """Images of different native sizes: each keeps its size, and a mixed run equals one run per image."""
+    import json
+
+    from discl.data.imagenet_lt import class_names, read_split
+
+    entry = read_split(mini_imagenet_lt, "train")[-1]
+    name = class_names()[entry.label]
+    root = tmp_path / "real"
+    sizes = {"wide": (40, 24), "square": (48, 48), "tall": (24, 32)}
+    with Image.open(mini_imagenet_lt / entry.path) as photo:
+        for stem, size in sizes.items():
+            atomic_save_image(photo.convert("RGB").resize(size), root / f"{stem}.JPEG")
+    prompts = tmp_path / "prompts.json"
+    prompts.write_text(json.dumps({name: ["a scene with the animal standing in tall grass at dawn"]}))
+
+    def generate(stems, output):
+        frame = pd.DataFrame({"class_id": [entry.label] * len(stems), "class_name": [name] * len(stems),
+                              "real_path": [str(root / f"{s}.JPEG") for s in stems], "image_stem": list(stems)})
+        write_hard_sample_csv(frame, tmp_path / f"{output}.csv", "imagenet_lt")
+        assert imagenet_lt_script.main(["--data_csv", str(tmp_path / f"{output}.csv"), "--prompt_json", str(prompts),
+                                        "--output_path", str(tmp_path / output), "--strengths", "0.5", "--seeds",
+                                        "10", "--steps", "2", "--batch-size", "4", "--dtype", "fp64",
+                                        "--max-retries", "0"]) == 0
+        return output_bytes(tmp_path / output)
+
+    mixed = generate(list(sizes), "mixed")
+    for stem, size in sizes.items():
+        path = next(p for p in mixed if p.endswith(f"/{stem}.jpg"))
+        assert Image.open(io.BytesIO(mixed[path])).size == size
+        alone = generate([stem], f"alone_{stem}")
+        assert alone[path] == mixed[path]
 
 
 # ------------------------------------------------------------------------------------------------ figure, bench
