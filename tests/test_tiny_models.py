@@ -221,3 +221,20 @@ def test_tiny_world_cli_names_the_hf_home_to_export(tmp_path, capsys, hf_home, m
     monkeypatch.setenv("HF_HOME", str(tmp_path / "another_hf_home"))
     assert main(["--out", str(tmp_path)]) == 0
     assert f"export HF_HOME={tmp_path.resolve() / 'hf_home'}" in capsys.readouterr().out
+
+
+def test_default_open_clip_id_loads_offline_with_quick_gelu(hf_home):
+    """The production default (ViT-B-16, pretrained "openai") resolves offline through the Hub cache, loads the
+    installed weights exactly, and uses QuickGELU as OpenAI's weights require (open_clip only warns otherwise)."""
+    from open_clip.transformer import QuickGELU
+    from safetensors.torch import load_file
+
+    snapshot = tiny_models.install_model(hf_home, tiny_models.OPEN_CLIP_VIT_B16_OPENAI_ID)
+    model, _, preprocess_val, tokenizer = models.create_open_clip("ViT-B-16", "openai", "cpu")
+    saved = load_file(snapshot / "open_clip_model.safetensors")
+    state = model.state_dict()
+    assert saved.keys() == state.keys()
+    assert all(torch.equal(state[key].half(), value) for key, value in saved.items())
+    activations = {type(module) for module in model.modules() if "gelu" in type(module).__name__.lower()}
+    assert activations == {QuickGELU}
+    assert tokenizer(["a photo of a cheetah"]).shape == (1, 77)

@@ -107,13 +107,17 @@ def create_open_clip(name: str = "ViT-B-16", pretrained: str | None = "openai",
 
     if name == TINY_OPEN_CLIP:
         register_tiny_open_clip()
+    # OpenAI's CLIP weights were trained with QuickGELU; open_clip's plain "ViT-B-16" config uses nn.GELU and only
+    # warns about the mismatch, so the activation is taken from the pretrained tag's own config.
+    quick_gelu = bool(pretrained) and bool(
+        open_clip.pretrained.get_pretrained_cfg(name, pretrained).get("quick_gelu", False))
     # open_clip narrates each step at INFO on the root logger; keep its warnings (e.g. "initialized randomly").
     root = logging.getLogger()
     level = root.level
     root.setLevel(max(level, logging.WARNING))
     try:
         model, preprocess_train, preprocess_val = open_clip.create_model_and_transforms(
-            name, pretrained=pretrained or None, device=device or default_device())
+            name, pretrained=pretrained or None, device=device or default_device(), force_quick_gelu=quick_gelu)
         tokenizer = open_clip.get_tokenizer(name)
     finally:
         root.setLevel(level)

@@ -233,12 +233,31 @@ def _save_hf_clip(folder: Path) -> None:
     write_bpe_files(folder)  # the Hub repo keeps the plain BPE files beside tokenizer.json
 
 
+def _save_open_clip_vit_b16(folder: Path) -> None:
+    """Random full-size ViT-B/16 weights (fp16, ~300 MB) where open_clip looks for ``pretrained="openai"``."""
+    import open_clip
+    import torch
+    from safetensors.torch import save_file
+
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = open_clip.create_model("ViT-B-16", pretrained=None, force_quick_gelu=True)
+    save_file({k: v.half().contiguous() for k, v in model.state_dict().items()}, folder / "open_clip_model.safetensors")
+
+
+# open_clip resolves ("ViT-B-16", "openai") to this Hub repo (open_clip.pretrained).
+OPEN_CLIP_VIT_B16_OPENAI_ID = "timm/vit_base_patch16_clip_224.openai"
 _SAVERS = {REFINER_ID: _save_refiner, HF_CLIP_ID: _save_hf_clip}
+# Installed only on request (install_model): full-size, so too heavy for every test session and the demo.
+_OPTIONAL_SAVERS = {OPEN_CLIP_VIT_B16_OPENAI_ID: _save_open_clip_vit_b16}
 _DONE_MARKER = ".discl-complete"
 
 
 def install_model(hf_home: str | os.PathLike, repo_id: str) -> Path:
-    """Install the tiny model for ``repo_id`` into the hub cache (skipped when already there); return its snapshot."""
+    """Install the model for ``repo_id`` into the hub cache (skipped when already there); return its snapshot.
+
+    Every id of ``install_tiny_models``, plus ``OPEN_CLIP_VIT_B16_OPENAI_ID`` (random full-size weights).
+    """
     repo_dir = repo_cache_dir(hf_home, repo_id)
     commit = snapshot_hash(repo_id)
     snapshot = repo_dir / "snapshots" / commit
@@ -248,7 +267,7 @@ def install_model(hf_home: str | os.PathLike, repo_id: str) -> Path:
         (repo_dir / "snapshots").mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".tmp-", dir=repo_dir / "snapshots"))
         try:
-            _SAVERS[repo_id](staging)
+            {**_SAVERS, **_OPTIONAL_SAVERS}[repo_id](staging)
             atomic_write_text(staging / _DONE_MARKER, f"{repo_id} built by discl.tiny v{BUILDER_VERSION}\n")
             # Another process may have finished the same install meanwhile: keep its (identical) snapshot.
             if not (snapshot / _DONE_MARKER).is_file():
