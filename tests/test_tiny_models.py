@@ -238,3 +238,9 @@ def test_default_open_clip_id_loads_offline_with_quick_gelu(hf_home):
     activations = {type(module) for module in model.modules() if "gelu" in type(module).__name__.lower()}
     assert activations == {QuickGELU}
     assert tokenizer(["a photo of a cheetah"]).shape == (1, 77)
+
+
+def test_quick_gelu_follows_the_tag_the_weights_came_from():
+    assert models.uses_quick_gelu("ViT-B-16", "openai")
+    assert not models.uses_quick_gelu("ViT-B-16", "laion2b_s34b_b88k")
+    assert not models.uses_quick_gelu("ViT-B-16", "") and not models.uses_quick_gelu("ViT-B-16", None)

@@ -265,7 +265,7 @@ def load_classifier(model_name: str | None, pretrained: str | None, checkpoint: 
     if saved_args.get("arch") is not None:
         return _resnet_classifier(Path(checkpoint), saved_args, device, images)
     model, transform, tokenizer = _load_open_clip(model_name or saved_args.get("model"), pretrained, checkpoint,
-                                                  state, device)
+                                                  state, device, saved_args.get("pretrained"))
     return zeroshot_classifier(model, tokenizer, transform, images, device)
 
 
@@ -281,15 +281,22 @@ def _resnet_classifier(checkpoint: Path, saved_args: dict, device: str, images: 
     return Classifier(model, test_transform, f"{saved_args['arch']} checkpoint")
 
 
-def _load_open_clip(model_name: str | None, pretrained: str | None, checkpoint, state: dict | None, device: str):
-    """An open_clip model (+ val transform, tokenizer), with the checkpoint's weights when given."""
-    from discl.models import create_open_clip
+def _load_open_clip(model_name: str | None, pretrained: str | None, checkpoint, state: dict | None, device: str,
+                    trained_from: str | None = None):
+    """An open_clip model (+ val transform, tokenizer), with the checkpoint's weights when given.
 
+    ``trained_from`` is the pretrained tag the checkpoint was fine-tuned from: it fixes the activation function
+    (QuickGELU for OpenAI's weights), which a state dict does not record.
+    """
+    from discl.models import create_open_clip, uses_quick_gelu
+
+    model_name = model_name or "ViT-B-16"
+    quick_gelu = None
     if state is not None:
         pretrained = ""  # the checkpoint's weights replace any pretrained ones
-    model_name = model_name or "ViT-B-16"
+        quick_gelu = uses_quick_gelu(model_name, trained_from)
     try:
-        model, _, preprocess_val, tokenizer = create_open_clip(model_name, pretrained, device)
+        model, _, preprocess_val, tokenizer = create_open_clip(model_name, pretrained, device, quick_gelu)
     except RuntimeError as err:
         # open_clip raises RuntimeError for unknown model names and pretrained tags
         raise InputError(None, f"cannot create open_clip model {model_name!r} with pretrained {pretrained!r}: "

@@ -98,9 +98,20 @@ def load_img2img_pipeline(model_id: str = REFINER_ID, dtype: str = "fp16", devic
     return pipe
 
 
-def create_open_clip(name: str = "ViT-B-16", pretrained: str | None = "openai",
-                     device: str | None = None) -> tuple[torch.nn.Module, Callable, Callable, Callable]:
-    """An open_clip model with its train/val transforms and tokenizer; ``pretrained`` '' or None = random init."""
+def uses_quick_gelu(name: str, pretrained: str | None) -> bool:
+    """Whether open_clip's pretrained tag ``pretrained`` of model ``name`` was trained with QuickGELU (OpenAI's were)."""
+    import open_clip
+
+    return bool(pretrained) and bool(open_clip.pretrained.get_pretrained_cfg(name, pretrained).get("quick_gelu", False))
+
+
+def create_open_clip(name: str = "ViT-B-16", pretrained: str | None = "openai", device: str | None = None,
+                     quick_gelu: bool | None = None) -> tuple[torch.nn.Module, Callable, Callable, Callable]:
+    """An open_clip model with its train/val transforms and tokenizer; ``pretrained`` '' or None = random init.
+
+    ``quick_gelu`` defaults to what the pretrained tag needs; pass it when loading fine-tuned weights into a
+    randomly initialised model (``uses_quick_gelu`` of the tag the weights started from).
+    """
     import open_clip
 
     from discl.tiny.models import TINY_OPEN_CLIP, register_tiny_open_clip
@@ -109,8 +120,8 @@ def create_open_clip(name: str = "ViT-B-16", pretrained: str | None = "openai",
         register_tiny_open_clip()
     # OpenAI's CLIP weights were trained with QuickGELU; open_clip's plain "ViT-B-16" config uses nn.GELU and only
     # warns about the mismatch, so the activation is taken from the pretrained tag's own config.
-    quick_gelu = bool(pretrained) and bool(
-        open_clip.pretrained.get_pretrained_cfg(name, pretrained).get("quick_gelu", False))
+    if quick_gelu is None:
+        quick_gelu = uses_quick_gelu(name, pretrained)
     # open_clip narrates each step at INFO on the root logger; keep its warnings (e.g. "initialized randomly").
     root = logging.getLogger()
     level = root.level
