@@ -1,0 +1,162 @@
+"""One config convention: each setting is a dataclass field whose default and help are written once.
+
+A field made with :func:`option` carries its help text (and optionally its flag spelling, aliases, choices and
+the paper section it comes from); :func:`add_arguments` turns the dataclass into argparse flags on a parser or
+group, :func:`from_args` builds the dataclass back from the parsed namespace, so library code only ever sees
+typed configs. Flags are kebab-case; the reference repo's snake_case names are kept as ``aliases``.
+
+    @dataclass
+    class TrainConfig:
+        lr: float = option(1e-5, "AdamW learning rate", paper="§5")
+        levels: list[int] | None = option(None, "guidance levels (default: all in the table)")
+
+    parser = argparse.ArgumentParser(parents=[dataclass_parser(TrainConfig)])
+    config = from_args(TrainConfig, parser.parse_args(argv))
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+_MISSING = dataclasses.MISSING
+
+
+def option(default: Any = _MISSING, help: str = "", *, flag: str | None = None, aliases: Sequence[str] = (),
+           choices: Sequence[Any] | None = None, paper: str | None = None, required: bool = False,
+           metavar: str | None = None, cli: bool = True) -> Any:
+    """A dataclass field with its command-line description; a list default is copied per instance.
+
+    ``required=True`` (or no default) makes the flag mandatory; ``cli=False`` keeps the field off the parser
+    (set by code, e.g. a stop flag used by tests). ``paper`` names where the default comes from.
+    """
+    metadata = {"help": help, "flag": flag, "aliases": tuple(aliases), "choices": choices, "paper": paper,
+                "required": required or default is _MISSING, "metavar": metavar, "cli": cli}
+    if isinstance(default, (list, dict, set)):
+        value = default
+        return dataclasses.field(default_factory=lambda: type(value)(value), metadata=metadata)
+    if default is _MISSING:
+        return dataclasses.field(metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def flag_name(field: dataclasses.Field) -> str:
+    """The canonical flag of a field: ``--kebab-case`` of its name unless the field names another."""
+    return field.metadata.get("flag") or "--" + field.name.replace("_", "-")
+
+
+def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
+    """``X | None`` → ``(X, True)``."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return args[0], True
+    return tp, False
+
+
+def _scalar(tp: Any):
+    """The argparse ``type`` callable of a scalar annotation."""
+    if tp in (int, float, str):
+        return tp
+    if tp is Path:
+        return Path
+    raise TypeError(f"unsupported config field type {tp!r}")
+
+
+def _default_text(value: Any) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, (list, tuple)):
+        return " ".join(str(v) for v in value) or "(empty)"
+    return str(value)
+
+
+def add_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls: type,
+                  only: Iterable[str] | None = None, exclude: Iterable[str] = (),
+                  defaults: dict[str, Any] | None = None) -> None:
+    """Add one flag per field of dataclass ``cls`` (``only``/``exclude`` select fields; ``defaults`` overrides)."""
+    hints = typing.get_type_hints(cls)
+    wanted = None if only is None else set(only)
+    skip = set(exclude)
+    defaults = defaults or {}
+    for field in dataclasses.fields(cls):
+        if field.name in skip or (wanted is not None and field.name not in wanted) or not field.metadata.get("cli", True):
+            continue
+        meta = field.metadata
+        names = [flag_name(field), *meta.get("aliases", ())]
+        default = defaults.get(field.name, _field_default(field))
+        required = bool(meta.get("required")) and field.name not in defaults
+        tp, optional = _unwrap_optional(hints[field.name])
+        help_text = meta.get("help") or field.name.replace("_", " ")
+        if meta.get("paper"):
+            help_text += f" [paper: {meta['paper']}]"
+        kwargs: dict[str, Any] = {"dest": field.name, "help": help_text}
+        if tp is bool:
+            kwargs["default"] = default
+            kwargs["action"] = argparse.BooleanOptionalAction
+            parser.add_argument(*names, **kwargs)
+            continue
+        origin = typing.get_origin(tp)
+        if origin in (list, tuple):
+            inner = typing.get_args(tp)[0]
+            kwargs["type"] = _scalar(inner)
+            kwargs["nargs"] = "*" if optional else "+"
+        else:
+            kwargs["type"] = _scalar(tp)
+        if meta.get("choices") is not None:
+            kwargs["choices"] = list(meta["choices"])
+        if meta.get("metavar"):
+            kwargs["metavar"] = meta["metavar"]
+        if required:
+            kwargs["required"] = True
+        else:
+            kwargs["default"] = default
+            kwargs["help"] += f" (default: {_default_text(default)})"
+        parser.add_argument(*names, **kwargs)
+
+
+def _field_default(field: dataclasses.Field) -> Any:
+    if field.default is not _MISSING:
+        return field.default
+    if field.default_factory is not _MISSING:  # type: ignore[misc]
+        return field.default_factory()  # type: ignore[misc]
+    return None
+
+
+def dataclass_parser(cls: type, title: str | None = None, **kwargs: Any) -> argparse.ArgumentParser:
+    """A parent parser (``add_help=False``) holding the flags of ``cls``, for ``ArgumentParser(parents=[...])``."""
+    parser = argparse.ArgumentParser(add_help=False)
+    group = parser.add_argument_group(title) if title else parser
+    add_arguments(group, cls, **kwargs)
+    return parser
+
+
+def from_args(cls: type, namespace: argparse.Namespace, **overrides: Any):
+    """Build ``cls`` from the parsed flags: fields the parser did not define keep their defaults."""
+    values = {f.name: getattr(namespace, f.name) for f in dataclasses.fields(cls) if hasattr(namespace, f.name)}
+    values.update(overrides)
+    return cls(**values)
+
+
+def to_plain(config: Any) -> dict[str, Any]:
+    """A config as plain data (paths as strings, tuples as lists): what checkpoints and run records store."""
+    def plain(value: Any) -> Any:
+        if isinstance(value, Path):
+            return str(value)
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        return value
+
+    return {f.name: plain(getattr(config, f.name)) for f in dataclasses.fields(config)}
+
+
+def paper_defaults(cls: type) -> dict[str, Any]:
+    """Fields of ``cls`` that carry a paper reference, with their defaults (what the meaning tests pin)."""
+    return {f.name: _field_default(f) for f in dataclasses.fields(cls) if f.metadata.get("paper")}

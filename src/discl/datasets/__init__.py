@@ -1,0 +1,99 @@
+"""The dataset registry: name → :class:`~discl.datasets.base.Dataset` subclass, one module per dataset.
+
+Every module in this package that defines a dataset decorates it with :func:`register`; the registry imports
+them on first use, so a new dataset is one new file here (or, outside the package, ``--dataset
+my_package.my_module``: a module that registers one dataset). See ``docs/own-dataset.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+from typing import Any
+
+from discl.datasets.base import (ClassInfo, CsvLayout, Dataset, EvalSet, RealImages,  # noqa: F401
+                                 class_folder_name, frame_of, render)
+from discl.errors import InputError
+
+_REGISTRY: dict[str, type[Dataset]] = {}
+_DISCOVERED = False
+_NOT_DATASETS = {"base"}
+
+
+def register(cls: type[Dataset]) -> type[Dataset]:
+    """Class decorator: make ``cls`` available under ``cls.name``."""
+    if not cls.name:
+        raise ValueError(f"{cls.__name__} has no name")
+    if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
+        raise ValueError(f"dataset name {cls.name!r} is registered twice")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def _discover() -> None:
+    global _DISCOVERED
+    if _DISCOVERED:
+        return
+    for module in pkgutil.iter_modules(__path__):
+        if module.name not in _NOT_DATASETS:
+            importlib.import_module(f"{__name__}.{module.name}")
+    _DISCOVERED = True
+
+
+def names() -> list[str]:
+    """Registered dataset names, sorted."""
+    _discover()
+    return sorted(_REGISTRY)
+
+
+def dataset_class(name: str) -> type[Dataset]:
+    """The class registered as ``name``; a dotted name imports that module first (a user's own dataset)."""
+    _discover()
+    if name not in _REGISTRY and "." in name:
+        before = set(_REGISTRY)
+        try:
+            importlib.import_module(name)
+        except ImportError as err:
+            raise InputError("--dataset", f"cannot import dataset module {name!r}: {err}") from None
+        added = set(_REGISTRY) - before
+        if len(added) == 1:
+            return _REGISTRY[added.pop()]
+    if name not in _REGISTRY:
+        raise InputError("--dataset", f"unknown dataset {name!r}; registered: {', '.join(names())} "
+                                      "(or a module path that registers one)")
+    return _REGISTRY[name]
+
+
+def get_dataset(name: str, root=None, **options: Any) -> Dataset:
+    """The dataset ``name`` bound to ``root`` (a folder, or a CSV for the folder kind) with its options."""
+    from pathlib import Path
+
+    cls = dataset_class(name)
+    return cls(root=None if root in (None, "") else Path(root), options=dict(options))
+
+
+def dataset_parser(required_root: bool = True, default: str | None = None) -> argparse.ArgumentParser:
+    """Parent parser of the dataset flags every entry script shares."""
+    parser = argparse.ArgumentParser(add_help=False)
+    group = parser.add_argument_group("dataset")
+    group.add_argument("--dataset", default=default, required=default is None,
+                       help="registered dataset name or a module that registers one" +
+                            (f" (default: {default})" if default else ""))
+    group.add_argument("--data-root", "--root", dest="data_root", required=required_root, default=None,
+                       help="dataset root: WILDS root holding iwildcam_v2.0/, ImageNet-LT root with its lists, "
+                            "or an ImageFolder root / CSV for the folder kind")
+    group.add_argument("--prompt-template", default=None,
+                       help="folder kind: generation prompt with one {} for the class name "
+                            "(default: 'a photo of a {}')")
+    group.add_argument("--class-names", default=None,
+                       help="folder kind: text file with one readable class name per line, in label order "
+                            "(default: the folder / CSV label names)")
+    return parser
+
+
+def from_args(args: argparse.Namespace) -> Dataset:
+    """The dataset described by ``dataset_parser``'s flags."""
+    return get_dataset(args.dataset, getattr(args, "data_root", None),
+                       prompt_template=getattr(args, "prompt_template", None),
+                       class_names=getattr(args, "class_names", None))
