@@ -27,6 +27,14 @@ def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(_HF_HOME, ignore_errors=True)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def tiny_open_clip_config() -> Path:
+    """The tiny open_clip config in ``$HF_HOME/open_clip_configs``, where ``discl.models`` looks it up by name."""
+    from discl.tiny.models import register_tiny_open_clip
+
+    return register_tiny_open_clip()
+
+
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO_ROOT

@@ -1,14 +1,18 @@
 """The production model loaders every stage calls (diffusion pipeline, open_clip, transformers CLIP).
 
 They take the real Hub ids and tags; tests and the demo point ``HF_HOME`` at a cache holding tiny models under
-those same ids (``discl.tiny.install_tiny_models``), so nothing here knows about tiny models except the name
-``discl.tiny.TINY_OPEN_CLIP``, which is registered with open_clip on demand. Nothing is loaded at import time.
+those same ids (``discl.tiny.install_tiny_models``), so nothing here knows about tiny models. open_clip model
+names that open_clip does not ship are looked up as ``<name>.json`` model configs in the folders of
+``$DISCL_OPEN_CLIP_CONFIGS`` (``os.pathsep``-separated) and ``$HF_HOME/open_clip_configs/`` (where the tiny
+world puts its config), or given as a path to such a JSON file. Nothing is loaded at import time.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
+from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator
 
 if TYPE_CHECKING:
@@ -16,9 +20,12 @@ if TYPE_CHECKING:
     from diffusers import StableDiffusionXLImg2ImgPipeline
     from transformers import CLIPModel, CLIPProcessor
 
+from discl.errors import InputError
+
 log = logging.getLogger(__name__)
 
 REFINER_ID = "stabilityai/stable-diffusion-xl-refiner-1.0"
+OPEN_CLIP_CONFIG_DIR = "open_clip_configs"  # under HF_HOME: extra open_clip model configs (<name>.json)
 HF_CLIP_ID = "openai/clip-vit-base-patch32"
 DTYPES = ("fp16", "bf16", "fp32")
 
@@ -114,10 +121,7 @@ def create_open_clip(name: str = "ViT-B-16", pretrained: str | None = "openai", 
     """
     import open_clip
 
-    from discl.tiny.models import TINY_OPEN_CLIP, register_tiny_open_clip
-
-    if name == TINY_OPEN_CLIP:
-        register_tiny_open_clip()
+    name = resolve_open_clip_name(name)
     # OpenAI's CLIP weights were trained with QuickGELU; open_clip's plain "ViT-B-16" config uses nn.GELU and only
     # warns about the mismatch, so the activation is taken from the pretrained tag's own config.
     if quick_gelu is None:
@@ -133,6 +137,40 @@ def create_open_clip(name: str = "ViT-B-16", pretrained: str | None = "openai", 
     finally:
         root.setLevel(level)
     return model, preprocess_train, preprocess_val, tokenizer
+
+
+def hf_home() -> Path:
+    """The Hugging Face cache root: ``$HF_HOME``, else ``~/.cache/huggingface``."""
+    return Path(os.environ.get("HF_HOME") or Path.home() / ".cache" / "huggingface")
+
+
+def open_clip_config_dirs() -> list[Path]:
+    """Folders searched for extra open_clip model configs, in order."""
+    extra = [Path(p) for p in os.environ.get("DISCL_OPEN_CLIP_CONFIGS", "").split(os.pathsep) if p]
+    return extra + [hf_home() / OPEN_CLIP_CONFIG_DIR]
+
+
+def resolve_open_clip_name(name: str) -> str:
+    """An open_clip model name, registering a local ``<name>.json`` config (or the JSON path ``name``) when needed."""
+    import open_clip
+
+    candidate = Path(name)
+    if candidate.suffix == ".json":
+        if not candidate.is_file():
+            raise InputError(candidate, "open_clip model config not found")
+        if candidate.stem not in open_clip.list_models():
+            open_clip.add_model_config(candidate)
+        return candidate.stem
+    if name in open_clip.list_models():
+        return name
+    for folder in open_clip_config_dirs():
+        path = folder / f"{name}.json"
+        if path.is_file():
+            # the single file, not its folder: nothing else lying there is picked up
+            open_clip.add_model_config(path)
+            return name
+    raise InputError("--model", f"unknown open_clip model {name!r}: not among open_clip's configs nor a "
+                                f"{name}.json in {', '.join(str(d) for d in open_clip_config_dirs())}")
 
 
 def load_hf_clip(model_id: str = HF_CLIP_ID, device: str | None = None) -> tuple[CLIPModel, CLIPProcessor]:
