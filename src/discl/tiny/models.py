@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
 from discl.fileio import atomic_write_json, atomic_write_text
-from discl.models import HF_CLIP_ID, REFINER_ID, quiet_hf_loading
+from discl.models import HF_CLIP_ID, OPEN_CLIP_CONFIG_DIR, REFINER_ID, quiet_hf_loading
 
 if TYPE_CHECKING:
     from diffusers import StableDiffusionXLImg2ImgPipeline
@@ -181,10 +181,12 @@ def build_hf_clip(tokenizer: CLIPTokenizer | None = None) -> tuple[CLIPModel, CL
 
 
 def register_tiny_open_clip(config_dir: str | os.PathLike | None = None) -> Path:
-    """Register ``TINY_OPEN_CLIP`` with open_clip (JSON written to a cache folder, never the repo)."""
+    """Write ``TINY_OPEN_CLIP``'s config where ``discl.models`` finds it (``$HF_HOME/open_clip_configs``) and register it."""
     import open_clip
 
-    folder = Path(config_dir) if config_dir else Path(tempfile.gettempdir()) / f"discl-open-clip-{os.getuid()}"
+    from discl.models import hf_home
+
+    folder = Path(config_dir) if config_dir else hf_home() / OPEN_CLIP_CONFIG_DIR
     path = folder / f"{TINY_OPEN_CLIP}.json"
     if not path.is_file() or json.loads(path.read_text()) != TINY_OPEN_CLIP_CONFIG:
         atomic_write_json(path, TINY_OPEN_CLIP_CONFIG)
@@ -289,5 +291,5 @@ def install_model(hf_home: str | os.PathLike, repo_id: str) -> Path:
 def install_tiny_models(hf_home: str | os.PathLike) -> dict[str, Path]:
     """Install every tiny model under its real id into ``hf_home`` (idempotent); map id → snapshot folder."""
     installed = {repo_id: install_model(hf_home, repo_id) for repo_id in _SAVERS}
-    installed[TINY_OPEN_CLIP] = register_tiny_open_clip()
+    installed[TINY_OPEN_CLIP] = register_tiny_open_clip(Path(hf_home) / OPEN_CLIP_CONFIG_DIR)
     return installed
