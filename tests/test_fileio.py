@@ -111,3 +111,18 @@ def test_unserialisable_json_leaves_the_old_file(tmp_path):
     with pytest.raises(TypeError):
         fileio.atomic_write_json(target, {"bad": object()})
     assert json.loads(target.read_text()) == {"ok": 1} and _names(tmp_path) == ["state.json"]
+
+
+def test_written_files_follow_the_umask(tmp_path):
+    """mkstemp makes 0600 files; ours get the mode a plain open() would: readable by the group under umask 022."""
+    import stat
+
+    previous = os.umask(0o022)
+    try:
+        fileio.atomic_write_text(tmp_path / "shared.txt", "x")
+        assert stat.S_IMODE((tmp_path / "shared.txt").stat().st_mode) == 0o644
+        os.umask(0o077)
+        fileio.atomic_write_text(tmp_path / "private.txt", "x")
+        assert stat.S_IMODE((tmp_path / "private.txt").stat().st_mode) == 0o600
+    finally:
+        os.umask(previous)

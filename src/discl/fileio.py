@@ -18,6 +18,18 @@ from typing import IO, Any, Iterator
 TMP_PREFIX = ".tmp-"
 
 
+def _process_umask() -> int:
+    """The process umask (read by setting and restoring it: the only portable way)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def created_file_mode() -> int:
+    """The mode ``open()`` would give a new file: ``0o666`` less the umask (``mkstemp`` always gives 0600)."""
+    return 0o666 & ~_process_umask()
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8",
                  durable: bool = True) -> Iterator[IO]:
@@ -31,6 +43,8 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None 
     binary = "b" in mode
     fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + path.name + ".", dir=path.parent)
     try:
+        # mkstemp creates 0600 files whatever the umask; lab-mates on a shared cluster must read the outputs
+        os.fchmod(fd, created_file_mode())
         with os.fdopen(fd, mode, encoding=None if binary else encoding, newline=None if binary else "") as handle:
             yield handle
             handle.flush()
