@@ -216,6 +216,13 @@ class Dataset:
         counts = np.bincount(np.asarray(images.labels, dtype=np.int64), minlength=len(self.class_names()))
         return counts.tolist()
 
+    def class_groups(self) -> Sequence[str]:
+        """Per label ``many`` / ``medium`` / ``few`` by training count (option ``split_convention``, the
+        reference's cut by default): the tail of the ``tail-topup`` stage data is the ``few`` group."""
+        from discl.lt_metrics import class_groups
+
+        return class_groups(self.class_counts(), self.option("split_convention", "reference"))
+
     def eval_set(self, split: str) -> EvalSet:
         """The images and labels of evaluation split ``split``."""
         raise NotImplementedError
