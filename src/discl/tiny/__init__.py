@@ -5,5 +5,6 @@ an offline Hugging Face cache under the real default ids; datasets are cut from 
 packages ship.
 """
 
-from discl.tiny.datasets import make_mini_imagenet_lt, make_mini_iwildcam  # noqa: F401
+from discl.tiny.datasets import (make_mini_folder, make_mini_imagenet_lt, make_mini_iwildcam,  # noqa: F401
+                                 write_mini_folder_csv)
 from discl.tiny.models import TINY_OPEN_CLIP, install_tiny_models  # noqa: F401

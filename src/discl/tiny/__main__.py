@@ -3,6 +3,7 @@
 DIR/hf_home     an HF_HOME with tiny models under the real hub ids (export HF_HOME=DIR/hf_home to use it)
 DIR/iwildcam    a WILDS root dir holding a mini iwildcam_v2.0
 DIR/imagenet_lt a mini ImageNet-LT root with its txt lists
+DIR/folder      a mini ImageFolder root (train/ val/ test/<class>/) for the folder dataset kind
 Everything already complete is kept as it is.
 """
 
@@ -47,23 +48,36 @@ def describe_imagenet_lt(root: Path) -> str:
             + f"; classes: {groups['many']} many, {groups['medium']} medium, {groups['few']} few")
 
 
+def describe_folder(root: Path) -> str:
+    """One line: images per split and training images per class of a mini ImageFolder root."""
+    from discl.datasets import get_dataset
+
+    dataset = get_dataset("folder", root)
+    sizes = {split: len(dataset.eval_set(split).paths) for split in dataset.eval_splits}
+    counts = dict(zip(dataset.class_names(), dataset.class_counts()))
+    return (f"train {sum(counts.values())}, " + ", ".join(f"{split} {size}" for split, size in sizes.items())
+            + "; training images per class: " + ", ".join(f"{name} {count}" for name, count in counts.items()))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Build (or complete) the tiny world and print what it holds."""
     args = get_args_parser().parse_args(argv)
     setup_logging(args.verbose)
-    from discl.tiny import install_tiny_models, make_mini_imagenet_lt, make_mini_iwildcam
+    from discl.tiny import install_tiny_models, make_mini_folder, make_mini_imagenet_lt, make_mini_iwildcam
 
     out = args.out.resolve()
     hf_home = out / "hf_home"
     installed = install_tiny_models(hf_home)
     iwildcam = make_mini_iwildcam(out / "iwildcam", seed=args.seed)
     imagenet_lt = make_mini_imagenet_lt(out / "imagenet_lt", seed=args.seed)
+    folder = make_mini_folder(out / "folder", seed=args.seed)
 
     print(f"models in {hf_home}:")
     for name, where in installed.items():
         print(f"  {name:45s} {where}")
     print(f"iwildcam    {iwildcam}: {describe_iwildcam(iwildcam)}")
     print(f"imagenet_lt {imagenet_lt}: {describe_imagenet_lt(imagenet_lt)}")
+    print(f"folder      {folder}: {describe_folder(folder)}")
     if Path(os.environ.get("HF_HOME", "")).resolve() != hf_home.resolve():
         print(f"note: export HF_HOME={hf_home} HF_HUB_OFFLINE=1 so from_pretrained finds the tiny models")
     return 0

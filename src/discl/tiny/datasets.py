@@ -1,4 +1,4 @@
-"""Mini iWildCam (WILDS v2.0) and mini ImageNet-LT roots in their real on-disk layouts, for tests and the demo.
+"""Mini iWildCam (WILDS v2.0), mini ImageNet-LT and a mini ImageFolder dataset in their real on-disk layouts.
 
 Pixels come from real photos that installed packages ship (scikit-image, scikit-learn). Each class gets a
 distinct visual signature (its own photo and hue) so tiny models can learn something; each image is a random
@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
+import os
 import uuid
 from datetime import datetime, timedelta
 from functools import lru_cache, partial
@@ -71,6 +72,14 @@ MINI_IMAGENET_LT_TEST_PER_CLASS = 5  # ImageNet_LT_test.txt: ImageNet *val* (50/
 _IMAGENET_LT_PHOTOS = ("coffee", "chelsea", "astronaut", "rocket", "china", "flower", "immunohistochemistry",
                        "hubble_deep_field", "coins", "colorwheel")
 IMAGENET_LT_LISTS = ("ImageNet_LT_train.txt", "ImageNet_LT_val.txt", "ImageNet_LT_test.txt")
+# ---------------------------------------------------------------- folder (a user's own ImageFolder data) ----
+MINI_FOLDER_SIZE = (48, 32)  # width, height: a 3:2 photo, sides divisible by 16 for the tiny VAE + U-Net
+# (class folder, photo, hue): underscores in folder names become spaces in prompts ("tabby cat")
+MINI_FOLDER_CLASSES = (("coffee_mug", "coffee", 0.0), ("tabby_cat", "chelsea", 0.0), ("astronaut", "astronaut", 0.0),
+                       ("rocket", "rocket", 0.0), ("sunflower", "flower", 0.5))
+MINI_FOLDER_TRAIN_COUNTS = (24, 16, 10, 6, 3)  # long-tailed: one medium class (>= 20), four few (< 20), no many
+MINI_FOLDER_EVAL_PER_CLASS = 3  # images per class in val/ and in test/
+
 BUILD_STAMP = "discl_mini.json"  # {"seed": ..., "complete": ...}: lets a rerun skip or finish a build
 
 
@@ -288,3 +297,65 @@ def make_mini_imagenet_lt(root: str | Path, seed: int = 0,
     log.info("mini ImageNet-LT: %d classes, %d images at %s", num_classes, len(entries), root)
     return root
 
+
+
+def mini_folder_entries(train_counts: Sequence[int] = MINI_FOLDER_TRAIN_COUNTS,
+                        eval_per_class: int = MINI_FOLDER_EVAL_PER_CLASS) -> list[tuple[str, str, int]]:
+    """The ``(split, relative path, label)`` images of the mini ImageFolder dataset (pure).
+
+    File names are camera-style ``IMG_0001.jpg`` numbered across the whole dataset, so stems are unique.
+    """
+    entries = []
+    number = 1
+    for split in ("train", "val", "test"):
+        for label, (folder, _, _) in enumerate(MINI_FOLDER_CLASSES[:len(train_counts)]):
+            count = train_counts[label] if split == "train" else eval_per_class
+            for _ in range(count):
+                entries.append((split, f"{split}/{folder}/IMG_{number:04d}.jpg", label))
+                number += 1
+    return entries
+
+
+def _folder_image(label: int, rng: np.random.Generator) -> Image.Image:
+    _, photo, hue = MINI_FOLDER_CLASSES[label]
+    return _shift_hue(_random_view(_photo(photo), MINI_FOLDER_SIZE, rng), hue)
+
+
+def make_mini_folder(root: str | Path, seed: int = 0,
+                     train_counts: Sequence[int] = MINI_FOLDER_TRAIN_COUNTS) -> Path:
+    """Write a small long-tailed ImageFolder dataset (``train/ val/ test/<class>/IMG_*.jpg``); return ``root``."""
+    root = Path(root)
+    if len(train_counts) > len(MINI_FOLDER_CLASSES):
+        raise ValueError(f"at most {len(MINI_FOLDER_CLASSES)} classes, got {len(train_counts)} counts")
+    entries = mini_folder_entries(tuple(train_counts))
+    images = [(path, partial(_folder_image, label, np.random.default_rng([seed, 3, label, index])))
+              for index, (_, path, label) in enumerate(entries)]
+    if not _write_images(root, seed, images):
+        log.info("mini folder dataset already complete at %s", root)
+        return root
+    _finish(root, seed)
+    log.info("mini folder dataset: %d classes, %d images at %s", len(train_counts), len(entries), root)
+    return root
+
+
+def write_mini_folder_csv(root: str | Path, csv_path: str | Path, integer_labels: bool = False,
+                          with_split: bool = True, splits: Sequence[str] = ("train", "val", "test")) -> Path:
+    """The CSV layout of an ImageFolder root: ``filepath,label[,split]``, paths relative to the CSV's folder.
+
+    Labels are class folder names, or with ``integer_labels`` their index among the sorted folder names of
+    ``train/`` (then the dataset needs ``--class-names``); only the images of ``splits`` are listed (without a
+    ``split`` column every listed image is a training image).
+    """
+    root, csv_path = Path(root), Path(csv_path)
+    classes = sorted(p.name for p in (root / "train").iterdir() if p.is_dir())
+    rows = []
+    for split in splits:
+        for label, name in enumerate(classes):
+            for path in sorted((root / split / name).glob("*.jpg")):
+                relative = Path(os.path.relpath(path, csv_path.parent)).as_posix()
+                row = {"filepath": relative, "label": label if integer_labels else name}
+                if with_split:
+                    row["split"] = split
+                rows.append(row)
+    atomic_write_csv(csv_path, pd.DataFrame(rows))
+    return csv_path
