@@ -84,7 +84,7 @@ BAD_CELLS = [  # (data row, column, value, words the message must contain)
     (1, "generator_seed", "9223372036854775808", "outside [0, 9223372036854775807]"),  # beyond int64
     (2, "clip_image_text", 1.5, "outside [-1, 1]"),
     (1, "clip_image_image", -1.01, "outside [-1, 1]"),
-    (1, "dataset", "imagenet", "unknown dataset"),
+    (1, "dataset", "image net", "not a dataset name"),
     (2, "class_id", -3, "outside"),
     (2, "text_guidance", 0, "must be > 0"),
     (1, "tries", 0, "outside"),
@@ -169,3 +169,11 @@ def test_cli_reports_one_line_and_exit_code_2(tmp_path, capsys):
     assert caught.value.code == 2
     stderr = capsys.readouterr().err
     assert stderr == f"error: {path}: row 2: column 'strength': strength 0.0 outside (0, 1]\n"
+
+
+def test_any_registered_dataset_name_is_accepted(tmp_path):
+    frame = _frame(_row("img1", 0.5, dataset="folder"), _row("img2", 0.5, dataset="my_birds"))
+    write_manifest(frame, tmp_path / "m.csv")
+    assert read_manifest(tmp_path / "m.csv")["dataset"].tolist() == ["folder", "my_birds"]
+    with pytest.raises(InputError, match="row 1: column 'dataset': value is missing"):
+        write_manifest(_frame(_row("img1", 0.5, dataset="")), tmp_path / "bad.csv")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ import pandas as pd
 
 from discl.errors import InputError
 from discl.fileio import atomic_write_csv
+from discl.guidance import level_from_strength, strength_percent
 
 MANIFEST_COLUMNS = [
     "sample_id",
@@ -36,20 +38,17 @@ MANIFEST_COLUMNS = [
     "clip_image_image",
     "keep",
 ]
-DATASETS = ("iwildcam", "imagenet_lt")
+DATASET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")  # a registered dataset name (``Dataset.name``)
 SCORE_COLUMNS = ("clip_image_text", "clip_image_image", "keep")
 INT64_MAX = 2 ** 63 - 1  # integer columns are stored as int64
 
 
-def guidance_from_strength(strength: float) -> int:
-    """Image guidance as an integer ``100·λ = 100 − 100·strength`` (spec §0)."""
-    return 100 - int(round(100 * float(strength)))
+guidance_from_strength = level_from_strength  # kept for callers that still import it from here
 
 
 def subfolder_name(strength: float, text_guidance: float, seed: int) -> str:
     """The reference's per-setting folder, ``Strength{int(100s)}_guidance{int(10g)}_seed{seed}``."""
-    # round() first: int(100 * 0.29) == 28 in floating point
-    return f"Strength{int(round(100 * strength))}_guidance{int(round(10 * text_guidance))}_seed{int(seed)}"
+    return f"Strength{strength_percent(strength)}_guidance{int(round(10 * text_guidance))}_seed{int(seed)}"
 
 
 def sample_id(class_folder: str, subfolder: str, image_stem: str) -> str:
@@ -118,16 +117,17 @@ def validate_manifest(frame: pd.DataFrame, file: str | os.PathLike = "<manifest>
                        "prompt", "synthetic_path"):
             if _is_blank(rec[column]):
                 raise InputError(file, "value is missing", index, column)
-        if rec["dataset"] not in DATASETS:
-            raise InputError(file, f"unknown dataset {rec['dataset']!r}; expected one of {DATASETS}", index, "dataset")
+        if not DATASET_NAME.match(str(rec["dataset"])):
+            raise InputError(file, f"{rec['dataset']!r} is not a dataset name (letters, digits, '_', '.', '-')",
+                             index, "dataset")
         _as_int(rec["class_id"], file, index, "class_id", minimum=0)
         strength = _as_float(rec["strength"], file, index, "strength")
         if not 0 < strength <= 1:
             raise InputError(file, f"strength {strength} outside (0, 1]", index, "strength")
         guidance = _as_int(rec["image_guidance"], file, index, "image_guidance", 0, 99)
-        if guidance != guidance_from_strength(strength):
+        if guidance != level_from_strength(strength):
             raise InputError(file, f"image_guidance {guidance} does not match strength {strength} "
-                                   f"(expected {guidance_from_strength(strength)})", index, "image_guidance")
+                                   f"(expected {level_from_strength(strength)})", index, "image_guidance")
         if _as_float(rec["text_guidance"], file, index, "text_guidance") <= 0:
             raise InputError(file, "text guidance must be > 0", index, "text_guidance")
         _as_int(rec["seed"], file, index, "seed", minimum=0)
@@ -149,7 +149,7 @@ def validate_manifest(frame: pd.DataFrame, file: str | os.PathLike = "<manifest>
 
 
 def _check_names(rec: dict, file, row: int) -> None:
-    """``sample_id`` and ``synthetic_path`` must follow from the class folder, settings and stem (spec §2–§3)."""
+    """``sample_id`` and ``synthetic_path`` must follow from the class folder, settings and stem (docs/DESIGN.md)."""
     for column in ("class_folder", "image_stem"):
         if "=" in rec[column] or "/" in rec[column]:
             # '=' separates the parts of the reference's clip_score.pkl keys; '/' would nest folders

@@ -1,21 +1,22 @@
-"""Hard-sample CSVs (spec §1): the list of real images to regenerate, in the reference's template columns.
+"""Hard-sample CSVs: the list of real images to regenerate, in the dataset's template columns.
 
-iWildCam: an unnamed index, ``label id``, ``label name`` (scientific species name), ``filepath``, ``img_name``.
-ImageNet-LT: ``filepath``, ``image_name`` (file name with extension), ``label``, ``classname``.
-Columns are read by name, never by position; every problem is an ``InputError`` naming file, row and column.
-Both datasets read into one frame: ``class_id, class_name, class_folder, real_path, image_stem``.
+The columns come from ``dataset.csv_layout`` (iWildCam: an unnamed index, ``label id``, ``label name``,
+``filepath``, ``img_name``; ImageNet-LT and every dataset without a reference template: ``filepath``,
+``image_name``, ``label``, ``classname``). Columns are read by name, never by position; class names pass
+through ``dataset.canonical_class_name`` (unknown names raise) and folders come from ``dataset.class_folder``.
+Every problem is an ``InputError`` naming file, row and column. Every dataset reads into one frame:
+``class_id, class_name, class_folder, real_path, image_stem``.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
+from discl.datasets.base import CsvLayout, Dataset, class_folder_name
 from discl.errors import InputError
 from discl.fileio import atomic_write_csv
 
@@ -24,40 +25,16 @@ log = logging.getLogger(__name__)
 FRAME_COLUMNS = ["class_id", "class_name", "class_folder", "real_path", "image_stem"]
 _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
-
-@dataclass(frozen=True)
-class CsvLayout:
-    """Names of the template columns of one dataset's hard-sample CSV."""
-
-    label: str
-    name: str
-    path: str
-    image: str
-    columns: tuple[str, ...]  # in the order the reference template writes them
-    index: bool  # the reference's iWildCam template carries an unnamed index column
-    image_has_suffix: bool  # ImageNet-LT's image_name keeps the extension, iWildCam's img_name is the stem
+class_folder = class_folder_name  # the output folder of a class: spaces and path separators as ``_``
 
 
-LAYOUTS = {
-    "iwildcam": CsvLayout("label id", "label name", "filepath", "img_name",
-                          ("label id", "label name", "filepath", "img_name"), index=True, image_has_suffix=False),
-    "imagenet_lt": CsvLayout("label", "classname", "filepath", "image_name",
-                             ("filepath", "image_name", "label", "classname"), index=False, image_has_suffix=True),
-}
+def as_dataset(dataset: Dataset | str) -> Dataset:
+    """A ``Dataset``; a registered name is looked up (without a root)."""
+    if isinstance(dataset, Dataset):
+        return dataset
+    from discl.datasets import get_dataset
 
-
-def _layout(dataset: str) -> CsvLayout:
-    if dataset not in LAYOUTS:
-        raise ValueError(f"dataset must be one of {sorted(LAYOUTS)}, got {dataset!r}")
-    return LAYOUTS[dataset]
-
-
-def class_folder(class_name: str) -> str:
-    """The output folder of a class: the name with spaces as ``_`` (the reference's layout).
-
-    Path separators become ``_`` too: ImageNet names like ``baluster / handrail`` would otherwise nest folders.
-    """
-    return re.sub(r"[\s/\\]+", "_", str(class_name).strip())
+    return get_dataset(str(dataset))
 
 
 def image_stem(name: str) -> str:
@@ -67,15 +44,16 @@ def image_stem(name: str) -> str:
     return stem if suffix.lower() in _IMAGE_SUFFIXES else name
 
 
-def read_hard_sample_csv(path: str | os.PathLike, dataset: str,
+def read_hard_sample_csv(path: str | os.PathLike, dataset: Dataset | str,
                          root: str | os.PathLike | None = None) -> pd.DataFrame:
     """Read a hard-sample CSV into ``class_id, class_name, class_folder, real_path, image_stem``.
 
-    Relative ``filepath`` values are joined to ``root`` when given. For iWildCam every ``label name`` must be a
-    known species (a common name like the reference template's ``Cheetah`` is an error, not a silent skip) and is
-    returned in the species table's spelling (lower case).
+    Relative ``filepath`` values are joined to ``root`` when given. Class names are returned in the dataset's
+    canonical spelling; a name the dataset does not know (iWildCam: a common name like the reference template's
+    ``Cheetah``) is an error, not a silent skip.
     """
-    layout = _layout(dataset)
+    dataset = as_dataset(dataset)
+    layout = dataset.csv_layout
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "hard-sample CSV not found")
@@ -99,7 +77,7 @@ def read_hard_sample_csv(path: str | os.PathLike, dataset: str,
     return _disambiguate_folders(frame)
 
 
-def _read_row(path: Path, row: int, record: dict, layout: CsvLayout, dataset: str,
+def _read_row(path: Path, row: int, record: dict, layout: CsvLayout, dataset: Dataset,
               root: str | os.PathLike | None) -> dict:
     label_text = record[layout.label].strip()
     try:
@@ -111,11 +89,8 @@ def _read_row(path: Path, row: int, record: dict, layout: CsvLayout, dataset: st
     class_name = record[layout.name].strip()
     if not class_name:
         raise InputError(path, "empty class name", row=row, column=layout.name)
-    if dataset == "iwildcam":
-        from discl.data.iwildcam import canonical_species
-
-        # one spelling per species, so 'Puma concolor' and 'puma concolor' share a folder; unknown names raise
-        class_name = canonical_species(class_name, file=path, row=row, column=layout.name)
+    # one spelling per class, so 'Puma concolor' and 'puma concolor' share a folder; unknown names raise
+    class_name = dataset.canonical_class_name(class_name, file=path, row=row, column=layout.name)
     real_path = record[layout.path].strip()
     if not real_path:
         raise InputError(path, "empty image path", row=row, column=layout.path)
@@ -124,7 +99,7 @@ def _read_row(path: Path, row: int, record: dict, layout: CsvLayout, dataset: st
     stem = image_stem(record[layout.image])
     if not stem:
         raise InputError(path, "empty image name", row=row, column=layout.image)
-    return {"class_id": class_id, "class_name": class_name, "class_folder": class_folder(class_name),
+    return {"class_id": class_id, "class_name": class_name, "class_folder": dataset.class_folder(class_name),
             "real_path": real_path, "image_stem": stem}
 
 
@@ -151,9 +126,9 @@ def _disambiguate_folders(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def write_hard_sample_csv(frame: pd.DataFrame, path: str | os.PathLike, dataset: str) -> None:
+def write_hard_sample_csv(frame: pd.DataFrame, path: str | os.PathLike, dataset: Dataset | str) -> None:
     """Write ``class_id, class_name, real_path, image_stem`` rows in the dataset's template columns (atomic)."""
-    layout = _layout(dataset)
+    layout = as_dataset(dataset).csv_layout
     missing = [c for c in ("class_id", "class_name", "real_path", "image_stem") if c not in frame.columns]
     if missing:
         raise ValueError(f"frame lacks columns {missing}")
