@@ -81,7 +81,7 @@ def test_image_folder_layout(mini_folder):
     assert dataset.class_names() == SORTED_CLASSES  # torchvision's ImageFolder order
     assert dataset.text_names() == ["astronaut", "coffee mug", "rocket", "sunflower", "tabby cat"]
     assert dataset.class_counts() == SORTED_COUNTS
-    assert dataset.class_groups() == ["few", "medium", "few", "few", "few"]
+    assert list(dataset.class_groups()) == ["few", "medium", "few", "few", "few"]
     assert dataset.eval_splits == ("val", "test") and not dataset.val_held_out
     images = dataset.training_images()
     assert len(images.paths) == 59 and all(os.path.isabs(p) and os.path.isfile(p) for p in images.paths)
@@ -340,16 +340,27 @@ def test_metrics_on_hand_made_predictions():
         fd.top1_accuracy([0, 1], [0])
 
 
-def test_many_medium_few_cut():
-    counts = [150, 100, 99, 20, 19, 0]
-    assert fd.class_groups(counts) == ["many", "many", "medium", "medium", "few", "few"]
-    assert fd.class_groups(counts, "standard") == ["many", "medium", "medium", "medium", "few", "few"]
-    groups = fd.class_groups([150, 50, 5])
-    metrics = fd.folder_metrics([0, 1, 1, 2, 0, 2], [0, 0, 1, 1, 2, 2], [150, 50, 5])
+def test_metrics_per_group():
+    groups = ["many", "medium", "few"]
+    metrics = fd.folder_metrics([0, 1, 1, 2, 0, 2], [0, 0, 1, 1, 2, 2], groups)
+    assert list(metrics) == ["top1", "macro_f1", "many", "medium", "few"]
     assert metrics["top1"] == pytest.approx(50.0)
     assert (metrics["many"], metrics["medium"], metrics["few"]) == pytest.approx((50.0, 50.0, 50.0))
-    only_many = fd.group_accuracy([0, 0], [0, 0], groups)
+    only_many = fd.folder_metrics([0, 0], [0, 0], groups)
     assert only_many["many"] == 100.0 and math.isnan(only_many["medium"]) and math.isnan(only_many["few"])
+
+
+def test_group_cut_follows_training_counts_and_convention(tmp_path):
+    root = tmp_path / "data"
+    for name, count in (("big", 101), ("edge", 100), ("mid", 20), ("tail", 19)):
+        for i in range(count):
+            path = root / "train" / name / f"{i}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(b"")  # listing never decodes images
+        _image(root / "val" / name / "v.png")
+    assert list(get_dataset("folder", root).class_groups()) == ["many", "many", "medium", "few"]
+    assert list(get_dataset("folder", root, split_convention="standard").class_groups()) == [
+        "many", "medium", "medium", "few"]
 
 
 def test_dataset_evaluate_on_its_test_split(mini_folder):

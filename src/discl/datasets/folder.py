@@ -39,12 +39,10 @@ log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 SPLITS = ("train", "val", "test")
-GROUPS = ("many", "medium", "few")
-CONVENTIONS = ("reference", "standard")
+GROUPS = ("many", "medium", "few")  # by training count, base.Dataset.class_groups: many >= 100, few < 20
 DEFAULT_PROMPT_TEMPLATE = "a photo of a {}"
 DEFAULT_VAL_FRACTION = 0.1  # share of each class's training images held out as val when there is no val split
 DEFAULT_VAL_SEED = 0
-MANY_MIN, FEW_MAX = 100, 20  # the reference's long-tail cut: many >= 100 training images, few < 20
 _INTEGER = re.compile(r"^[+-]?\d+$")
 
 
@@ -70,31 +68,16 @@ def macro_f1(predictions: Sequence[int], labels: Sequence[int]) -> float:
     return float(100.0 * np.mean(scores))
 
 
-def class_groups(counts: Sequence[int], convention: str = "reference", many_min: int = MANY_MIN,
-                 few_max: int = FEW_MAX) -> list[str]:
-    """Per class ``many`` / ``medium`` / ``few`` by training count (``standard``: many ``> many_min``)."""
-    if convention not in CONVENTIONS:
-        raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
-    groups = []
-    for count in counts:
-        is_many = count >= many_min if convention == "reference" else count > many_min
-        groups.append("many" if is_many else "few" if count < few_max else "medium")
-    return groups
+def folder_metrics(predictions: Sequence[int], labels: Sequence[int], groups: Sequence[str]) -> dict[str, float]:
+    """``top1``, ``macro_f1`` and top-1 on the ``many`` / ``medium`` / ``few`` classes of one split, in percent.
 
+    ``groups``: per class its group by training count (``Dataset.class_groups``); NaN for a group without images.
+    """
+    from discl.lt_metrics import group_accuracy
 
-def group_accuracy(predictions: Sequence[int], labels: Sequence[int], groups: Sequence[str]) -> dict[str, float]:
-    """Top-1 accuracy in percent on the images of each group's classes; NaN for a group without images."""
-    predictions, labels = _pair(predictions, labels)
-    label_groups = np.asarray(groups, dtype=object)[labels] if len(labels) else np.empty(0, dtype=object)
-    return {name: top1_accuracy(predictions[label_groups == name], labels[label_groups == name])
-            for name in GROUPS}
-
-
-def folder_metrics(predictions: Sequence[int], labels: Sequence[int], counts: Sequence[int],
-                   convention: str = "reference") -> dict[str, float]:
-    """``top1``, ``macro_f1``, ``many``, ``medium``, ``few`` of one split, in percent."""
+    by_group = group_accuracy(predictions, labels, np.asarray(groups, dtype=object))
     return {"top1": top1_accuracy(predictions, labels), "macro_f1": macro_f1(predictions, labels),
-            **group_accuracy(predictions, labels, class_groups(counts, convention))}
+            **{name: by_group[name] for name in GROUPS}}
 
 
 def _pair(predictions: Sequence[int], labels: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
@@ -445,10 +428,6 @@ class FolderDataset(Dataset):
         labels = np.asarray([item.label for item in self._listing().splits["train"]], dtype=np.int64)
         return np.bincount(labels, minlength=len(self._listing().classes)).tolist()
 
-    def class_groups(self) -> list[str]:
-        """Per class ``many`` / ``medium`` / ``few`` by training count (option ``split_convention``)."""
-        return class_groups(self.class_counts(), self.option("split_convention", "reference"))
-
     def eval_set(self, split: str) -> EvalSet:
         """The images and labels of ``val`` or ``test``."""
         listing = self._listing()
@@ -457,12 +436,12 @@ class FolderDataset(Dataset):
                                               f"(evaluation splits: {', '.join(self.eval_splits)})")
         items = listing.splits[split]
         return EvalSet(split, [item.path for item in items],
-                       np.asarray([item.label for item in items], dtype=np.int64), context=self.class_counts())
+                       np.asarray([item.label for item in items], dtype=np.int64), context=list(self.class_groups()))
 
     def evaluate(self, eval_set: EvalSet, predictions: np.ndarray) -> dict[str, float]:
         """``top1``, ``macro_f1``, ``many``, ``medium``, ``few`` in percent (NaN for a group without images)."""
-        counts = eval_set.context if eval_set.context is not None else self.class_counts()
-        return folder_metrics(predictions, eval_set.labels, counts, self.option("split_convention", "reference"))
+        groups = eval_set.context if eval_set.context is not None else self.class_groups()
+        return folder_metrics(predictions, eval_set.labels, groups)
 
     def format_metrics(self, metrics: dict[str, float]) -> str:
         """``top1 71.2%, macro-F1 65.0%, many/medium/few 80.0/60.0/nan%``."""
