@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 from sklearn.metrics import f1_score
@@ -150,6 +151,13 @@ def test_class_names_file_names_the_folders_in_text(mini_folder, tmp_path):
     assert dataset.generation_prompt("tabby_cat") == "a tabby cat, 35mm photo" == dataset.class_text("tabby_cat")
     assert dataset.class_folder("tabby_cat") == "tabby_cat"
     assert dataset.canonical_class_name("a tabby cat") == dataset.canonical_class_name("tabby_cat") == "tabby_cat"
+
+
+def test_without_a_root_names_are_taken_as_written():
+    dataset = get_dataset("folder", None, prompt_template="{} at dusk")
+    assert dataset.canonical_class_name(" tabby_cat ") == "tabby_cat"
+    assert dataset.generation_prompt("tabby_cat") == "tabby cat at dusk" == dataset.class_text("tabby_cat")
+    assert "needs its root" in _error(dataset.class_names).message
 
 
 def test_suffixes_are_case_insensitive_and_hidden_folders_skipped(tmp_path):
@@ -375,3 +383,22 @@ def test_dataset_evaluate_on_its_test_split(mini_folder):
     assert always_mug["macro_f1"] == pytest.approx(100 * f1_score(test.labels, np.ones_like(test.labels),
                                                                   average="macro"))
     assert dataset.format_metrics(always_mug).startswith("top1 20.0%, macro-F1 6.7%")
+
+
+def test_hard_sample_csv_round_trip_through_the_folder_dataset(mini_folder, tmp_path):
+    from discl.data.hard_sample_csv import read_hard_sample_csv, write_hard_sample_csv
+
+    dataset = get_dataset("folder", mini_folder, class_names=_names_file(tmp_path / "names.txt", READABLE))
+    images = dataset.training_images()
+    picked = [i for i, label in enumerate(images.labels) if label in (3, 4)][:5]
+    frame = pd.DataFrame({"class_id": [images.labels[i] for i in picked],
+                          "class_name": [dataset.class_names()[images.labels[i]] for i in picked],
+                          "real_path": [images.paths[i] for i in picked],
+                          "image_stem": [Path(images.paths[i]).stem for i in picked]})
+    write_hard_sample_csv(frame, tmp_path / "hard.csv", dataset)
+    assert (tmp_path / "hard.csv").read_text(encoding="utf-8").splitlines()[0] == "filepath,image_name,label,classname"
+    back = read_hard_sample_csv(tmp_path / "hard.csv", dataset)
+    assert back["class_name"].tolist() == frame["class_name"].tolist()
+    assert set(back["class_folder"]) <= {"sunflower", "tabby_cat"}
+    assert back["image_stem"].tolist() == frame["image_stem"].tolist()
+    assert back["real_path"].tolist() == frame["real_path"].tolist()

@@ -367,8 +367,13 @@ class FolderDataset(Dataset):
 
     def canonical_class_name(self, name: str, file: str | os.PathLike | None = None, row: int | None = None,
                              column: str | None = None) -> str:
-        """A class name or readable name as written in a CSV → the class name; unknown names are errors."""
+        """A class name or readable name as written in a CSV → the class name; unknown names are errors.
+
+        Without a root (generation from a hard-sample CSV alone) the name is taken as written.
+        """
         name = str(name).strip()
+        if self.root is None:
+            return name
         classes, text = self._listing().classes, self._listing().text
         for candidates in (classes, text):
             if name in candidates:
@@ -378,6 +383,12 @@ class FolderDataset(Dataset):
             if candidates.count(name.lower()) == 1:
                 return classes[candidates.index(name.lower())]
         raise InputError(file, f"unknown class {name!r} (classes: {', '.join(classes)})", row=row, column=column)
+
+    def text_name(self, class_name: str) -> str:
+        """The readable name of a class; without a root, the class name with ``_`` as spaces."""
+        if self.root is None:
+            return class_name.replace("_", " ").strip() or class_name
+        return super().text_name(class_name)
 
     # ------------------------------------------------------------------------------------- hard samples
     def training_images(self, list_file: str | os.PathLike | None = None) -> RealImages:
