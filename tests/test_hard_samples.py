@@ -15,6 +15,7 @@ from discl import hard_samples
 from discl.cli import run_cli
 from discl.data.hard_sample_csv import read_hard_sample_csv
 from discl.data.imagenet_lt import read_list
+from discl.datasets import get_dataset
 from discl.errors import InputError
 from discl.tiny import TINY_OPEN_CLIP
 
@@ -98,7 +99,7 @@ TINY = ["--model", TINY_OPEN_CLIP, "--pretrained", "", "--workers", "0", "--devi
 
 def test_iwildcam_end_to_end(script, mini_iwildcam, tmp_path, capsys):
     out = tmp_path / "hard.csv"
-    assert script.main(["--dataset", "iwildcam", "--root", str(mini_iwildcam), "--output", str(out),
+    assert script.main(["--dataset", "iwildcam", "--data-root", str(mini_iwildcam), "--output", str(out),
                         "--criterion", "either", "--max-prob", "0.3", "--batch-size", "16"] + TINY) == 0
     scores = pd.read_csv(tmp_path / "hard_scores.csv")
     metadata = pd.read_csv(mini_iwildcam / "iwildcam_v2.0" / "metadata.csv")
@@ -108,7 +109,7 @@ def test_iwildcam_end_to_end(script, mini_iwildcam, tmp_path, capsys):
     expected = (scores["misclassified"] | (scores["true_prob"] < 0.3)) & (scores["class_name"] != "empty")
     assert (scores["hard"] == expected).all()
 
-    hard = read_hard_sample_csv(out, "iwildcam")  # readable by the generation stage; species are known
+    hard = read_hard_sample_csv(out, get_dataset("iwildcam"))  # readable by the generation stage; species are known
     assert sorted(hard["real_path"]) == sorted(scores.loc[scores["hard"], "real_path"])
     assert "empty" not in set(hard["class_name"])
     assert all(p.endswith(f"{stem}.jpg") for p, stem in zip(hard["real_path"], hard["image_stem"]))
@@ -124,7 +125,7 @@ def test_imagenet_lt_tail_rule_and_cap(script, mini_imagenet_lt, tmp_path):
                         "--batch-size", "128"] + TINY) == 0
     counts = pd.Series([e.label for e in read_list(mini_imagenet_lt / "ImageNet_LT_train.txt")]).value_counts()
     few = set(counts[counts < 20].index)
-    hard = read_hard_sample_csv(out, "imagenet_lt")
+    hard = read_hard_sample_csv(out, get_dataset("imagenet_lt"))
     assert set(hard["class_id"]) == few
     assert hard.groupby("class_id").size().to_dict() == {label: min(5, counts[label]) for label in few}
     scores = pd.read_csv(tmp_path / "hard_scores.csv")
@@ -187,8 +188,8 @@ def test_corrupt_image_is_named(script, mini_imagenet_lt, tmp_path, capsys):
     (tmp_path / "train").mkdir()
     shutil.copy(mini_imagenet_lt / good.path, tmp_path / "train" / "good.JPEG")
     (tmp_path / "train" / "bad.JPEG").write_bytes(b"\xff\xd8 not really a jpeg")
-    (tmp_path / "list.txt").write_text("train/good.JPEG 0\ntrain/bad.JPEG 1\n")
-    err = run_expecting_error(script, ["--dataset", "imagenet_lt", "--root", str(tmp_path), "--list", "list.txt",
+    (tmp_path / "ImageNet_LT_train.txt").write_text("train/good.JPEG 0\ntrain/bad.JPEG 1\n")
+    err = run_expecting_error(script, ["--dataset", "imagenet_lt", "--root", str(tmp_path),
                                        "--output", str(tmp_path / "out" / "h.csv")] + TINY, capsys)
     assert err == f"error: {(tmp_path / 'train' / 'bad.JPEG').resolve()}: cannot read image"
     assert not (tmp_path / "out").exists()
@@ -206,6 +207,7 @@ def test_checkpoint_that_does_not_fit(script, mini_imagenet_lt, tmp_path, capsys
     (["--max-prob", "1.5"], "--max-prob must be in [0, 1]"),
     (["--per-class-cap", "-1"], "--per-class-cap must be >= 0"),
     (["--criterion", "none"], "--criterion none selects nothing without --tail-classes"),
+    (["--tail-classes"], "--tail-classes: the iwildcam dataset has no tail-classes rule"),
 ])
 def test_bad_flags(script, tmp_path, capsys, flags, message):
     err = run_expecting_error(script, ["--dataset", "iwildcam", "--root", str(tmp_path),

@@ -1,14 +1,17 @@
-"""Scoring real training images with a zero-shot CLIP classifier and choosing the hard ones (spec §1).
+"""Scoring real training images with a classifier and choosing the hard ones (DisCL Phase 1, step 1).
 
-The selection rules are pure functions over a score table (one row per image: true class, true-class
-probability, prediction), so they are tested on hand-made tables; scoring is a batched DataLoader loop.
+Any registered dataset: its training images come from ``dataset.training_images()``, the zero-shot head from
+``dataset.text_names()`` and ``dataset.zeroshot_templates()``; classes in ``dataset.never_regenerated`` are never
+chosen and the tail-classes rule applies only where ``dataset.supports_tail_rule``. The selection rules are pure
+functions over a score table (one row per image: true class, true-class probability, prediction), so they are
+tested on hand-made tables; scoring is a batched DataLoader loop.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -16,84 +19,80 @@ import numpy as np
 import pandas as pd
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
+from torch.utils.data import Dataset as TorchDataset
 from tqdm import tqdm
 
+from discl.config import option
+from discl.datasets.base import Dataset, RealImages
 from discl.errors import InputError
-from discl.zeroshot import Template, build_zeroshot_head, zeroshot_logits
+from discl.zeroshot import build_zeroshot_head, zeroshot_logits
 
 log = logging.getLogger(__name__)
 
 CRITERIA = ("misclassified", "low-prob", "both", "either", "none")
+CONVENTIONS = ("reference", "standard")
 SCORE_COLUMNS = ["real_path", "image_stem", "class_id", "class_name", "true_prob", "pred_id", "pred_name",
                  "pred_prob", "misclassified"]
 
 
 @dataclass
-class RealImageSet:
-    """Training images of one dataset with everything the scorer and the CSV writer need."""
+class HardSampleConfig:
+    """How make_hard_samples.py scores and selects (the dataset comes separately, from the registry)."""
 
-    dataset: str  # "iwildcam" | "imagenet_lt"
-    paths: list[str]  # absolute image paths, also written to the hard-sample CSV
-    labels: list[int]
-    class_names: list[str]  # per label id: the name written to the CSV (scientific name for iWildCam)
-    head_names: list[str]  # per label id: the name given to the text templates (common name for iWildCam)
-    templates: Sequence[Template]
-    never_hard: set[int] = field(default_factory=set)  # label ids never selected (iWildCam's `empty`)
-
-    def __post_init__(self) -> None:
-        if len(self.paths) != len(self.labels):
-            raise ValueError("paths and labels must have the same length")
-        if len(self.class_names) != len(self.head_names):
-            raise ValueError("class_names and head_names must have the same length")
-
-
-def iwildcam_training_images(root: str | os.PathLike) -> RealImageSet:
-    """The WILDS iWildCam training split; zero-shot classes are the common names, CSV names the scientific ones."""
-    from discl.data import iwildcam
-
-    dataset = iwildcam.load_dataset(root)
-    train = np.flatnonzero(dataset.split_array == dataset.split_dict["train"])
-    # WILDS keeps every image under <data dir>/train/ and the file names in _input_array (see get_input).
-    filenames = [str(name) for name in dataset._input_array[train]]
-    paths = [str((Path(dataset.data_dir) / "train" / name).resolve()) for name in filenames]
-    species = iwildcam.species_names(root)
-    labels = [int(y) for y in dataset.y_array[train]]
-    _check_labels(labels, len(species), iwildcam.data_dir(root) / "metadata.csv", rows=train + 1, column="y")
-    return RealImageSet(
-        dataset="iwildcam", paths=paths, labels=labels, class_names=species,
-        head_names=iwildcam.zeroshot_classnames(root), templates=iwildcam.IWILDCAM_TEMPLATES,
-        never_hard={y for y, name in enumerate(species) if name == iwildcam.EMPTY_CLASS})
+    list: str | None = option(None, "another list of training images to score, for datasets with list files, "
+                                    "relative to --data-root or a path; none = the dataset's training images")
+    model: str | None = option(None, "open_clip model name; none = ViT-B-16, or the checkpoint's")
+    pretrained: str = option("openai", "open_clip pretrained tag ('' = random init)")
+    checkpoint: str | None = option(None, "a FLYP (open_clip) or ImageNet-LT (ResNet) checkpoint saved as "
+                                          "{'model', 'args'}")
+    device: str | None = option(None, "torch device; none = cuda if available")
+    batch_size: int = option(128, "images per classifier call")
+    workers: int = option(4, "DataLoader workers")
+    seed: int = option(0, "torch seed (matters only for random init)")
+    criterion: str = option("misclassified", "hard = wrong (misclassified), true-class probability below "
+                            "--max-prob (low-prob), both, either, or none (tail classes only)", choices=CRITERIA)
+    max_prob: float = option(0.5, "'low prob': true-class probability below this")
+    tail_classes: bool = option(False, "also take every image of the few-shot classes (the ImageNet-LT "
+                                       "reference's rule; datasets with supports_tail_rule)")
+    few_max: int = option(20, "few-shot: fewer than this many training images")
+    many_min: int = option(100, "many-shot: at least this many training images (reference cut)")
+    split_convention: str = option("reference", "many/medium/few cut: reference (many >= 100) or standard "
+                                                "(many > 100)", choices=CONVENTIONS)
+    per_class_cap: int | None = option(None, "at most this many per class (lowest true-class probability first)")
+    output: str = option("", "hard-sample CSV to write", required=True)
+    scores: str | None = option(None, "scores CSV; none = <output stem>_scores.csv")
+    summary_rows: int = option(30, "classes shown in the summary (0 = all)")
 
 
-def imagenet_lt_training_images(root: str | os.PathLike, list_file: str | os.PathLike) -> RealImageSet:
-    """The images of an ImageNet-LT list (relative to ``root``); the head covers labels 0..max label."""
-    from open_clip.zero_shot_metadata import SIMPLE_IMAGENET_TEMPLATES
-
-    from discl.data import imagenet_lt
-
-    root = Path(root)
-    list_path = Path(list_file) if Path(list_file).is_absolute() or Path(list_file).is_file() else root / list_file
-    entries = imagenet_lt.read_list(list_path, allow_guidance=False)
-    names = imagenet_lt.class_names()
-    labels = [entry.label for entry in entries]
-    _check_labels(labels, len(names), list_path)
-    num_classes = max(labels) + 1  # 1000 for the real lists; a mini list with labels 0..7 gets an 8-way head
-    paths = [str((root / entry.path).resolve()) for entry in entries]
-    return RealImageSet(dataset="imagenet_lt", paths=paths, labels=labels,
-                        class_names=names[:num_classes], head_names=names[:num_classes],
-                        templates=SIMPLE_IMAGENET_TEMPLATES)
+def check_config(config: HardSampleConfig, dataset: Dataset) -> None:
+    """Reject settings that make no sense before any data or model is loaded."""
+    if not 0.0 <= config.max_prob <= 1.0:
+        raise InputError(None, f"--max-prob must be in [0, 1], got {config.max_prob}")
+    if config.per_class_cap is not None and config.per_class_cap < 0:
+        raise InputError(None, f"--per-class-cap must be >= 0, got {config.per_class_cap}")
+    if config.batch_size < 1:
+        raise InputError(None, f"--batch-size must be >= 1, got {config.batch_size}")
+    if config.tail_classes and not dataset.supports_tail_rule:
+        raise InputError(None, f"--tail-classes: the {dataset.name} dataset has no tail-classes rule")
+    if config.criterion == "none" and not config.tail_classes:
+        raise InputError(None, "--criterion none selects nothing without --tail-classes")
 
 
-def _check_labels(labels: Sequence[int], num_classes: int, file: Path, rows: Sequence[int] | None = None,
-                  column: str = "label") -> None:
-    """Every label must name a class; ``rows`` maps positions to the file's data rows (default 1, 2, …)."""
-    if not labels:
-        raise InputError(file, "no training images")
-    bad = next((i for i, label in enumerate(labels) if not 0 <= label < num_classes), None)
+def check_labels(images: RealImages, num_classes: int) -> None:
+    """Every label must name a class of the dataset; the error names the file and row that listed it."""
+    if not images.labels:
+        raise InputError(images.source, "no training images")
+    bad = next((i for i, label in enumerate(images.labels) if not 0 <= label < num_classes), None)
     if bad is not None:
-        row = int(rows[bad]) if rows is not None else bad + 1
-        raise InputError(file, f"label {labels[bad]} outside 0..{num_classes - 1}", row=row, column=column)
+        row = images.rows[bad] if images.rows is not None else bad + 1
+        raise InputError(images.source, f"label {images.labels[bad]} outside 0..{num_classes - 1}", row=row,
+                         column="label")
+
+
+def never_hard_ids(dataset: Dataset) -> list[int]:
+    """Label ids of the classes the dataset never regenerates (iWildCam's ``empty``)."""
+    return [label for label, name in enumerate(dataset.class_names()) if name in dataset.never_regenerated]
 
 
 def tail_class_ids(labels: Sequence[int], many_min: int = 100, few_max: int = 20,
@@ -187,7 +186,7 @@ def format_summary(summary: pd.DataFrame, max_rows: int | None = None) -> str:
 # Scoring
 
 
-class _ImageFolderList(Dataset):
+class _ImageFolderList(TorchDataset):
     """Images by path; an unreadable file is flagged rather than raised (worker exceptions lose their type)."""
 
     def __init__(self, paths: Sequence[str], transform: Callable):
@@ -219,8 +218,8 @@ class Classifier:
 
 
 @torch.no_grad()
-def score_images(classifier: Classifier, images: RealImageSet, device: str = "cpu", batch_size: int = 64,
-                 num_workers: int = 0) -> pd.DataFrame:
+def score_images(classifier: Classifier, images: RealImages, class_names: Sequence[str], device: str = "cpu",
+                 batch_size: int = 64, num_workers: int = 0) -> pd.DataFrame:
     """Classify every image; one row per image in input order (``SCORE_COLUMNS``)."""
     loader = DataLoader(_ImageFolderList(images.paths, classifier.transform), batch_size=batch_size, shuffle=False,
                         num_workers=num_workers)
@@ -234,7 +233,7 @@ def score_images(classifier: Classifier, images: RealImageSet, device: str = "cp
         probs = classifier.logits(pixels.to(device)).float().softmax(dim=-1).cpu()
         true_prob[index] = probs.gather(1, labels[index, None]).squeeze(1)
         pred_prob[index], pred_id[index] = probs.max(dim=1)
-    names = np.asarray(images.class_names, dtype=object)
+    names = np.asarray(list(class_names), dtype=object)
     frame = pd.DataFrame({
         "real_path": images.paths,
         "image_stem": [Path(p).stem for p in images.paths],
@@ -249,34 +248,34 @@ def score_images(classifier: Classifier, images: RealImageSet, device: str = "cp
     return frame[SCORE_COLUMNS]
 
 
-def zeroshot_classifier(model, tokenizer, transform: Callable, images: RealImageSet, device: str = "cpu",
+def zeroshot_classifier(model, tokenizer, transform: Callable, dataset: Dataset, device: str = "cpu",
                         description: str = "zero-shot CLIP") -> Classifier:
-    """An open_clip model with a zero-shot head built from the dataset's class names and templates."""
+    """An open_clip model with a zero-shot head from the dataset's text names and zero-shot templates."""
     model = model.to(device).eval()
-    head = build_zeroshot_head(model, tokenizer, images.head_names, images.templates, device)
+    head = build_zeroshot_head(model, tokenizer, dataset.text_names(), dataset.zeroshot_templates(), device)
     return Classifier(lambda pixels: zeroshot_logits(model, pixels, head), transform, description)
 
 
 def load_classifier(model_name: str | None, pretrained: str | None, checkpoint: str | os.PathLike | None,
-                    device: str, images: RealImageSet) -> Classifier:
+                    device: str, dataset: Dataset) -> Classifier:
     """The classifier that finds hard samples: open_clip zero-shot (pretrained tag or FLYP checkpoint) or one of
     our ImageNet-LT checkpoints (ResNet, recognised by the ``arch`` in its saved args)."""
     state, saved_args = (None, {}) if checkpoint is None else _read_checkpoint(Path(checkpoint))
     if saved_args.get("arch") is not None:
-        return _resnet_classifier(Path(checkpoint), saved_args, device, images)
+        return _resnet_classifier(Path(checkpoint), saved_args, device, len(dataset.class_names()))
     model, transform, tokenizer = _load_open_clip(model_name or saved_args.get("model"), pretrained, checkpoint,
                                                   state, device, saved_args.get("pretrained"))
-    return zeroshot_classifier(model, tokenizer, transform, images, device)
+    return zeroshot_classifier(model, tokenizer, transform, dataset, device)
 
 
-def _resnet_classifier(checkpoint: Path, saved_args: dict, device: str, images: RealImageSet) -> Classifier:
+def _resnet_classifier(checkpoint: Path, saved_args: dict, device: str, num_classes: int) -> Classifier:
     from discl.lt import make_transforms
     from discl.resnet import load_classifier as load_resnet
 
     model = load_resnet(checkpoint, device)
-    if saved_args.get("num_classes") != len(images.class_names):
+    if saved_args.get("num_classes") != num_classes:
         raise InputError(checkpoint, f"the classifier has {saved_args.get('num_classes')} outputs but the data has "
-                                     f"{len(images.class_names)} classes")
+                                     f"{num_classes} classes")
     _, test_transform = make_transforms(saved_args.get("crop_size", 224), saved_args.get("resize_size", 256))
     return Classifier(model, test_transform, f"{saved_args['arch']} checkpoint")
 
@@ -326,3 +325,46 @@ def _read_checkpoint(path: Path) -> tuple[dict, dict]:
     state = {key.removeprefix("module."): value for key, value in state.items()}
     args = payload.get("args") if isinstance(payload.get("args"), dict) else {}
     return state, args
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The whole step
+
+
+def find_hard_samples(config: HardSampleConfig, dataset: Dataset) -> tuple[pd.DataFrame, np.ndarray]:
+    """Score the dataset's training images (or ``config.list``) and select the hard ones: (scores, hard mask)."""
+    check_config(config, dataset)
+    images = dataset.training_images(config.list)
+    class_names = dataset.class_names()
+    check_labels(images, len(class_names))
+    log.info("%s: %d training images, %d classes", dataset.name, len(images.paths), len(class_names))
+
+    from discl.models import default_device
+
+    device = config.device or default_device()
+    torch.manual_seed(config.seed)
+    classifier = load_classifier(config.model, config.pretrained, config.checkpoint, device, dataset)
+    log.info("classifier: %s", classifier.description)
+    scores = score_images(classifier, images, class_names, device, config.batch_size, config.workers)
+
+    tail: list[int] = []
+    if config.tail_classes:
+        tail = tail_class_ids(images.labels, config.many_min, config.few_max, config.split_convention)
+        log.info("few-shot classes (< %d images): %s", config.few_max, tail)
+    hard = select_hard(scores, config.criterion, config.max_prob, tail, config.per_class_cap, never_hard_ids(dataset))
+    return scores, hard
+
+
+def write_hard_samples(scores: pd.DataFrame, hard: np.ndarray, config: HardSampleConfig,
+                       dataset: Dataset) -> tuple[Path, Path]:
+    """Write the scores CSV (every image, with a ``hard`` column) and the hard-sample CSV; return both paths."""
+    from discl.data.hard_sample_csv import write_hard_sample_csv
+    from discl.fileio import atomic_write_csv
+
+    output = Path(config.output)
+    scores_path = Path(config.scores) if config.scores else output.with_name(output.stem + "_scores.csv")
+    atomic_write_csv(scores_path, scores.assign(hard=hard))
+    if not hard.any():
+        log.warning("no image met the criteria: %s has a header and no rows", output)
+    write_hard_sample_csv(scores[hard], output, dataset)
+    return output, scores_path
