@@ -1,7 +1,7 @@
 """Benchmark: the reference's generation loop against ours, on the tiny SDXL-refiner pipeline (CPU, offline).
 
 The reference makes one pipeline call per (image, seed, strength) at batch 1, re-encoding the prompt and the
-real image every call; ours (``discl.generation.SpectrumGenerator``) encodes each once and runs each (block,
+real image every call; ours (``discl.generation.runner.SpectrumGenerator``) encodes each once and runs each (block,
 strength) group as batched calls with one generator per sample. Same seeds, so the outputs are compared.
 Forward hooks on the UNet, VAE and text encoder time the model; ``overhead`` = our wall time outside them.
 
@@ -85,23 +85,21 @@ def main(argv=None) -> int:
     import torch
 
     from discl import generation
-    from discl.models import REFINER_ID, load_img2img_pipeline
+    from discl.datasets import get_dataset
+    from discl.models import REFINER_ID
     from discl.tiny.models import install_model
 
     torch.set_num_threads(args.threads)
     install_model(hf_home, REFINER_ID)
-    pipe = load_img2img_pipeline(REFINER_ID, "fp32", "cpu")
-    if args.dtype == "fp64":
-        pipe = pipe.to(torch.float64)
-    # vae.encode / vae.decode are methods, not forward(): hook the submodules they run.
-    vae = pipe.vae
-    timer = ForwardTimer([pipe.unet, pipe.text_encoder_2, vae.encoder, vae.quant_conv, vae.decoder,
-                          vae.post_quant_conv])
+    backend = generation.load_backend("sdxl-refiner", REFINER_ID, args.dtype, "cpu")
+    pipe = backend.pipe
+    # vae.encode / vae.decode are methods, not forward(): the backend lists the submodules they run.
+    timer = ForwardTimer(backend.modules())
     width, height = (int(v) for v in args.size.split("x"))
     pixels = {f"bench/img{i}": image for i, image in enumerate(source_images(args.images, (width, height)))}
     sources = [generation.SourceImage(i + 1, 0, "acinonyx jubatus", "bench", "", f"img{i}", (width, height))
                for i in range(args.images)]
-    prompts = generation.PromptSource("iwildcam")
+    prompts = generation.PromptSource(get_dataset("iwildcam"))
     prompt = prompts.prompt(generation.WorkItem(sources[0], 1.0, 0))  # "a photo of cheetah in the wild"
     items = [generation.WorkItem(s, strength, seed) for s in sources for seed in args.seeds
              for strength in args.strengths]
@@ -110,7 +108,7 @@ def main(argv=None) -> int:
     # Warm-up, so one-time allocations count for neither side.
     pipe(prompt=prompt, image=pixels["bench/img0"], strength=1.0, guidance_scale=10, num_inference_steps=2)
 
-    engine = generation.SpectrumGenerator(pipe, guidance_scale=10, steps=args.steps, batch_size=args.batch_size,
+    engine = generation.SpectrumGenerator(backend, guidance_scale=10, steps=args.steps, batch_size=args.batch_size,
                                           prompts=prompts)
     blocks = generation.make_blocks(sources, generation.images_per_block(args.batch_size, len(args.seeds)))
     reference, ours = {}, {}

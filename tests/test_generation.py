@@ -23,6 +23,7 @@ from helpers import load_script
 from discl import generation
 from discl.cli import run_cli
 from discl.data.hard_sample_csv import write_hard_sample_csv
+from discl.datasets import get_dataset
 from discl.errors import InputError
 from discl.fileio import atomic_save_image
 from discl.manifest import read_manifest
@@ -136,8 +137,9 @@ def test_read_sources_skips_empty_and_exact_duplicates(tmp_path):
     frame = pd.DataFrame({"class_id": [0, 3, 3, 2], "class_name": names, "image_stem": ["e", "p", "p", "a"],
                           "real_path": ["/d/e.jpg", "/d/p.jpg", "/d/p.jpg", "/d/a.jpg"]})
     write_hard_sample_csv(frame, tmp_path / "hard.csv", "iwildcam")
-    config = generation.GenerationConfig("iwildcam", tmp_path / "hard.csv", tmp_path / "out")
-    sources = generation.read_sources(config)
+    # "empty" is the iwildcam dataset's never-regenerated class: no dataset-name branch in the generator
+    assert get_dataset("iwildcam").never_regenerated == {"empty"}
+    sources = generation.read_sources(tmp_path / "hard.csv", get_dataset("iwildcam"))
     assert [(s.csv_row, s.class_folder, s.image_stem) for s in sources] == [(2, "puma_concolor", "p"),
                                                                             (4, "dasyprocta_punctata", "a")]
 
@@ -148,27 +150,26 @@ def test_batched_generation_equals_one_by_one(hf_home):
     """The reference's call (PIL image + prompt string, batch 1) and ours (batched, cached embeddings and VAE
     latents) make the same images: byte-identical JPEGs in fp64, within one grey level in fp32."""
     import torch
-
-    from discl.models import load_img2img_pipeline
-
-    pipe = load_img2img_pipeline(dtype="fp32", device="cpu")
     from sklearn.datasets import load_sample_images
+
+    backend = generation.load_backend("sdxl-refiner", dtype="fp32", device="cpu")
 
     photos = [Image.fromarray(a).resize((24, 24)) for a in load_sample_images().images]
     sources = [generation.SourceImage(i + 1, 3, "puma concolor", "puma_concolor", "", f"img{i}", (24, 24))
                for i in range(2)]
     pixels = {s.image_id: photo for s, photo in zip(sources, photos)}
-    prompts = generation.PromptSource("iwildcam")
+    prompts = generation.PromptSource(get_dataset("iwildcam"))
     group = generation.Group(tuple(sources), 0.5, (10, 20))
     for dtype in (torch.float32, torch.float64):
-        pipe.to(dtype)
+        backend.to(dtype)
         reference = {}
         for item in group.items:
             prompt = prompts.prompt(item)
             generator = torch.Generator().manual_seed(generation.generator_seed(item, prompt))
-            reference[item] = pipe(prompt=prompt, image=pixels[item.source.image_id], strength=0.5,
-                                   guidance_scale=10, num_inference_steps=2, generator=generator).images[0]
-        engine = generation.SpectrumGenerator(pipe, guidance_scale=10, steps=2, batch_size=4, prompts=prompts)
+            reference[item] = backend.pipe(prompt=prompt, image=pixels[item.source.image_id], strength=0.5,
+                                           guidance_scale=10, num_inference_steps=2,
+                                           generator=generator).images[0]
+        engine = generation.SpectrumGenerator(backend, guidance_scale=10, steps=2, batch_size=4, prompts=prompts)
         ours = {}
         engine.run_group(group, pixels, lambda outcome: ours.__setitem__(outcome.item, outcome.image))
         assert set(ours) == set(reference)

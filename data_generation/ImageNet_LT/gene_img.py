@@ -11,15 +11,15 @@ best kept). Same outputs and resume behaviour as the iWildCam script. See docs/g
 
 from __future__ import annotations
 
-from discl import generation
 from discl.cli import run_cli
+from discl.generation import runner
 
 DATASET = "imagenet_lt"
 
 
 def main(argv=None) -> int:
-    """Generate one part of the spectrum (see discl.generation.main)."""
-    return generation.main(argv, DATASET, __doc__)
+    """Generate one part of the spectrum (see discl.generation.runner.main)."""
+    return runner.main(argv, DATASET, __doc__)
 
 
 if __name__ == "__main__":

@@ -11,15 +11,15 @@ a rerun (or a restart after a kill) makes only what is missing. See docs/generat
 
 from __future__ import annotations
 
-from discl import generation
 from discl.cli import run_cli
+from discl.generation import runner
 
 DATASET = "iwildcam"
 
 
 def main(argv=None) -> int:
-    """Generate one part of the spectrum (see discl.generation.main)."""
-    return generation.main(argv, DATASET, __doc__)
+    """Generate one part of the spectrum (see discl.generation.runner.main)."""
+    return runner.main(argv, DATASET, __doc__)
 
 
 if __name__ == "__main__":

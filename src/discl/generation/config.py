@@ -1,0 +1,206 @@
+"""The settings of one ``gene_img.py`` run: each default written once, in the dataclass that drives the parser.
+
+Flags are kebab-case; the reference's snake_case spellings (``--data_csv``, ``--output_path``,
+``--total_parts``, ``--prompt_json``) stay as aliases. Dataset-specific defaults (input size, the CLIP quality
+retry, where prompts come from) are not written here: a field left at ``None`` means "the dataset's setting"
+(``discl.datasets``), resolved by the runner. ``GenerationConfig`` checks and normalises its values itself, so a
+config built in code is as safe as one built from the command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+from discl.config import add_arguments, option
+from discl.errors import InputError
+from discl.generation.backend import BACKENDS, DEFAULT_BACKEND
+from discl.models import HF_CLIP_ID
+
+PAPER = "DisCL"  # a default that is the paper's (or its reference code's) setting
+DEFAULT_STRENGTHS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+DEFAULT_SEEDS = (10, 20, 30, 40, 42, 50, 60, 70)
+DTYPES = ("fp16", "bf16", "fp32", "fp64")
+RETRY_TEXTS = ("prompt", "class")
+_LIST_FIELDS = ("strengths", "seeds")  # accept "0.1,0.2" as well as "0.1 0.2"
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    """Everything one generation run needs besides the dataset object."""
+
+    dataset: str = option(help="registered dataset name (from --dataset)", cli=False)
+    data_csv: Path = option(help="hard-sample CSV in the dataset's template columns (make_hard_samples.py)",
+                            aliases=("--data_csv",))
+    output_path: Path = option(Path("data/train_new"), "output root of the synthetic images",
+                               aliases=("--output_path",))
+    part: int = option(1, "which shard of the classes to generate (1-based)")
+    total_parts: int = option(1, "number of shards the classes (sorted by name) are split into",
+                              aliases=("--total_parts",))
+    image_root: Path | None = option(None, "folder that relative CSV filepaths are relative to; "
+                                           "none: --data-root when given, else the working directory")
+    prompt_json: Path | None = option(None, "class name -> list of LLM prompts (get_text_prompt.py); required by "
+                                            "datasets whose prompts come from one (ImageNet-LT)",
+                                      aliases=("--prompt_json",))
+    backend: str = option(DEFAULT_BACKEND, "img2img model family", choices=tuple(BACKENDS), paper=PAPER)
+    model: str | None = option(None, "diffusers model id or folder; none: the backend's ("
+                                     + ", ".join(f"{n}: {c.default_model}" for n, c in BACKENDS.items()) + ")")
+    variant: str | None = option("fp16", "weight variant to load ('' = the default files)", paper=PAPER)
+    dtype: str = option("fp16", "compute precision (half precision becomes fp32 on CPU; fp64 = exact check mode)",
+                        choices=DTYPES, paper=PAPER)
+    device: str | None = option(None, "device; none: cuda:<LOCAL_RANK> if a GPU is visible, else cpu")
+    strengths: tuple[float, ...] = option(DEFAULT_STRENGTHS, "img2img strengths in (0, 1] (image guidance = "
+                                                             "1 - strength); '0.1 0.2' or '0.1,0.2'", paper=PAPER)
+    seeds: tuple[int, ...] = option(DEFAULT_SEEDS, "user-facing seeds (folder names)", paper=PAPER)
+    guidance_scale: float = option(10.0, "text (classifier-free) guidance scale", paper=PAPER)
+    steps: int = option(50, "sampler steps (img2img runs int(steps * strength) of them)", paper=PAPER)
+    batch_size: int = option(8, "images per pipeline call")
+    resolution: str | None = option(None, "input size WIDTHxHEIGHT, or 'native' (each image's own size, batched by "
+                                          "equal size); none: the dataset's (iwildcam 480x270, imagenet_lt and folder native)",
+                                    aliases=("--resize",), metavar="WxH|native")
+    jpeg_quality: int = option(75, "fixed JPEG quality of the outputs (PIL's default, what the reference wrote)")
+    quality_retry: bool | None = option(None, "regenerate an image while CLIP(image, text) <= --retry-threshold "
+                                              "(--no-quality-retry: never); none: the dataset's setting (on for imagenet_lt)")
+    clip_model: str = option(HF_CLIP_ID, "transformers CLIP model scoring the quality retry", paper=PAPER)
+    retry_threshold: float = option(0.3, "quality retry: regenerate while image-text similarity <= this",
+                                    paper=PAPER)
+    max_retries: int = option(5, "quality retry: extra tries per image (0 turns the retry off)", paper=PAPER)
+    retry_text: str = option("prompt", "quality retry scores against the prompt used (paper) or the dataset's "
+                                       "class text, e.g. 'a photo of {class}' (the reference's code)",
+                             choices=RETRY_TEXTS)
+    skip_bad: bool = option(False, "skip unreadable source images (listed in failures/) instead of failing")
+    manifest_interval: float = option(300.0, "seconds between manifest refreshes during a run")
+
+    def __post_init__(self) -> None:
+        set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 (frozen dataclass)
+        set_("data_csv", Path(self.data_csv))
+        set_("output_path", Path(self.output_path))
+        for name in ("image_root", "prompt_json"):
+            value = getattr(self, name)
+            set_(name, Path(value) if value not in (None, "") else None)
+        set_("variant", self.variant or None)
+        if self.total_parts < 1 or not 1 <= self.part <= self.total_parts:
+            raise InputError("--part", f"need 1 <= part <= total_parts, got part {self.part} of {self.total_parts}")
+        for flag, value in (("--batch-size", self.batch_size), ("--steps", self.steps)):
+            if value < 1:
+                raise InputError(flag, f"must be >= 1, got {value}")
+        if self.guidance_scale <= 0:
+            raise InputError("--guidance-scale", f"must be > 0, got {self.guidance_scale}")
+        set_("strengths", parse_strengths(self.strengths))
+        set_("seeds", parse_seeds(self.seeds))
+        idle = [s for s in self.strengths if denoising_steps(self.steps, s) < 1]
+        if idle:
+            raise InputError("--steps", f"{self.steps} steps at strength {idle[0]:g} run no denoising step (img2img "
+                                        f"runs int(steps * strength)); use --steps {math.ceil(1 / idle[0])} or more")
+        if not 1 <= self.jpeg_quality <= 95:
+            raise InputError("--jpeg-quality", f"must be in [1, 95], got {self.jpeg_quality}")
+        if self.resolution is not None:
+            parse_resolution(self.resolution)  # syntax checked now, resolved against the dataset by the runner
+        if self.max_retries < 0:
+            raise InputError("--max-retries", f"must be >= 0, got {self.max_retries}")
+        if self.backend not in BACKENDS:
+            raise InputError("--backend", f"unknown backend {self.backend!r}; one of {', '.join(BACKENDS)}")
+        if self.dtype not in DTYPES:
+            raise InputError("--dtype", f"must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        if self.retry_text not in RETRY_TEXTS:
+            raise InputError("--retry-text", f"must be one of {', '.join(RETRY_TEXTS)}, got {self.retry_text!r}")
+
+    @property
+    def model_id(self) -> str:
+        """The model to load: ``--model``, else the backend's default."""
+        return self.model or BACKENDS[self.backend].default_model
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """The CLIP quality retry: CLIP model, threshold, extra tries and which text the image is scored against."""
+
+    clip_model: str = HF_CLIP_ID
+    threshold: float = 0.3
+    max_retries: int = 5
+    text: str = "prompt"  # "prompt": the prompt used (paper); "class": the dataset's class text (reference code)
+
+
+def retry_policy(config: GenerationConfig, dataset_default: bool) -> RetryPolicy | None:
+    """The run's quality retry: on when the dataset asks for it (or ``--quality-retry``) and ``--max-retries`` > 0."""
+    wanted = dataset_default if config.quality_retry is None else config.quality_retry
+    if not wanted or config.max_retries == 0:
+        return None
+    return RetryPolicy(config.clip_model, config.retry_threshold, config.max_retries, config.retry_text)
+
+
+def generation_parser() -> argparse.ArgumentParser:
+    """Parent parser of every ``gene_img.py``: one flag per ``GenerationConfig`` field, plus ``-v``."""
+    parser = argparse.ArgumentParser(add_help=False)
+    add_arguments(parser.add_argument_group("generation"), GenerationConfig)
+    for action in parser._actions:
+        if action.dest in _LIST_FIELDS:
+            action.type = None  # kept as text: the config splits "0.1,0.2" and checks each value
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return parser
+
+
+# ------------------------------------------------------------------------------------------------ value parsing
+
+def parse_strengths(values: Iterable) -> tuple[float, ...]:
+    """Strengths from ``0.1 0.2`` or ``0.1,0.2``; each in (0, 1], distinct output folders, sorted."""
+    from discl.guidance import strength_percent
+
+    strengths: list[float] = []
+    for text in _split_list(values):
+        try:
+            strength = float(text)
+        except ValueError:
+            raise InputError("--strengths", f"not a number: {text!r}") from None
+        if not 0 < strength <= 1:
+            raise InputError("--strengths", f"strength {text} is outside (0, 1]")
+        strengths.append(strength)
+    folders = [strength_percent(s) for s in strengths]
+    if len(set(folders)) != len(folders):
+        raise InputError("--strengths", f"two strengths share an output folder (Strength{{int(100·s)}}): {strengths}")
+    if not strengths:
+        raise InputError("--strengths", "no strength given")
+    return tuple(sorted(strengths))
+
+
+def parse_seeds(values: Iterable) -> tuple[int, ...]:
+    """Seeds from ``10 20`` or ``10,20``: distinct integers ≥ 0, sorted (so batches do not depend on the order)."""
+    seeds: list[int] = []
+    for text in _split_list(values):
+        try:
+            seed = int(text)
+        except ValueError:
+            raise InputError("--seeds", f"not an integer: {text!r}") from None
+        if seed < 0 or seed in seeds:
+            raise InputError("--seeds", f"seeds must be distinct integers >= 0, got {text}")
+        seeds.append(seed)
+    if not seeds:
+        raise InputError("--seeds", "no seed given")
+    return tuple(sorted(seeds))
+
+
+def parse_resolution(text: str | None) -> tuple[int, int] | None:
+    """``WIDTHxHEIGHT`` → ``(w, h)``; ``native`` (or empty) → ``None`` (keep each image's own size)."""
+    if text is None or text.strip().lower() in ("", "native", "none"):
+        return None
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise InputError("--resolution", f"expected WIDTHxHEIGHT or 'native', got {text!r}") from None
+    if width < 8 or height < 8:
+        raise InputError("--resolution", f"sizes below 8 px make no image, got {text!r}")
+    return width, height
+
+
+def denoising_steps(steps: int, strength: float) -> int:
+    """Sampler steps img2img actually runs at ``strength`` (diffusers: ``min(int(steps · strength), steps)``)."""
+    return min(int(steps * strength), steps)
+
+
+def _split_list(values: Iterable) -> list[str]:
+    if isinstance(values, (str, int, float)):
+        values = [values]
+    return [part for value in values for part in str(value).replace(",", " ").split()]
