@@ -229,8 +229,9 @@ def test_cache_encodes_only_new_images(scored, mini_iwildcam, scorer_script, tmp
     out = tmp_path / "gen"
     shutil.copytree(scored, out)
     argv = ["--syn_path", str(out), "--real_path", real_dir(mini_iwildcam), "--device", "cpu"]
-    args = clipscore.get_args_parser("iwildcam").parse_args(argv)
-    first, stats, _ = run_scoring(args, "iwildcam")
+    config, dataset, _ = clipscore.parse_args(argv, "iwildcam")
+    assert (config.threshold, config.resize) == (0.25, "480x270")  # the dataset's defaults
+    first, stats, _ = run_scoring(config, dataset)
     assert (stats.texts_encoded, stats.real_encoded, stats.synthetic_encoded) == (0, 0, 0)
     # a newly finished shard: one more hard image (new class, new prompt), plus one old image at a new seed
     images = train_images(mini_iwildcam)
@@ -239,7 +240,7 @@ def test_cache_encodes_only_new_images(scored, mini_iwildcam, scorer_script, tmp
     # and one old synthetic image regenerated in place
     regenerated = out / first["synthetic_path"].iloc[0]
     Image.open(regenerated).rotate(90).save(regenerated)
-    table, stats, _ = run_scoring(args, "iwildcam")
+    table, stats, _ = run_scoring(config, dataset)
     assert len(table) == 12 + 4 + 2
     assert stats.texts_encoded == 1  # the new class's prompt
     assert stats.real_encoded == 1  # the new hard image
@@ -385,3 +386,25 @@ def test_bench_prints_equal_scores_and_speedup(hf_home, capsys):
     assert re.fullmatch(r"speedup=\d+\.\d", lines[-1])
     difference = next(line for line in lines if line.startswith("max |difference|"))
     assert all(float(value) <= 1e-5 for value in re.findall(r"(\d\.\d+e[-+]\d+)", difference))
+
+
+def test_generic_script_takes_the_dataset_and_its_defaults(generated, mini_iwildcam, hf_home, tmp_path, capsys):
+    script = load_script("data_generation/comp_clip_scores.py")
+    with pytest.raises(SystemExit):
+        script.main(["--syn-path", str(generated), "--real-path", real_dir(mini_iwildcam)])
+    assert "--dataset" in capsys.readouterr().err  # required without a per-dataset script
+    parser = clipscore.get_args_parser(None, ["--dataset", "imagenet_lt"])
+    assert parser.parse_args(["--dataset", "imagenet_lt", "--syn-path", "x", "--real-path", "y"]).resize == "none"
+    out = tmp_path / "gen"
+    shutil.copytree(generated, out)
+    assert script.main(["--dataset", "iwildcam", "--syn-path", str(out), "--real-path", real_dir(mini_iwildcam),
+                        "--device", "cpu"]) == 0
+    assert "(threshold 0.25)" in capsys.readouterr().out
+    assert len(list((out / "clip_cache").glob("*/480x270/real-00000.csv"))) == 1  # the dataset's resize
+
+
+def test_manifest_of_another_dataset_is_refused(generated, mini_iwildcam, tmp_path, capsys):
+    script = load_script("data_generation/ImageNet_LT/comp_clip_scores.py")
+    message = run_expecting_error(script, ["--syn_path", str(generated), "--real_path", real_dir(mini_iwildcam)],
+                                  capsys)
+    assert "part001-of001.csv: row 1: column 'dataset': dataset 'iwildcam', but --dataset is 'imagenet_lt'" in message

@@ -1,4 +1,4 @@
-"""CLIPScore filtering (spec §3): batched, cached CLIP similarities of synthetic images, filtering, reference pickles.
+"""CLIPScore filtering (docs/filtering-and-training-data.md): batched, cached CLIP similarities of synthetic images, filtering, reference pickles.
 
 For every synthetic image we need two cosines: against the text embedding of its prompt and against the image
 embedding of its real source. The reference re-encoded the prompt and the real image for each of the 80
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import sys
 import logging
 import os
 import pickle
@@ -25,6 +26,8 @@ import pandas as pd
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
+from discl.config import add_arguments, option
+from discl.datasets.base import ClassInfo, Dataset
 from discl.errors import InputError
 from discl.fileio import atomic_write, atomic_write_bytes, atomic_write_csv, is_temp_file
 from discl.manifest import MANIFEST_COLUMNS, read_manifest, sample_id, validate_manifest
@@ -32,9 +35,6 @@ from discl.models import HF_CLIP_ID
 
 log = logging.getLogger(__name__)
 
-IWILDCAM_THRESHOLD = 0.25
-IMAGENET_LT_THRESHOLD = 0.30
-REFERENCE_RESIZE = (480, 270)  # spec §3: the reference resizes to 480×270 before embedding (iWildCam)
 SCORES_FILE = "clip_scores.csv"
 CLIP_SCORE_PICKLE = "clip_score.pkl"
 FILTERED_PICKLE = "filtered_results.pkl"
@@ -231,15 +231,6 @@ _NOT_CLASS_FOLDERS = {"manifests", "failures", CACHE_DIR}  # generation and scor
 LAYOUT = "<class>/Strength{100s}_guidance{10g}_seed{seed}/<stem>.jpg"
 
 
-@dataclass
-class ClassInfo:
-    """What the reference layout cannot tell: a class folder's label id, class name and prompt."""
-
-    class_id: int
-    class_name: str
-    prompt: str
-
-
 class RealImageFinder:
     """Resolves the real source of a synthetic image under ``--real_path`` (by path, then by file stem)."""
 
@@ -306,9 +297,18 @@ def collect_from_manifests(syn_root: str | os.PathLike, finder: RealImageFinder)
     return table
 
 
-def collect_from_layout(syn_root: str | os.PathLike, finder: RealImageFinder, dataset: str,
-                        describe_class: Callable[[str, str | os.PathLike | None], ClassInfo]) -> pd.DataFrame:
-    """Walk the reference layout ``<class>/Strength…_guidance…_seed…/<stem>.jpg`` when there is no manifest."""
+def collect_from_layout(syn_root: str | os.PathLike, finder: RealImageFinder, dataset: Dataset | str,
+                        describe_class: Callable[[str, str | os.PathLike | None], ClassInfo] | None = None
+                        ) -> pd.DataFrame:
+    """Walk the reference layout ``<class>/Strength…_guidance…_seed…/<stem>.jpg`` when there is no manifest.
+
+    Each class folder is described by ``dataset.describe_class`` (label, name, scoring text); a registered name
+    may stand for the dataset.
+    """
+    from discl.data.hard_sample_csv import as_dataset
+
+    dataset = as_dataset(dataset)
+    describe_class = describe_class or dataset.describe_class
     syn_root = Path(syn_root)
     if not syn_root.is_dir():
         raise InputError(syn_root, "--syn_path is not a folder")
@@ -329,9 +329,9 @@ def collect_from_layout(syn_root: str | os.PathLike, finder: RealImageFinder, da
                 if real is None:
                     raise InputError(image, f"no real image with stem {image.stem!r} under {finder.real_root}")
                 records.append({
-                    "sample_id": sample_id(class_dir.name, sub_dir.name, image.stem), "dataset": dataset,
+                    "sample_id": sample_id(class_dir.name, sub_dir.name, image.stem), "dataset": dataset.name,
                     "class_id": info.class_id, "class_name": info.class_name, "class_folder": class_dir.name,
-                    "real_path": str(real), "image_stem": image.stem, "prompt": info.prompt,
+                    "real_path": str(real), "image_stem": image.stem, "prompt": info.text,
                     "strength": strength_pct / 100, "image_guidance": 100 - strength_pct,
                     "text_guidance": text_guidance_x10 / 10, "seed": seed,
                     "generator_seed": 0,  # unknown in the reference layout
@@ -551,151 +551,141 @@ def read_scores(path: str | os.PathLike) -> pd.DataFrame:
     return frame
 
 
-
 # ---------------------------------------------------------------------------------------------------------
-# The two datasets: what differs is passed as data, the code path is one
+# The step: any registered dataset, its defaults from the dataset class
 
-
-def iwildcam_class_info(class_folder: str, real_root: str | os.PathLike | None = None) -> ClassInfo:
-    """Label, scientific name and generation prompt of an iWildCam class folder (``acinonyx_jubatus``).
-
-    Labels come from the release's ``categories.csv`` next to ``real_root`` (``iwildcam_v2.0/train``) when
-    there is one, else from the packaged 182-class list.
-    """
-    from discl.data.iwildcam import common_name, species_names
-    from discl.prompts import iwildcam_prompt
-
-    scientific = class_folder.replace("_", " ")
-    release = None if real_root is None else Path(real_root).parent
-    names = species_names(release if release and (release / "categories.csv").is_file() else None)
-    if scientific not in names:
-        common_name(scientific, file=class_folder)  # an unknown species raises with a "did you mean" hint
-        raise InputError(class_folder, f"species {scientific!r} is not among the dataset's classes")
-    return ClassInfo(names.index(scientific), scientific, iwildcam_prompt(common_name(scientific)))
-
-
-def imagenet_lt_class_info(class_folder: str, real_root: str | os.PathLike | None = None) -> ClassInfo:
-    """Label, class name and scoring text of an ImageNet-LT class folder (a WordNet id or the class name).
-
-    The LLM prompt of an image is not recoverable from the layout; like the reference's scorer, the text is
-    then ``a photo of {class name}``.
-    """
-    from discl.data.hard_sample_csv import class_folder as folder_of
-    from discl.data.imagenet_lt import class_names, imagenet_wnids
-
-    names = class_names()
-    wnids = imagenet_wnids()
-    if class_folder in wnids:
-        label = wnids.index(class_folder)
-    else:
-        # Folders as discl.data.hard_sample_csv names them: the class name with spaces and '/' as '_', and
-        # '_<label>' appended for names that two labels share ('missile', 'sunglasses').
-        candidates: dict[str, int] = {}
-        for index, name in enumerate(names):
-            candidates.setdefault(folder_of(name).lower(), index)
-            candidates[f"{folder_of(name)}_{index}".lower()] = index
-        if class_folder.lower() not in candidates:
-            raise InputError(class_folder, "not an ImageNet class folder (expected a WordNet id or a class name)")
-        label = candidates[class_folder.lower()]
-    return ClassInfo(label, names[label], f"a photo of {names[label]}")
-
-
-@dataclass(frozen=True)
-class DatasetScoring:
-    """Per-dataset defaults of the scoring step (spec §3)."""
-
-    name: str
-    threshold: float
-    resize: str
-    describe_class: Callable[[str, str | os.PathLike | None], ClassInfo]
-
-
-SCORING = {
-    "iwildcam": DatasetScoring("iwildcam", IWILDCAM_THRESHOLD, "{}x{}".format(*REFERENCE_RESIZE), iwildcam_class_info),
-    # The reference scores ImageNet-LT images at their native size.
-    "imagenet_lt": DatasetScoring("imagenet_lt", IMAGENET_LT_THRESHOLD, "none", imagenet_lt_class_info),
-}
 TEXT_SOURCES = ("prompt", "class")
 
 
-def add_scoring_args(parser, dataset: str) -> None:
-    """The flags of ``comp_clip_scores.py`` (the reference's names first), with the dataset's defaults."""
-    spec = SCORING[dataset]
-    parser.add_argument("--syn_path", required=True,
-                        help="generation output folder (manifests/*.csv, or the reference's class/subfolder layout)")
-    parser.add_argument("--real_path", required=True, help="folder holding the real source images")
-    parser.add_argument("--threshold", type=float, default=spec.threshold,
-                        help="keep an image when its image–text similarity is >= this (default %(default)s)")
-    parser.add_argument("--model", default=HF_CLIP_ID, help="transformers CLIP id or folder (default %(default)s)")
-    parser.add_argument("--batch-size", type=int, default=64, help="images / texts per encoder call")
-    parser.add_argument("--device", default=None, help="cuda, cpu, ... (default: cuda when available)")
-    parser.add_argument("--resize", default=spec.resize,
-                        help="WIDTHxHEIGHT applied to every image before embedding, or 'none' (default %(default)s)")
-    parser.add_argument("--workers", type=int, default=4, help="threads decoding images")
-    parser.add_argument("--text", choices=TEXT_SOURCES, default="prompt",
-                        help="score against each image's generation prompt (paper) or 'a photo of {class}' "
-                             "(the reference's ImageNet-LT scorer)")
-    parser.add_argument("--clip-emb-pkl", action="store_true",
-                        help="also write the reference's per-subfolder clip_emb.pkl (pickles; off by default)")
+@dataclass
+class ScoringConfig:
+    """The flags of comp_clip_scores.py; ``threshold`` and ``resize`` default to the dataset's."""
+
+    syn_path: str = option("", "generation output folder (manifests/*.csv, or the reference's "
+                               "class/subfolder layout)", aliases=("--syn_path",), required=True)
+    real_path: str = option("", "folder holding the real source images", aliases=("--real_path",), required=True)
+    threshold: float | None = option(None, "keep an image when its image–text similarity is >= this (the "
+                                           "dataset's clip_threshold)", paper="iWildCam 0.25, ImageNet-LT 0.30")
+    resize: str | None = option(None, "WIDTHxHEIGHT applied to every image before embedding, or 'none' for the "
+                                      "native size (the dataset's clip_resize)", paper="iWildCam 480x270")
+    model: str = option(HF_CLIP_ID, "transformers CLIP id or folder", paper="CLIP ViT-B/32")
+    batch_size: int = option(64, "images / texts per encoder call")
+    device: str | None = option(None, "cuda, cpu, ...; none = cuda when available")
+    workers: int = option(4, "threads decoding images")
+    text: str = option("prompt", "score against each image's generation prompt (paper) or the dataset's class "
+                                 "text (the reference's ImageNet-LT scorer: 'a photo of {class}')",
+                       choices=TEXT_SOURCES)
+    clip_emb_pkl: bool = option(False, "also write the reference's per-subfolder clip_emb.pkl (pickles)")
 
 
-def class_text(class_name: str, dataset: str) -> str:
-    """The ``--text class`` scoring text: the iWildCam generation prompt, or ``a photo of {class}``."""
-    if dataset == "iwildcam":
-        from discl.data.iwildcam import common_name
-        from discl.prompts import iwildcam_prompt
-
-        return iwildcam_prompt(common_name(class_name))
-    return f"a photo of {class_name}"
+def resize_text(size: tuple[int, int] | None) -> str:
+    """``(480, 270)`` → ``"480x270"``; None → ``"none"``."""
+    return "none" if size is None else f"{size[0]}x{size[1]}"
 
 
-def run_scoring(args, dataset: str) -> tuple[pd.DataFrame, ScoringStats, dict[str, Path]]:
-    """Score every synthetic image under ``args.syn_path``, filter, and write every output (see module doc)."""
+def peek_dataset(argv: Sequence[str] | None, default: str | None) -> type[Dataset] | None:
+    """The dataset class named by ``--dataset`` in ``argv`` (or ``default``), to show its defaults in the parser."""
+    from discl.datasets import dataset_class
+
+    peek = argparse.ArgumentParser(add_help=False)
+    peek.add_argument("--dataset", default=default)
+    known, _ = peek.parse_known_args(list(argv or ()))
+    return None if known.dataset is None else dataset_class(known.dataset)
+
+
+def get_args_parser(default_dataset: str | None = None, argv: Sequence[str] | None = None,
+                    description: str | None = None) -> argparse.ArgumentParser:
+    """The scoring flags, with the defaults of the dataset named in ``argv`` (or ``default_dataset``)."""
+    from discl.datasets import dataset_parser
+
+    cls = peek_dataset(argv, default_dataset)
+    defaults = {} if cls is None else {"threshold": cls.clip_threshold, "resize": resize_text(cls.clip_resize)}
+    parser = argparse.ArgumentParser(description=(description or __doc__).split("\n\n")[0],
+                                     parents=[dataset_parser(required_root=False, default=default_dataset)])
+    add_arguments(parser.add_argument_group("scoring"), ScoringConfig, defaults=defaults)
+    parser.add_argument("-v", "--verbose", action="store_true")
+    return parser
+
+
+def parse_args(argv: Sequence[str] | None, default_dataset: str | None = None,
+               description: str | None = None) -> tuple[ScoringConfig, Dataset, argparse.Namespace]:
+    """``argv`` → (typed scoring config, dataset, namespace)."""
+    from discl.config import from_args
+    from discl.datasets import from_args as dataset_from_args
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = get_args_parser(default_dataset, argv, description).parse_args(argv)
+    dataset = dataset_from_args(args)
+    config = from_args(ScoringConfig, args)
+    if config.threshold is None:
+        config.threshold = dataset.clip_threshold
+    if config.resize is None:
+        config.resize = resize_text(dataset.clip_resize)
+    return config, dataset, args
+
+
+def check_dataset_column(table: pd.DataFrame, dataset: Dataset) -> None:
+    """Every synthetic image must come from the dataset being scored (its name in the manifest)."""
+    other = np.flatnonzero(table["dataset"].to_numpy() != dataset.name)
+    if other.size:
+        first = table.iloc[int(other[0])]
+        raise InputError(first.get("source"), f"dataset {first['dataset']!r}, but --dataset is {dataset.name!r}",
+                         first.get("source_row"), "dataset")
+
+
+def run_scoring(config: ScoringConfig, dataset: Dataset) -> tuple[pd.DataFrame, ScoringStats, dict[str, Path]]:
+    """Score every synthetic image under ``config.syn_path``, filter, and write every output (see module doc)."""
     from discl.models import default_device
 
-    threshold = check_threshold(args.threshold)
-    resize = parse_resize(args.resize)
-    syn_root = Path(args.syn_path)
+    threshold = check_threshold(dataset.clip_threshold if config.threshold is None else config.threshold)
+    resize = parse_resize(resize_text(dataset.clip_resize) if config.resize is None else config.resize)
+    syn_root = Path(config.syn_path)
     if not syn_root.is_dir():
         raise InputError(syn_root, "--syn_path is not a folder")
-    finder = RealImageFinder(args.real_path)
+    finder = RealImageFinder(config.real_path)
     if any(p for p in (syn_root / "manifests").glob("*.csv") if not is_temp_file(p)):
         table = collect_from_manifests(syn_root, finder)
+        check_dataset_column(table, dataset)
     else:
         log.info("no manifests in %s: walking the reference folder layout", syn_root)
-        table = collect_from_layout(syn_root, finder, dataset, SCORING[dataset].describe_class)
-    if args.text == "class":
-        texts = {name: class_text(name, dataset) for name in table["class_name"].unique()}
+        table = collect_from_layout(syn_root, finder, dataset)
+    if config.text == "class":
+        texts = {name: dataset.class_text(name) for name in table["class_name"].unique()}
         table["text"] = table["class_name"].map(texts)
     else:
         table["text"] = table["prompt"]
-    embedder = ClipEmbedder(args.model, args.device or default_device(), args.batch_size)
-    scorer = ClipScorer(embedder, syn_root / CACHE_DIR, resize, workers=args.workers)
+    embedder = ClipEmbedder(config.model, config.device or default_device(), config.batch_size)
+    scorer = ClipScorer(embedder, syn_root / CACHE_DIR, resize, workers=config.workers)
     table, stats = scorer.score(table, text_column="text")
     paths = write_outputs(table, syn_root, threshold)
-    if args.clip_emb_pkl:
+    if config.clip_emb_pkl:
         write_reference_embeddings(table, scorer, syn_root)
     return apply_threshold(table, threshold), stats, paths
 
 
-def get_args_parser(dataset: str, description: str | None = None) -> argparse.ArgumentParser:
-    """The scoring flags with the dataset's defaults (``comp_clip_scores.py`` of either dataset)."""
-    parser = argparse.ArgumentParser(description=(description or "").split("\n\n")[0])
-    add_scoring_args(parser, dataset)
-    parser.add_argument("--verbose", action="store_true")
-    return parser
+class _DatasetsByName(dict):
+    """``SCORING[name]`` → the registered dataset ``name``: kept for callers that looked up describe_class here."""
+
+    def __missing__(self, name: str) -> Dataset:
+        from discl.datasets import get_dataset
+
+        return get_dataset(name)
 
 
-def main(argv: Sequence[str] | None, dataset: str, description: str | None = None) -> int:
+SCORING = _DatasetsByName()  # deprecated: pass a Dataset (discl.datasets.get_dataset) instead
+
+
+def main(argv: Sequence[str] | None = None, default_dataset: str | None = None,
+         description: str | None = None) -> int:
     """Score and filter one generation output folder, write the outputs, print the per-guidance report."""
     from discl.cli import setup_logging
 
-    args = get_args_parser(dataset, description).parse_args(argv)
+    config, dataset, args = parse_args(argv, default_dataset, description)
     setup_logging(args.verbose)
-    table, stats, paths = run_scoring(args, dataset)
+    table, stats, paths = run_scoring(config, dataset)
     _, by_guidance = filter_reports(table)
     print(by_guidance.to_string(index=False, float_format="%.3f"))
-    print(f"kept {int(table['keep'].sum())} of {len(table)} synthetic images (threshold {args.threshold}); "
+    print(f"kept {int(table['keep'].sum())} of {len(table)} synthetic images (threshold {config.threshold}); "
           f"encoded {stats.texts_encoded} prompts, {stats.real_encoded} real, {stats.synthetic_encoded} synthetic "
-          f"images; scores in {paths['clip_scores.csv']}")
+          f"images; scores in {paths[SCORES_FILE]}")
     return 0
