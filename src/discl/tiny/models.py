@@ -24,10 +24,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
 from discl.fileio import atomic_write_json, atomic_write_text
+from discl.generation.backend import SD15_ID
 from discl.models import HF_CLIP_ID, OPEN_CLIP_CONFIG_DIR, REFINER_ID, quiet_hf_loading
 
 if TYPE_CHECKING:
-    from diffusers import StableDiffusionXLImg2ImgPipeline
+    from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionXLImg2ImgPipeline
     from transformers import CLIPModel, CLIPProcessor, CLIPTextConfig, CLIPTokenizer
 
 log = logging.getLogger(__name__)
@@ -162,6 +163,38 @@ def build_refiner_pipeline(tokenizer_2: CLIPTokenizer | None = None) -> StableDi
                                             requires_aesthetics_score=True, force_zeros_for_empty_prompt=False)
 
 
+def build_sd_img2img_components(tokenizer: CLIPTokenizer | None = None) -> dict:
+    """Components of a tiny Stable Diffusion 1.5 (one ``CLIPTextModel``, PNDM), from diffusers' fast-test configs."""
+    from diffusers import AutoencoderKL, PNDMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextModel
+
+    text_config = _text_config()
+    with _seeded():
+        unet = UNet2DConditionModel(
+            # diffusers' SD img2img fast-test UNet with one layer per block (as the tiny refiner's)
+            sample_size=32, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(32, 64),
+            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+            cross_attention_dim=text_config.hidden_size)
+        vae = AutoencoderKL(
+            in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(32, 64),
+            down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+            sample_size=64, scaling_factor=0.18215, force_upcast=False)  # SD 1.5's scaling factor
+        text_encoder = CLIPTextModel(text_config)
+    # SD 1.5's scheduler config (PNDM without Runge-Kutta warm-up, scaled-linear betas).
+    scheduler = PNDMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", skip_prk_steps=True,
+                              steps_offset=1, set_alpha_to_one=False, num_train_timesteps=1000)
+    return {"vae": vae, "text_encoder": text_encoder,
+            "tokenizer": tokenizer if tokenizer is not None else build_clip_tokenizer(),
+            "unet": unet, "scheduler": scheduler, "safety_checker": None, "feature_extractor": None}
+
+
+def build_sd_img2img_pipeline(tokenizer: CLIPTokenizer | None = None) -> StableDiffusionImg2ImgPipeline:
+    """A tiny ``StableDiffusionImg2ImgPipeline`` laid out like Stable Diffusion 1.5 (no safety checker)."""
+    from diffusers import StableDiffusionImg2ImgPipeline
+
+    return StableDiffusionImg2ImgPipeline(**build_sd_img2img_components(tokenizer), requires_safety_checker=False)
+
+
 def build_hf_clip(tokenizer: CLIPTokenizer | None = None) -> tuple[CLIPModel, CLIPProcessor]:
     """A tiny transformers ``CLIPModel`` and its ``CLIPProcessor`` (real tokenizer, 32 px images)."""
     from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPVisionConfig
@@ -227,6 +260,24 @@ def _save_refiner(folder: Path) -> None:
     write_bpe_files(folder / "tokenizer_2")
 
 
+def _save_sd15(folder: Path) -> None:
+    import torch
+    from diffusers.utils import logging as diffusers_logging
+
+    pipe = build_sd_img2img_pipeline()
+    # As the Hub repo: fp32 files and an fp16 variant (the generator loads variant="fp16" by default).
+    with quiet_hf_loading():
+        pipe.save_pretrained(folder, safe_serialization=True)
+        verbosity = diffusers_logging.get_verbosity()
+        diffusers_logging.set_verbosity_error()
+        try:
+            pipe.to(torch.float16)
+        finally:
+            diffusers_logging.set_verbosity(verbosity)
+        pipe.save_pretrained(folder, safe_serialization=True, variant="fp16")
+    write_bpe_files(folder / "tokenizer")
+
+
 def _save_hf_clip(folder: Path) -> None:
     model, processor = build_hf_clip()
     with quiet_hf_loading():
@@ -251,14 +302,16 @@ def _save_open_clip_vit_b16(folder: Path) -> None:
 OPEN_CLIP_VIT_B16_OPENAI_ID = "timm/vit_base_patch16_clip_224.openai"
 _SAVERS = {REFINER_ID: _save_refiner, HF_CLIP_ID: _save_hf_clip}
 # Installed only on request (install_model): full-size, so too heavy for every test session and the demo.
-_OPTIONAL_SAVERS = {OPEN_CLIP_VIT_B16_OPENAI_ID: _save_open_clip_vit_b16}
+_OPTIONAL_SAVERS = {OPEN_CLIP_VIT_B16_OPENAI_ID: _save_open_clip_vit_b16,
+                    SD15_ID: _save_sd15}  # the generation backend test's Stable Diffusion 1.5
 _DONE_MARKER = ".discl-complete"
 
 
 def install_model(hf_home: str | os.PathLike, repo_id: str) -> Path:
     """Install the model for ``repo_id`` into the hub cache (skipped when already there); return its snapshot.
 
-    Every id of ``install_tiny_models``, plus ``OPEN_CLIP_VIT_B16_OPENAI_ID`` (random full-size weights).
+    Every id of ``install_tiny_models``, plus ``OPEN_CLIP_VIT_B16_OPENAI_ID`` (random full-size weights) and
+    ``SD15_ID`` (a tiny Stable Diffusion 1.5 img2img pipeline).
     """
     repo_dir = repo_cache_dir(hf_home, repo_id)
     commit = snapshot_hash(repo_id)
