@@ -16,8 +16,8 @@ from discl.data.training_tables import (read_imagenet_lt_list, read_iwildcam_tab
 from discl.errors import InputError
 from discl.manifest import (MANIFEST_COLUMNS, guidance_from_strength, sample_id, subfolder_name, synthetic_relpath,
                             write_manifest)
-from discl.training_data import (assign_image_ids, build_curriculum, iwildcam_titled, real_rows, sample_validation,
-                                 synthetic_rows)
+from discl.training_data import (assign_image_ids, build_curriculum, real_rows, sample_validation, synthetic_rows,
+                                 titled_rows)
 
 
 
@@ -67,6 +67,7 @@ def test_validation_sample_has_every_level_and_is_reproducible():
                               for g in ((50, 70) if k != "c" else (70,)) for seed in (10, 20)],
                              columns=["key", "path", "filepath", "label", "strength", "guidance", "seed"])
     tables = build_curriculum(real, synthetic.iloc[:-4], val_size=1, random_state=0)  # d has no synthetic rows
+    # (a, b, c are hard: at most half of them, 1, may be held out)
     assert tables.levels == [50, 70, 100]
     validation = tables.validation
     assert validation["key"].nunique() == 1 and validation["key"].iloc[0] in ("a", "b")
@@ -84,7 +85,7 @@ def test_validation_sample_has_every_level_and_is_reproducible():
 def test_titles_two_templates_in_reference_order():
     frame = pd.DataFrame({"key": ["a", "b"], "filepath": ["/a.jpg", "/b.jpg"], "label": [1, 0], "strength": [0, 30],
                           "guidance": [100, 70], "seed": [100, 10], "img_id": [-1, 0]})
-    titled = iwildcam_titled(frame, ["empty", "cheetah"], ("a photo of {}.", "{} in the wild."))
+    titled = titled_rows(frame, ["empty", "cheetah"], ("a photo of {}.", "{} in the wild."))
     assert titled["title"].tolist() == ["a photo of cheetah.", "a photo of empty.", "cheetah in the wild.",
                                         "empty in the wild."]
     assert titled["filepath"].tolist() == ["/a.jpg", "/b.jpg"] * 2
@@ -225,3 +226,96 @@ def test_bad_inputs(mini_iwildcam, iwildcam_hard, repo_root, tmp_path, capsys):
     assert "column '--val-size'" in error("--val-size", "-1")
     assert "iwildcam_v2.0/metadata.csv: missing" in error("--data-root", str(tmp_path))
     assert not (tmp_path / "data").exists()
+
+
+# ------------------------------------------------------------------------------------- any dataset, one builder
+def test_dataset_defaults_feed_the_parser():
+    from discl.training_data import get_args_parser
+
+    required = ["--data-root", "r", "--syn-path", "s", "--save-folder", "o"]
+    lt = get_args_parser(None, ["--dataset", "imagenet_lt"]).parse_args(["--dataset", "imagenet_lt"] + required)
+    assert (lt.min_guidance, lt.guidance_levels, lt.val_size) == (0, [10, 30, 50], 100)
+    wild = get_args_parser("iwildcam", []).parse_args(required)
+    assert (wild.min_guidance, wild.guidance_levels, wild.val_size) == (50, None, 2000)
+    assert get_args_parser("iwildcam", []).parse_args(required + ["--guidance-levels"]).guidance_levels == []
+
+
+def test_canonical_tables_for_imagenet_lt_and_the_txt_reader(mini_imagenet_lt, tmp_path):
+    from discl.data.training_tables import TABLE_COLUMNS, read_training_table
+
+    train_list = [line.split() for line in (mini_imagenet_lt / "ImageNet_LT_train.txt").read_text().splitlines()]
+    few = [(path, int(label), f"class {label}") for path, label in train_list if int(label) >= 6][:3]
+    syn = tmp_path / "gen"
+    write_manifest(scored_rows("imagenet_lt", few, (0.9, 0.7, 0.5), (10,)), syn / "clip_scores.csv")
+    script = load_script("curriculum/build_data.py")
+    assert script.main(["--dataset", "imagenet_lt", "--syn-path", str(syn), "--data-root", str(mini_imagenet_lt),
+                        "--save-folder", str(tmp_path / "data"), "--val-size", "1"]) == 0
+    canonical = read_training_table(tmp_path / "data/train.csv")
+    assert list(canonical.columns) == TABLE_COLUMNS
+    assert set(canonical["title"]) >= {"a photo of a tench.", "a photo of a rooster."}  # one caption template
+    reference = read_training_table(tmp_path / "data/train.txt")  # data_roots.json beside it
+    assert list(reference.columns) == TABLE_COLUMNS and (reference["title"] == "").all()
+    assert reference["filepath"].tolist() == canonical["filepath"].tolist()
+    assert reference["guidance"].tolist() == canonical["guidance"].tolist()
+    real = reference["guidance"] == 100
+    assert reference.loc[real, "img_id"].tolist() == list(range(-1, -int(real.sum()) - 1, -1))
+    assert reference.loc[~real, "img_id"].tolist() == list(range(int((~real).sum())))
+    assert (reference.loc[real, "seed"] == 100).all() and (reference["strength"] == 100 - reference["guidance"]).all()
+    validation = read_training_table(tmp_path / "data/validate.csv")
+    assert sorted(validation["guidance"]) == [10, 30, 50, 100]
+
+
+def test_validation_hold_out_is_capped_and_an_emptied_level_is_an_error(caplog):
+    keys = ["a", "b", "c", "d"]
+    real = real_rows(keys, keys, [0, 1, 2, 3])
+    synthetic = pd.DataFrame([(k, k, k, i, 100 - g, g, 10) for i, k in enumerate(keys[:3]) for g in (50, 70)],
+                             columns=["key", "path", "filepath", "label", "strength", "guidance", "seed"])
+    with caplog.at_level("WARNING"):
+        tables = build_curriculum(real, synthetic, val_size=2000)
+    assert tables.validation["key"].nunique() == 1  # 3 hard images: at most half, 1, is held out
+    assert "at most 50% of the 3 hard images (1)" in caplog.text
+    assert {50, 70} <= set(tables.train["guidance"])
+    # level 90 exists for image a only, so a is the only image with every level: holding it out would leave
+    # level 90 without training rows
+    only_a = pd.concat([synthetic, pd.DataFrame([("a", "a", "a", 0, 10, 90, 10)], columns=synthetic.columns)])
+    with pytest.raises(InputError, match=r"column '--val-size': guidance level\(s\) \[90\] have no training rows"):
+        build_curriculum(real, only_a, val_size=1, max_val_fraction=1.0)
+    assert build_curriculum(real, only_a, val_size=0).validation.empty
+
+
+def test_a_users_dataset_gets_the_canonical_tables_and_its_own_captions(mini_imagenet_lt, tmp_path):
+    from discl.data.training_tables import read_training_table
+    from discl.datasets import Dataset, RealImages
+    from discl.training_data import BuildConfig, run_build
+
+    lines = [line.split() for line in (mini_imagenet_lt / "ImageNet_LT_train.txt").read_text().splitlines()]
+    picked = [(path, int(label)) for path, label in lines if int(label) in (5, 6)]
+
+    class Rays(Dataset):  # two classes of the mini ImageNet-LT as a user's own dataset
+        name = "rays_for_test"
+        table_min_guidance = 30
+        curriculum_val_size = 1
+
+        def class_names(self):
+            return ["electric ray", "stingray"]
+
+        def text_names(self):
+            return ["torpedo", "stingray"]
+
+        def caption_templates(self):
+            return ("{} underwater.", lambda name: f"a {name}, photographed.")
+
+        def training_images(self, list_file=None):
+            return RealImages([str(mini_imagenet_lt / p) for p, _ in picked], [label - 5 for _, label in picked],
+                              [p for p, _ in picked])
+
+    hard = [(path, label - 5, ["electric ray", "stingray"][label - 5]) for path, label in picked[:1] + picked[-2:]]
+    syn = tmp_path / "gen"
+    write_manifest(scored_rows("rays_for_test", hard, (0.9, 0.5, 0.3), (10,)), syn / "clip_scores.csv")
+    tables, paths = run_build(BuildConfig(syn_path=str(syn), save_folder=str(tmp_path / "data")), Rays(root=tmp_path))
+    assert sorted(paths) == ["levels", "train", "validation"]  # no reference format for this dataset
+    assert tables.levels == [50, 70, 100]  # guidance 10 < the dataset's minimum 30
+    train = read_training_table(paths["train"])
+    assert len(train) == 2 * len(tables.train)
+    assert {"torpedo underwater.", "a stingray, photographed."} <= set(train["title"])
+    assert read_training_table(paths["validation"])["title"].str.endswith(" underwater.").all()

@@ -1,4 +1,4 @@
-"""Build the iWildCam curriculum training data (spec §4, the reference's datacreation step).
+"""Build the iWildCam curriculum training data (the generic curriculum/build_data.py with --dataset iwildcam).
 
 From the WILDS train split and the scored synthetic spectrum (clip_scores.csv from comp_clip_scores.py),
 write into --save_folder: train.csv (tab-separated: title, filepath, label, strength, guidance, seed,
@@ -19,7 +19,7 @@ DATASET = "iwildcam"
 
 def main(argv=None) -> int:
     """Build the training and curriculum-validation tables (see discl.training_data.main)."""
-    return training_data.main(argv, DATASET, __doc__)
+    return training_data.main(argv, default_dataset=DATASET, description=__doc__)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,11 @@
-"""Curriculum training data (spec §4): real training list + scored synthetic spectrum → training and
-curriculum-validation tables.
+"""Curriculum training data (docs/filtering-and-training-data.md): real training images + scored synthetic
+spectrum → training and curriculum-validation tables, for any registered dataset.
 
-One code path for both datasets: ``build_curriculum`` works on a generic frame (``key, path, filepath, label,
-strength, guidance, seed``); iWildCam and ImageNet-LT differ only in where the real list comes from and how
-the result is written (captioned TSV vs. ``relative/path label guidance`` lists).
+One code path: ``build_curriculum`` works on a generic frame (``key, path, filepath, label, strength, guidance,
+seed``). Real rows come from ``dataset.training_images()`` (keys = paths relative to the dataset root),
+synthetic rows from the scored manifest; the minimum guidance, the kept levels and the validation size default
+to the dataset's class attributes. Every dataset gets the canonical ``train.csv`` / ``validate.csv``;
+``dataset.write_reference_tables`` adds the reference's own format where it has one (ImageNet-LT's lists).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -18,16 +21,19 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from discl.clipscore import SCORES_FILE, check_threshold, read_scores
-from discl.data.training_tables import (IMAGENET_LT_GUIDANCE_LEVELS, REAL_GUIDANCE, REAL_SEED, REAL_STRENGTH,
-                                        write_data_roots, write_imagenet_lt_list, write_iwildcam_table)
+from discl.clipscore import SCORES_FILE, check_threshold, peek_dataset, read_scores
+from discl.config import add_arguments, option
+from discl.data.training_tables import TABLE_COLUMNS, write_training_table
+from discl.datasets.base import Dataset, RealImages, frame_of, render
 from discl.errors import InputError
 from discl.fileio import atomic_write_csv
+from discl.guidance import REAL, REAL_SEED, REAL_STRENGTH
 
 log = logging.getLogger(__name__)
 
 FRAME_COLUMNS = ["key", "path", "filepath", "label", "strength", "guidance", "seed"]
 DEFAULT_RANDOM_STATE = 42  # the reference's fixed random state for the validation sample
+OUTPUT_FILES = ("train.csv", "validate.csv")
 
 
 @dataclass
@@ -39,6 +45,29 @@ class CurriculumTables:
     levels: list[int]
 
 
+@dataclass
+class BuildConfig:
+    """The flags of build_data.py; ``min_guidance``, ``guidance_levels`` and ``val_size`` default to the dataset's."""
+
+    syn_path: str = option("", "generation output folder, scored by comp_clip_scores.py", aliases=("--syn_path",),
+                           required=True)
+    save_folder: str = option("", "where the training tables are written", aliases=("--save_folder",),
+                              required=True)
+    scores: str | None = option(None, f"scored manifest; none = SYN_PATH/{SCORES_FILE}")
+    threshold: float | None = option(None, "re-filter on the image–text similarity; none = the scorer's keep "
+                                           "column")
+    min_guidance: int | None = option(None, "drop synthetic images below this guidance (the dataset's "
+                                            "table_min_guidance)", paper="iWildCam 50")
+    guidance_levels: list[int] | None = option(None, "synthetic guidance levels kept (the dataset's "
+                                                     "table_guidance_levels); none or no value = every level >= "
+                                                     "--min-guidance", paper="ImageNet-LT 10 30 50")
+    val_size: int | None = option(None, "curriculum-validation images (the dataset's curriculum_val_size)",
+                                  paper="iWildCam 2000")
+    max_val_fraction: float = option(0.5, "the validation hold-out takes at most this fraction of the hard "
+                                          "images, so training keeps synthetic rows of every level")
+    random_state: int = option(DEFAULT_RANDOM_STATE, "seed of the validation sample")
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Rows
 
@@ -47,11 +76,17 @@ def real_rows(paths: Sequence[str], filepaths: Sequence[str], labels: Sequence[i
     """Real training images: strength 0, guidance 100, seed 100; keyed by their (unique) relative path."""
     frame = pd.DataFrame({"key": list(paths), "path": list(paths), "filepath": list(filepaths),
                           "label": np.asarray(labels, dtype="int64")})
-    frame["strength"], frame["guidance"], frame["seed"] = REAL_STRENGTH, REAL_GUIDANCE, REAL_SEED
+    frame["strength"], frame["guidance"], frame["seed"] = REAL_STRENGTH, REAL, REAL_SEED
     duplicated = frame["key"].duplicated()
     if duplicated.any():
         raise InputError(None, f"real image {frame['key'][duplicated].iloc[0]!r} is listed twice in the training list")
     return frame[FRAME_COLUMNS]
+
+
+def dataset_real_rows(images: RealImages) -> pd.DataFrame:
+    """A dataset's training images (``dataset.training_images()``) as real rows keyed by their relative path."""
+    frame = frame_of(images)
+    return real_rows(frame["key"].tolist(), frame["filepath"].tolist(), frame["label"].tolist())
 
 
 def synthetic_rows(scores: pd.DataFrame, real: pd.DataFrame, syn_root: str | os.PathLike,
@@ -114,7 +149,7 @@ def assign_image_ids(frame: pd.DataFrame) -> pd.Series:
 
     Ids follow the first appearance of each image in ``frame`` (the real list's order).
     """
-    is_synthetic = frame["guidance"] != REAL_GUIDANCE
+    is_synthetic = frame["guidance"] != REAL
     hard = set(frame.loc[is_synthetic, "key"])
     ids: dict[str, int] = {}
     next_hard, next_other = 0, -1
@@ -130,7 +165,7 @@ def assign_image_ids(frame: pd.DataFrame) -> pd.Series:
 
 def guidance_levels(frame: pd.DataFrame) -> list[int]:
     """The guidance levels present, real (100) included, ascending."""
-    return sorted(set(int(g) for g in frame["guidance"]) | {REAL_GUIDANCE})
+    return sorted(set(int(g) for g in frame["guidance"]) | {REAL})
 
 
 def validation_candidates(frame: pd.DataFrame, levels: Sequence[int]) -> list[str]:
@@ -157,9 +192,27 @@ def sample_validation(frame: pd.DataFrame, size: int, random_state: int = DEFAUL
     return frame.loc[sorted(picks)].reset_index(drop=True)
 
 
+def capped_val_size(val_size: int, hard_images: int, max_fraction: float = 0.5) -> int:
+    """The validation hold-out: at most ``max_fraction`` of the hard images (a warning says when it is cut)."""
+    if val_size < 0:
+        raise InputError(None, f"validation size must be >= 0, got {val_size}", column="--val-size")
+    if not 0.0 <= max_fraction <= 1.0:
+        raise InputError(None, f"must be in [0, 1], got {max_fraction}", column="--max-val-fraction")
+    cap = int(np.floor(max_fraction * hard_images))
+    if val_size > cap:
+        log.warning("curriculum validation: %d images asked for, but at most %.0f%% of the %d hard images (%d) are "
+                    "held out so that training keeps synthetic rows of every level", val_size, 100 * max_fraction,
+                    hard_images, cap)
+    return min(val_size, cap)
+
+
 def build_curriculum(real: pd.DataFrame, synthetic: pd.DataFrame, val_size: int,
-                     random_state: int = DEFAULT_RANDOM_STATE) -> CurriculumTables:
-    """Real + synthetic rows → training rows (validation images removed) and curriculum-validation rows."""
+                     random_state: int = DEFAULT_RANDOM_STATE, max_val_fraction: float = 0.5) -> CurriculumTables:
+    """Real + synthetic rows → training rows (validation images removed) and curriculum-validation rows.
+
+    The hold-out takes at most ``max_val_fraction`` of the hard images; a level left without training rows is an
+    ``InputError`` (the schedule would stage it with nothing to train on).
+    """
     if val_size < 0:
         raise InputError(None, f"validation size must be >= 0, got {val_size}", column="--val-size")
     frame = pd.concat([real, synthetic], ignore_index=True)
@@ -167,8 +220,17 @@ def build_curriculum(real: pd.DataFrame, synthetic: pd.DataFrame, val_size: int,
     frame = frame.sort_values(["key", "guidance", "seed"], kind="stable", key=_real_order(real)).reset_index(drop=True)
     frame["img_id"] = assign_image_ids(frame)
     levels = guidance_levels(frame)
-    validation = sample_validation(frame[frame["img_id"] >= 0], val_size, random_state, levels)
+    hard = frame[frame["img_id"] >= 0]
+    size = capped_val_size(val_size, int(hard["key"].nunique()), max_val_fraction)
+    validation = sample_validation(hard, size, random_state, levels)
     train = frame[~frame["key"].isin(set(validation["key"]))].reset_index(drop=True)
+    empty = [level for level in levels if not (train["guidance"] == level).any()]
+    if empty:
+        raise InputError(None, f"guidance level(s) {empty} have no training rows left after holding out "
+                               f"{validation['key'].nunique()} curriculum-validation images; lower --val-size",
+                         column="--val-size")
+    if validation.empty:
+        log.warning("the curriculum-validation table is empty: the adaptive schedule cannot probe")
     return CurriculumTables(train, validation, levels)
 
 
@@ -191,129 +253,94 @@ def level_counts(tables: CurriculumTables) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# The two datasets: where the real list comes from, how the tables are written
+# Writing the tables, the whole step
 
 
-def iwildcam_real_rows(root: str | os.PathLike) -> pd.DataFrame:
-    """The WILDS iWildCam train split as real rows (labels from WILDS, file names from its ``metadata.csv``)."""
-    from discl.data.iwildcam import data_dir, load_dataset
-
-    dataset = load_dataset(root)
-    train = dataset.get_subset("train").indices
-    # WILDS reads metadata.csv in file order, so its row i is example i
-    filenames = pd.read_csv(data_dir(root) / "metadata.csv", usecols=["filename"])["filename"].to_numpy()[train]
-    images = (data_dir(root) / "train").resolve()
-    return real_rows(filenames.tolist(), [str(images / f) for f in filenames], dataset.y_array[train].tolist())
-
-
-def imagenet_lt_real_rows(root: str | os.PathLike) -> pd.DataFrame:
-    """``ImageNet_LT_train.txt`` under the ImageNet-LT root as real rows."""
-    from discl.data.imagenet_lt import read_split
-
-    entries = read_split(root, "train")
-    base = Path(root).resolve()
-    return real_rows([e.path for e in entries], [str(base / e.path) for e in entries], [e.label for e in entries])
-
-
-def iwildcam_titled(frame: pd.DataFrame, english_names: Sequence[str], templates: Sequence[str]) -> pd.DataFrame:
-    """The spec §4 iWildCam table: one copy of every row per caption template (all rows of template 1 first)."""
-    parts = []
-    for template in templates:
-        titled = frame.assign(title=[template.format(english_names[label]) for label in frame["label"]])
-        parts.append(titled)
+def titled_rows(frame: pd.DataFrame, text_names: Sequence[str], templates: Sequence) -> pd.DataFrame:
+    """The canonical table: one copy of every row per caption template (all rows of template 1 first)."""
+    parts = [frame.assign(title=[render(template, text_names[label]) for label in frame["label"]])
+             for template in templates]
     out = pd.concat(parts, ignore_index=True) if parts else frame.assign(title=[])
-    return out[["title", "filepath", "label", "strength", "guidance", "seed", "img_id"]]
+    return out[TABLE_COLUMNS]
 
 
-@dataclass(frozen=True)
-class DatasetBuild:
-    """Per-dataset defaults and hooks of the data builder."""
-
-    name: str
-    min_guidance: int
-    guidance_levels: tuple[int, ...] | None  # synthetic levels kept; None = every level >= min_guidance
-    val_size: int
-
-
-BUILDS = {
-    "iwildcam": DatasetBuild("iwildcam", min_guidance=50, guidance_levels=None, val_size=2000),
-    # The reference's ImageNet-LT builder samples 100 curriculum-validation images.
-    "imagenet_lt": DatasetBuild("imagenet_lt", min_guidance=0,
-                                guidance_levels=tuple(g for g in IMAGENET_LT_GUIDANCE_LEVELS if g != REAL_GUIDANCE),
-                                val_size=100),
-}
-OUTPUT_FILES = {"iwildcam": ("train.csv", "validate.csv"), "imagenet_lt": ("train.txt", "validate.txt")}
-
-
-def add_build_args(parser: argparse.ArgumentParser, dataset: str) -> None:
-    """The flags of ``curriculum/<Dataset>/build_data.py`` with the dataset's defaults."""
-    spec = BUILDS[dataset]
-    root_help = ("WILDS root dir (holding iwildcam_v2.0/)" if dataset == "iwildcam"
-                 else "ImageNet-LT root (ImageNet_LT_train.txt and the images it lists)")
-    parser.add_argument("--syn_path", required=True, help="generation output folder, scored by comp_clip_scores.py")
-    parser.add_argument("--scores", help=f"scored manifest (default: SYN_PATH/{SCORES_FILE})")
-    parser.add_argument("--data-root", required=True, help=root_help)
-    parser.add_argument("--save_folder", required=True, help="where the training tables are written")
-    parser.add_argument("--threshold", type=float, default=None,
-                        help="re-filter on the image–text similarity (default: the scorer's keep column)")
-    parser.add_argument("--min-guidance", type=int, default=spec.min_guidance,
-                        help="drop synthetic images below this guidance (default %(default)s)")
-    parser.add_argument("--guidance-levels", type=int, nargs="+", default=spec.guidance_levels,
-                        help="synthetic guidance levels kept (default: %(default)s; None = all >= --min-guidance)")
-    parser.add_argument("--val-size", type=int, default=spec.val_size,
-                        help="curriculum-validation images (default %(default)s)")
-    parser.add_argument("--random-state", type=int, default=DEFAULT_RANDOM_STATE,
-                        help="seed of the validation sample (default %(default)s)")
-
-
-def run_build(args: argparse.Namespace, dataset: str) -> tuple[CurriculumTables, dict[str, Path]]:
-    """Read the scores and the real list, build the tables, write them into ``args.save_folder``."""
-    syn_root = Path(args.syn_path).resolve()
-    scores_path = Path(args.scores) if args.scores else syn_root / SCORES_FILE
-    scores = read_scores(scores_path)
-    other = np.flatnonzero(scores["dataset"].to_numpy() != dataset)
-    if other.size:
-        raise InputError(scores_path, f"dataset {scores['dataset'].iloc[other[0]]!r} given to the {dataset} builder",
-                         int(other[0]) + 1, "dataset")
-    if dataset == "iwildcam":
-        real = iwildcam_real_rows(args.data_root)
-    else:
-        real = imagenet_lt_real_rows(args.data_root)
-    levels = None if args.guidance_levels is None else [g for g in args.guidance_levels if g != REAL_GUIDANCE]
-    synthetic = synthetic_rows(scores, real, syn_root, scores_path, args.threshold, args.min_guidance, levels)
-    tables = build_curriculum(real, synthetic, args.val_size, args.random_state)
-    out = Path(args.save_folder)
-    train_name, val_name = OUTPUT_FILES[dataset]
-    paths = {"train": out / train_name, "validation": out / val_name, "levels": out / "levels.csv"}
-    if dataset == "iwildcam":
-        from discl.data.iwildcam import IWILDCAM_TEMPLATES, zeroshot_classnames
-
-        english = zeroshot_classnames(args.data_root)
-        write_iwildcam_table(iwildcam_titled(tables.train, english, IWILDCAM_TEMPLATES), paths["train"])
-        write_iwildcam_table(iwildcam_titled(tables.validation, english, IWILDCAM_TEMPLATES[:1]), paths["validation"])
-    else:
-        write_imagenet_lt_list(tables.train, paths["train"])
-        write_imagenet_lt_list(tables.validation, paths["validation"])
-        paths["roots"] = write_data_roots(out, args.data_root, syn_root)
+def write_tables(tables: CurriculumTables, dataset: Dataset, folder: str | os.PathLike,
+                 synthetic_root: str | os.PathLike) -> dict[str, Path]:
+    """``train.csv`` (every caption template), ``validate.csv`` (the first template), the dataset's reference
+    tables, and ``levels.csv``; returns the written paths."""
+    folder = Path(folder)
+    names, templates = dataset.text_names(), list(dataset.caption_templates())
+    paths = {"train": folder / OUTPUT_FILES[0], "validation": folder / OUTPUT_FILES[1], "levels": folder / "levels.csv"}
+    write_training_table(titled_rows(tables.train, names, templates), paths["train"])
+    write_training_table(titled_rows(tables.validation, names, templates[:1]), paths["validation"])
+    paths.update(dataset.write_reference_tables(tables, folder, Path(synthetic_root)))
     atomic_write_csv(paths["levels"], level_counts(tables))
-    return tables, paths
+    return paths
 
 
-def get_args_parser(dataset: str, description: str | None = None) -> argparse.ArgumentParser:
-    """The builder's flags with the dataset's defaults (``build_data.py`` of either dataset)."""
-    parser = argparse.ArgumentParser(description=(description or "").split("\n\n")[0])
-    add_build_args(parser, dataset)
-    parser.add_argument("--verbose", action="store_true")
+def run_build(config: BuildConfig, dataset: Dataset) -> tuple[CurriculumTables, dict[str, Path]]:
+    """Read the scores and the real training images, build the tables, write them into ``config.save_folder``."""
+    syn_root = Path(config.syn_path).resolve()
+    scores_path = Path(config.scores) if config.scores else syn_root / SCORES_FILE
+    scores = read_scores(scores_path)
+    other = np.flatnonzero(scores["dataset"].to_numpy() != dataset.name)
+    if other.size:
+        raise InputError(scores_path, f"dataset {scores['dataset'].iloc[other[0]]!r} given to the {dataset.name} "
+                                      "builder", int(other[0]) + 1, "dataset")
+    if config.threshold is not None:
+        check_threshold(config.threshold)
+    min_guidance = dataset.table_min_guidance if config.min_guidance is None else config.min_guidance
+    levels = dataset.table_guidance_levels if config.guidance_levels is None else config.guidance_levels
+    levels = [g for g in levels if g != REAL] if levels else None  # empty: every level
+    val_size = dataset.curriculum_val_size if config.val_size is None else config.val_size
+    if val_size < 0:
+        raise InputError(None, f"validation size must be >= 0, got {val_size}", column="--val-size")
+    real = dataset_real_rows(dataset.training_images())
+    synthetic = synthetic_rows(scores, real, syn_root, scores_path, config.threshold, min_guidance, levels)
+    tables = build_curriculum(real, synthetic, val_size, config.random_state, config.max_val_fraction)
+    return tables, write_tables(tables, dataset, config.save_folder, syn_root)
+
+
+def dataset_defaults(cls: type[Dataset] | None) -> dict:
+    """The builder's flag defaults that come from the dataset class."""
+    if cls is None:
+        return {}
+    levels = None if cls.table_guidance_levels is None else list(cls.table_guidance_levels)
+    return {"min_guidance": cls.table_min_guidance, "guidance_levels": levels, "val_size": cls.curriculum_val_size}
+
+
+def get_args_parser(default_dataset: str | None = None, argv: Sequence[str] | None = None,
+                    description: str | None = None) -> argparse.ArgumentParser:
+    """The builder's flags with the defaults of the dataset named in ``argv`` (or ``default_dataset``)."""
+    from discl.datasets import dataset_parser
+
+    parser = argparse.ArgumentParser(description=(description or __doc__).split("\n\n")[0],
+                                     parents=[dataset_parser(required_root=True, default=default_dataset)])
+    add_arguments(parser.add_argument_group("training tables"), BuildConfig,
+                  defaults=dataset_defaults(peek_dataset(argv, default_dataset)))
+    parser.add_argument("-v", "--verbose", action="store_true")
     return parser
 
 
-def main(argv: Sequence[str] | None, dataset: str, description: str | None = None) -> int:
+def parse_args(argv: Sequence[str] | None, default_dataset: str | None = None,
+               description: str | None = None) -> tuple[BuildConfig, Dataset, argparse.Namespace]:
+    """``argv`` → (typed build config, dataset, namespace)."""
+    from discl.config import from_args
+    from discl.datasets import from_args as dataset_from_args
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = get_args_parser(default_dataset, argv, description).parse_args(argv)
+    return from_args(BuildConfig, args), dataset_from_args(args), args
+
+
+def main(argv: Sequence[str] | None = None, default_dataset: str | None = None,
+         description: str | None = None) -> int:
     """Build and write the training and curriculum-validation tables, print rows per guidance level."""
     from discl.cli import setup_logging
 
-    args = get_args_parser(dataset, description).parse_args(argv)
+    config, dataset, args = parse_args(argv, default_dataset, description)
     setup_logging(args.verbose)
-    tables, paths = run_build(args, dataset)
+    tables, paths = run_build(config, dataset)
     print(level_counts(tables).to_string(index=False))
     print(f"levels {tables.levels}; {tables.validation['key'].nunique()} validation images; "
           f"wrote {paths['train']} and {paths['validation']}")

@@ -1,13 +1,14 @@
-"""The curriculum training tables of spec §4: column constants, validating readers and atomic writers.
+"""The curriculum training tables: column constants, validating readers and atomic writers.
 
-iWildCam: one tab-separated table, columns ``title, filepath, label, strength, guidance, seed, img_id``
-(the curriculum-validation table has the same columns). ``filepath`` is written absolute; a relative one is
-read relative to the table's folder.
+Every dataset: ``train.csv`` and ``validate.csv``, tab-separated, columns ``title, filepath, label, strength,
+guidance, seed, img_id`` (the reference's iWildCam format; the curriculum-validation table has the same
+columns). ``filepath`` is written absolute; a relative one is read relative to the table's folder.
+``read_training_table`` reads these and also the ImageNet-LT reference lists below.
 
-ImageNet-LT: list files, one ``relative/path label guidance`` per line, no header. Real rows (guidance 100)
-are relative to the ImageNet-LT root (as in ``ImageNet_LT_train.txt``); synthetic rows (guidance < 100) are
-relative to the generation output root. ``data_roots.json`` beside the lists records both roots, so a reader
-needs no extra arguments.
+ImageNet-LT also gets the reference's list files, one ``relative/path label guidance`` per line, no header.
+Real rows (guidance 100) are relative to the ImageNet-LT root (as in ``ImageNet_LT_train.txt``); synthetic rows
+(guidance < 100) are relative to the generation output root. ``data_roots.json`` beside the lists records both
+roots, so a reader needs no extra arguments.
 """
 
 from __future__ import annotations
@@ -21,13 +22,12 @@ import pandas as pd
 
 from discl.errors import InputError
 from discl.fileio import atomic_write, atomic_write_csv, atomic_write_json
+from discl.guidance import REAL, REAL_SEED, REAL_STRENGTH  # noqa: F401 - REAL_SEED / REAL_STRENGTH re-exported
 
-IWILDCAM_COLUMNS = ["title", "filepath", "label", "strength", "guidance", "seed", "img_id"]
+TABLE_COLUMNS = ["title", "filepath", "label", "strength", "guidance", "seed", "img_id"]
+IWILDCAM_COLUMNS = TABLE_COLUMNS  # the reference's iWildCam table is the canonical one
 IMAGENET_LT_COLUMNS = ["path", "label", "guidance"]
-REAL_GUIDANCE = 100  # guidance of real images (λ = 1)
-REAL_STRENGTH = 0
-REAL_SEED = 100  # the reference's marker seed for real rows
-IMAGENET_LT_GUIDANCE_LEVELS = (10, 30, 50, 100)
+REAL_GUIDANCE = REAL  # kept for callers that import it from here; discl.guidance.REAL is the one definition
 DATA_ROOTS_FILE = "data_roots.json"
 
 
@@ -64,12 +64,12 @@ def _blank_check(frame: pd.DataFrame, column: str, file) -> None:
         raise InputError(file, "value is missing", row, column)
 
 
-def validate_iwildcam_table(frame: pd.DataFrame, file: str | os.PathLike = "<table>") -> pd.DataFrame:
-    """Check columns, types and the strength/guidance encoding; return a typed copy with the spec's columns."""
-    missing = [c for c in IWILDCAM_COLUMNS if c not in frame.columns]
+def validate_training_table(frame: pd.DataFrame, file: str | os.PathLike = "<table>") -> pd.DataFrame:
+    """Check columns, types and the strength/guidance encoding; return a typed copy with the table's columns."""
+    missing = [c for c in TABLE_COLUMNS if c not in frame.columns]
     if missing:
-        raise InputError(file, f"missing column(s) {', '.join(missing)}; expected {', '.join(IWILDCAM_COLUMNS)}")
-    frame = frame[IWILDCAM_COLUMNS].reset_index(drop=True)
+        raise InputError(file, f"missing column(s) {', '.join(missing)}; expected {', '.join(TABLE_COLUMNS)}")
+    frame = frame[TABLE_COLUMNS].reset_index(drop=True)
     for column in ("title", "filepath"):
         _blank_check(frame, column, file)
     typed = pd.DataFrame({
@@ -88,13 +88,13 @@ def validate_iwildcam_table(frame: pd.DataFrame, file: str | os.PathLike = "<tab
     return typed
 
 
-def write_iwildcam_table(frame: pd.DataFrame, path: str | os.PathLike) -> None:
-    """Validate and write an iWildCam training / curriculum-validation table (TSV with header) atomically."""
-    atomic_write_csv(path, validate_iwildcam_table(frame, path), sep="\t")
+def write_training_table(frame: pd.DataFrame, path: str | os.PathLike) -> None:
+    """Validate and write a training / curriculum-validation table (TSV with header) atomically."""
+    atomic_write_csv(path, validate_training_table(frame, path), sep="\t")
 
 
-def read_iwildcam_table(path: str | os.PathLike) -> pd.DataFrame:
-    """Read and validate an iWildCam table; relative ``filepath`` values are resolved against its folder."""
+def _read_tsv_table(path: str | os.PathLike) -> pd.DataFrame:
+    """Read and validate a TSV table; relative ``filepath`` values are resolved against its folder."""
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "training table not found")
@@ -104,7 +104,7 @@ def read_iwildcam_table(path: str | os.PathLike) -> pd.DataFrame:
         raise InputError(path, "file is empty (expected a header row)") from None
     except pd.errors.ParserError as err:
         raise InputError(path, f"not a valid tab-separated table ({err})") from None
-    typed = validate_iwildcam_table(frame, path)
+    typed = validate_training_table(frame, path)
     base = path.resolve().parent
     typed["filepath"] = [p if os.path.isabs(p) else str(base / p) for p in typed["filepath"]]
     return typed
@@ -183,6 +183,46 @@ def read_imagenet_lt_list(path: str | os.PathLike, real_root: str | os.PathLike 
     # one record per line (blank lines are rejected above), so data row N is line N
     typed = validate_imagenet_lt_list(pd.DataFrame(records, columns=IMAGENET_LT_COLUMNS), path)
     real_root, synthetic_root = Path(real_root), Path(synthetic_root)
-    typed["filepath"] = [str((real_root if g == REAL_GUIDANCE else synthetic_root) / p)
+    typed["filepath"] = [str((real_root if g == REAL else synthetic_root) / p)
                          for p, g in zip(typed["path"], typed["guidance"])]
     return typed
+
+
+def read_training_table(path: str | os.PathLike, real_root: str | os.PathLike | None = None,
+                        synthetic_root: str | os.PathLike | None = None) -> pd.DataFrame:
+    """A training or curriculum-validation table with exactly the columns ``TABLE_COLUMNS``.
+
+    A ``.txt`` ImageNet-LT list (``relative/path label [guidance]``) is accepted too: real rows under
+    ``real_root``, synthetic rows under ``synthetic_root`` (default: ``data_roots.json`` beside the list); its
+    titles are empty, seeds 100 (real) / 0 (unknown), img_ids ``-1, -2, …`` for real rows and ``0, 1, …`` for
+    synthetic rows.
+    """
+    path = Path(path)
+    if path.suffix.lower() != ".txt":
+        return _read_tsv_table(path)[TABLE_COLUMNS]
+    from discl.data.imagenet_lt import read_list
+
+    entries = read_list(path)
+    guidance = np.asarray([REAL if e.guidance is None else e.guidance for e in entries], dtype=np.int64)
+    real = guidance == REAL
+    roots = {"real": real_root, "synthetic": synthetic_root}
+    needed = {"real"} | ({"synthetic"} if (~real).any() else set())
+    if any(roots[k] is None for k in needed):
+        saved = dict(zip(("real", "synthetic"), read_data_roots(path.parent)))
+        roots = {k: saved[k] if v is None else v for k, v in roots.items()}
+    bad = next((i for i, e in enumerate(entries) if os.path.isabs(e.path)), None)
+    if bad is not None:
+        raise InputError(path, f"path {entries[bad].path!r} must be relative", bad + 1, "path")
+    img_id = np.where(real, -np.cumsum(real), np.cumsum(~real) - 1)
+    return pd.DataFrame({
+        "title": "", "filepath": [str(Path(roots["real" if r else "synthetic"]) / e.path)
+                                  for e, r in zip(entries, real)],
+        "label": np.asarray([e.label for e in entries], dtype=np.int64), "strength": REAL - guidance,
+        "guidance": guidance, "seed": np.where(real, REAL_SEED, 0).astype(np.int64), "img_id": img_id.astype(np.int64),
+    }, columns=TABLE_COLUMNS)
+
+
+# The reference's iWildCam names for the canonical table (kept for callers that still use them).
+validate_iwildcam_table = validate_training_table
+write_iwildcam_table = write_training_table
+read_iwildcam_table = _read_tsv_table
