@@ -3,31 +3,43 @@
     python data_generation/plot_spectrum.py --output_path data/iwildcam_syn --rows 4 --seed 10
 
 Rows are source images, columns the real image then the strengths, for one seed. Reads the manifests
-under <output_path>/manifests, so any run of gene_img.py (either dataset) works.
+under <output_path>/manifests, so any run of gene_img.py (any dataset) works; a folder in the reference's
+layout (no manifests) needs --real_path and --dataset.
 """
 
-from __future__ import annotations
-
 import argparse
+from dataclasses import dataclass
 from pathlib import Path
 
 from discl.cli import run_cli, setup_logging
+from discl.config import add_arguments, from_args, option
 from discl.fileio import atomic_write_bytes
 from discl.plots.spectrum import plot_spectrum, read_output_manifests
+
+# No ``from __future__ import annotations`` here: the config dataclass must resolve its types when this file
+# is loaded as a script module (tests import it by path).
+
+
+@dataclass
+class SpectrumConfig:
+    """What to draw and where."""
+
+    output_path: str = option("", "gene_img.py output folder (holds manifests/)", aliases=("--output_path",),
+                              required=True)
+    real_path: str | None = option(None, "real images (only for a folder in the reference's layout, without "
+                                         "manifests)", aliases=("--real_path",))
+    dataset: str | None = option(None, "registered dataset of a folder in the reference's layout (names its "
+                                       "classes)")
+    figure: str | None = option(None, "PNG to write; none = <output_path>/spectrum.png")
+    seed: int | None = option(None, "which seed's images; none = the smallest")
+    rows: int = option(4, "source images shown")
+    classes: list[str] | None = option(None, "only these classes (name or folder)")
 
 
 def get_args_parser() -> argparse.ArgumentParser:
     """The command-line flags."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--output_path", required=True, help="gene_img.py output folder (holds manifests/)")
-    parser.add_argument("--real_path", default=None,
-                        help="real images (only for a folder in the reference's layout, without manifests)")
-    parser.add_argument("--dataset", choices=("iwildcam", "imagenet_lt"), default=None,
-                        help="dataset of a folder in the reference's layout (names its classes)")
-    parser.add_argument("--figure", default=None, help="PNG to write (default: <output_path>/spectrum.png)")
-    parser.add_argument("--seed", type=int, default=None, help="which seed's images (default: the smallest)")
-    parser.add_argument("--rows", type=int, default=4, help="source images shown")
-    parser.add_argument("--classes", nargs="+", default=None, help="only these classes (name or folder)")
+    add_arguments(parser, SpectrumConfig)
     parser.add_argument("-v", "--verbose", action="store_true")
     return parser
 
@@ -36,10 +48,11 @@ def main(argv=None) -> int:
     """Write the figure and print where it is."""
     args = get_args_parser().parse_args(argv)
     setup_logging(args.verbose)
-    output = Path(args.output_path)
-    figure = Path(args.figure) if args.figure else output / "spectrum.png"
-    atomic_write_bytes(figure, plot_spectrum(read_output_manifests(output, args.real_path, args.dataset), output, args.seed, args.rows,
-                                             args.classes))
+    config = from_args(SpectrumConfig, args)
+    output = Path(config.output_path)
+    figure = Path(config.figure) if config.figure else output / "spectrum.png"
+    manifest = read_output_manifests(output, config.real_path, config.dataset)
+    atomic_write_bytes(figure, plot_spectrum(manifest, output, config.seed, config.rows, config.classes or None))
     print(f"spectrum figure: {figure}")
     return 0
 

@@ -140,6 +140,22 @@ def test_template_backend_script_resumes(tmp_path, get_text_prompt, capsys):
     assert "2 classes, 20 prompts" in capsys.readouterr().out
 
 
+def test_classes_from_a_hard_sample_csv_of_any_dataset(tmp_path, get_text_prompt, repo_root, capsys):
+    out = tmp_path / "prompts.json"
+    assert get_text_prompt.main(["--data_csv", str(repo_root / "data_generation/ImageNet_LT/sample.csv"),
+                                 "--prompt_json", str(out), "--backend", "template"]) == 0
+    assert {"goldfish", "American Staffordshire Terrier"} <= set(prompts.load_prompt_json(out))
+    # iWildCam: stored under the CSV's scientific name, written about the common name
+    wild = tmp_path / "wild.json"
+    assert get_text_prompt.main(["--dataset", "iwildcam", "--data_csv",
+                                 str(repo_root / "data_generation/iWildCam/sample.csv"), "--prompt_json", str(wild),
+                                 "--backend", "template", "--num-prompts", "2"]) == 0
+    data = prompts.load_prompt_json(wild)
+    assert all("cheetah" in p for p in data["acinonyx jubatus"])
+    with pytest.raises(InputError, match="exactly one of --data_csv and --classes"):
+        get_text_prompt.main(["--prompt_json", str(tmp_path / "none.json"), "--backend", "template"])
+
+
 # ---- the HTTP path against a local chat-completions server -----------------------------------------
 
 SECRET = "sk-test-secret-123456"

@@ -1,7 +1,7 @@
 """Prompts for image-guided generation: the paper's templates, prompt-list JSON, an LLM client, a template bank.
 
 iWildCam prompts name the species' common English name; ImageNet-LT prompts wrap one of a class's
-LLM-written scene descriptions (spec §2). The LLM client speaks the OpenAI chat-completions protocol over
+LLM-written scene descriptions. The LLM client speaks the OpenAI chat-completions protocol over
 the standard library's ``urllib`` so no extra package is needed; the offline template bank builds similar
 prompts with no network.
 """
@@ -21,6 +21,7 @@ from typing import Callable, Iterable, Sequence
 
 from tqdm import tqdm
 
+from discl.config import option
 from discl.errors import InputError
 from discl.fileio import atomic_write_json
 from discl.seeding import derived_rng
@@ -30,7 +31,7 @@ log = logging.getLogger(__name__)
 IWILDCAM_PROMPT_TEMPLATE = "a photo of {} in the wild"
 IMAGENET_LT_PROMPT_TEMPLATE = "a 8k real photo: {}"
 
-# The reference's request (spec §2), with the class name filled in.
+# The reference's request, with the class name filled in.
 LLM_INSTRUCTION = (
     "Give me {n} different descriptions of random scenes that contain only the object \"{name}\" and no other "
     "object class. Each description must be at least {min_words} words long and will be used as a prompt to "
@@ -38,6 +39,8 @@ LLM_INSTRUCTION = (
 )
 MIN_WORDS = 15
 MIN_USABLE = 9  # the reference re-asks when fewer than 9 lines come back
+API_KEY_ENV = "OPENAI_API_KEY"
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
 
 def iwildcam_prompt(common_name: str) -> str:
@@ -287,3 +290,28 @@ def build_prompt_json(classes: Sequence[str], output: str | os.PathLike,
 
 def _unique(items: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(items))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The flags of get_text_prompt.py
+
+
+@dataclass
+class PromptConfig:
+    """Where the classes come from, where the prompts go, and how they are made."""
+
+    data_csv: str | None = option(None, "hard-sample CSV of --dataset; its class-name column names the classes",
+                                  aliases=("--data_csv",))
+    classes: list[str] | None = option(None, "class names given directly (instead of --data_csv)")
+    prompt_json: str = option("", "output JSON (resumed if it exists)", aliases=("--prompt_json",), required=True)
+    backend: str = option("openai", "openai: a chat-completions endpoint; template: the offline template bank",
+                          choices=("openai", "template"))
+    base_url: str = option(DEFAULT_BASE_URL, "OpenAI-compatible API root (…/v1)")
+    model: str = option("gpt-3.5-turbo", "chat model name", paper="gpt-3.5-turbo")
+    num_prompts: int = option(10, "prompts per class", paper="10")
+    min_words: int = option(MIN_WORDS, "shorter lines are discarded", paper="15")
+    temperature: float = option(1.0, "sampling temperature of the chat model")
+    max_retries: int = option(5, "retries per request on errors / 429 / 5xx")
+    backoff: float = option(1.0, "first retry delay in s (doubles each retry)")
+    timeout: float = option(60.0, "seconds per HTTP request")
+    seed: int = option(0, "seed of the template backend")
