@@ -1,0 +1,110 @@
+"""The training loop's settings: one dataclass whose fields (default, help, paper reference) drive the parser.
+
+The defaults are the paper's for FLYP on iWildCam (docs/train-iwildcam.md); a task adapter overrides the
+few that differ for its trainer (``Task.loop_defaults``, e.g. the CE trainer's 65 epochs and tail-topup stage
+data, docs/train-imagenet-lt.md), once, in its own module.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from discl.config import option
+from discl.curriculum import ADAPTIVE_CHOICES, SCHEDULES
+from discl.errors import InputError
+from discl.training.stage_data import STAGE_DATA
+
+SPLIT_CONVENTIONS = ("reference", "standard")
+# Where a default comes from (shown in --help as "[paper: ...]").
+FLYP = "FLYP on iWildCam"
+LT = "ImageNet-LT after LDMLR"
+
+
+@dataclass
+class LoopConfig:
+    """Every setting of the training loop (both trainers); stored in checkpoints as a plain dict."""
+
+    output_dir: Path = option(help="run folder: stats.tsv, curriculum.tsv, summary.json, checkpoints/, figures")
+    train_table: Path | None = option(
+        None, "training table: the builder's train.csv (or ImageNet-LT's train.txt list); default: the dataset's "
+              "real training images", aliases=("--train-list",))
+    val_table: Path | None = option(
+        None, "curriculum-validation table (validate.csv / validate.txt): the adaptive schedule's probe rows",
+        aliases=("--curriculum-val-list",))
+    synthetic_root: Path | None = option(
+        None, "root of the synthetic paths of a .txt list (default: data_roots.json beside the list)")
+
+    epochs: int = option(20, "training epochs (an epoch = real-epoch rows / batch steps)", paper=FLYP)
+    batch_size: int = option(256, "global batch over all processes", paper=FLYP)
+    eval_batch_size: int = option(256, "batch of evaluation and probe passes (per process)")
+    workers: int = option(4, "data-loader worker processes per rank")
+    seed: int = option(0, "seed of the stage data, shuffling, augmentation and initialisation")
+    device: str | None = option(None, "cuda / cpu (default: cuda when available)")
+
+    curriculum: str = option("none", "guidance schedule", choices=SCHEDULES, paper=FLYP)
+    guidance_levels: list[int] | None = option(
+        None, "guidance levels of the schedule, 100 = real (default: every level in the training table)")
+    level_starts: list[int] | None = option(
+        None, "fixed schedule: start epoch of each level in ascending order (default or no values: equal shares "
+              "of the curriculum)")
+    curriculum_epoch: int = option(15, "real data only from this epoch on", paper=FLYP)
+    adaptive_choice: str = option("argmax", "adaptive: largest mean progress (paper) or a random level (ablation)",
+                                  choices=ADAPTIVE_CHOICES, paper=FLYP)
+    real_sample_size: int = option(30000, "adaptive: real rows drawn afresh for each round's real pass",
+                                   paper=FLYP)
+    stage_data: str = option("replace-hard", "stage-data recipe: synthetic rows replace the hard images' real "
+                                             "rows, or a down-sampled epoch with the tail topped up",
+                             choices=STAGE_DATA, paper=FLYP)
+    downsample_ratio: float = option(0.3, "tail-topup: share of the real non-tail rows drawn afresh each pass",
+                                     paper=LT)
+    tail_fraction: float | None = option(
+        0.136, "tail-topup: the tail's share of a pass, topped up with synthetic (or repeated real) tail rows; "
+               "'none' keeps the real tail as it is", paper=LT)
+
+    eval_splits: list[str] | None = option(None, "evaluation splits (default: the dataset's; its selection split "
+                                                 "is always evaluated)")
+    split_convention: str = option("reference", "many/medium/few cut: reference ≥100 / 20–99 / <20, standard "
+                                                ">100 / 20–100 / <20", choices=SPLIT_CONVENTIONS, paper=LT)
+    resume: bool = option(False, "continue from OUTPUT_DIR/checkpoints/last.pt (same settings)")
+    stop_after_epoch: int | None = option(None, "leave after finishing this epoch (0-based); continue with --resume")
+    plots: bool = option(True, "write the figures at the end of the run")
+    tensorboard: bool = option(False, "also log per-epoch scalars to TensorBoard, when installed")
+    wandb_project: str | None = option(None, "also log to this Weights & Biases project, when wandb is installed")
+    jpeg_draft: bool = option(True, "decode training JPEGs at reduced size (≥ the model input) where the task "
+                                    "allows it; --no-jpeg-draft decodes them fully")
+
+    def check(self) -> None:
+        """Values the parser cannot check alone (``InputError`` naming the flag)."""
+        if not 0 < self.downsample_ratio <= 1:
+            raise InputError("--downsample-ratio", f"expected a ratio in (0, 1], got {self.downsample_ratio}")
+        if self.tail_fraction is not None and not 0 <= self.tail_fraction < 1:
+            raise InputError("--tail-fraction", f"expected a fraction in [0, 1) or 'none', got {self.tail_fraction}")
+        for name in ("epochs", "batch_size", "eval_batch_size", "real_sample_size"):
+            if getattr(self, name) < 1:
+                raise InputError(f"--{name.replace('_', '-')}", f"expected a positive integer, got "
+                                                                 f"{getattr(self, name)}")
+
+
+# Settings a resumed run must share with its checkpoint, or it would not continue the same run.
+RESUME_KEYS = ("train_table", "val_table", "synthetic_root", "epochs", "batch_size", "seed", "curriculum",
+               "guidance_levels", "level_starts", "curriculum_epoch", "adaptive_choice", "real_sample_size",
+               "stage_data", "downsample_ratio", "tail_fraction", "eval_splits", "split_convention", "jpeg_draft")
+
+
+def fraction_or_none(text: str) -> float | None:
+    """``--tail-fraction``: a float, or ``none``."""
+    return None if text.lower() == "none" else float(text)
+
+
+# Flags whose values need more than the field's plain type.
+FLAG_TYPES: dict[str, Callable[[str], object]] = {"tail_fraction": fraction_or_none}
+
+
+def set_flag_types(parser: argparse.ArgumentParser) -> None:
+    """Give the flags of ``FLAG_TYPES`` their parsing functions (``discl.config`` knows plain types only)."""
+    for action in parser._actions:  # argparse has no public way to change an added flag's type
+        if action.dest in FLAG_TYPES:
+            action.type = FLAG_TYPES[action.dest]

@@ -1,0 +1,223 @@
+"""Images for the loop: per-item augmentation seeds, the global batch order of DDP, sharded prediction.
+
+Determinism is the point of this module. An item's augmentation is seeded by ``(stage seed, position)``
+instead of the worker RNG, so the batches do not depend on the number of workers or processes and are the same
+after a resume; the global batch ``b`` of a stage is rows ``[b·G, (b+1)·G)`` of one seeded permutation and each
+rank takes its slice, so N processes train on exactly the batches of one process; prediction is sharded
+over the ranks and gathered back in row order.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Sampler
+
+from discl import distributed as D
+from discl.datasets.base import render
+from discl.errors import InputError
+from discl.guidance import REAL, REAL_SEED, REAL_STRENGTH
+from discl.seeding import stable_seed
+
+
+class Lookup:
+    """Per-row targets stored once per distinct value: row ``i`` is ``values[index[i]]`` (e.g. caption tokens)."""
+
+    def __init__(self, values: torch.Tensor, index: np.ndarray):
+        self.values = values
+        self.index = np.asarray(index, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, row: int) -> torch.Tensor:
+        return self.values[self.index[row]]
+
+
+class TableImages(torch.utils.data.Dataset):
+    """``(pixels, target, position)`` per image; with ``seed``, item ``i``'s augmentation is seeded by ``(seed, i)``.
+
+    With ``draft_size``, JPEGs are decoded at the largest power-of-two reduction that is still at least
+    ``draft_size`` on both sides (PIL's draft mode): the transform resizes to the model's input anyway, and
+    full-size decodes would make the loader, not the GPU, the bottleneck.
+    """
+
+    def __init__(self, paths: Sequence[str], targets: torch.Tensor | Lookup, transform: Callable, seed: int | None = None,
+                 draft_size: int | None = None):
+        if len(paths) != len(targets):
+            raise ValueError(f"{len(paths)} paths for {len(targets)} targets")
+        self.paths = list(paths)
+        self.targets = targets
+        self.transform = transform
+        self.seed = seed
+        self.draft_size = draft_size
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def load(self, index: int) -> Image.Image:
+        """The RGB image of item ``index`` (draft-decoded when asked)."""
+        with Image.open(self.paths[index]) as handle:
+            if self.draft_size:
+                handle.draft("RGB", (self.draft_size, self.draft_size))
+            return handle.convert("RGB")
+
+    def __getitem__(self, index: int):
+        image = self.load(index)
+        if self.seed is None:
+            return self.transform(image), self.targets[index], index
+        # torchvision's random transforms draw from torch's global generator: seeding it per item makes the
+        # augmentation independent of the process, worker and batch the item lands in
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(stable_seed("discl-item", self.seed, index))
+            return self.transform(image), self.targets[index], index
+
+
+class GlobalBatchSampler(Sampler):
+    """Batches of a seeded permutation; batch ``b`` is rows ``[b·G, (b+1)·G)`` and each rank takes its slice.
+
+    ``G`` is the global batch. A pass has ``max(1, n // G)`` batches (the last partial batch is dropped, a set
+    smaller than one batch is cycled to fill it); ``start`` skips batches already trained before a resume,
+    without loading them.
+    """
+
+    def __init__(self, n: int, global_batch: int, seed: int, rank: int = 0, world_size: int = 1, start: int = 0):
+        if n < 1:
+            raise ValueError("a stage needs at least one row")
+        if global_batch % world_size:
+            raise ValueError(f"global batch {global_batch} is not divisible by {world_size} processes")
+        self.n, self.global_batch, self.seed = n, global_batch, seed
+        self.rank, self.world_size, self.start = rank, world_size, start
+        self.num_batches = max(1, n // global_batch)
+
+    def _order(self) -> torch.Tensor:
+        generator = torch.Generator().manual_seed(self.seed)
+        need = self.num_batches * self.global_batch
+        parts, total = [], 0
+        while total < need:
+            parts.append(torch.randperm(self.n, generator=generator))
+            total += self.n
+        return torch.cat(parts)[:need]
+
+    def __iter__(self):
+        order = self._order()
+        share = self.global_batch // self.world_size
+        for batch in range(self.start, self.num_batches):
+            first = batch * self.global_batch + self.rank * share
+            yield order[first:first + share].tolist()
+
+    def __len__(self) -> int:
+        return self.num_batches - self.start
+
+
+def make_loader(dataset, batch_sampler: Sampler | None = None, batch_size: int | None = None, workers: int = 0,
+                pin_memory: bool = False) -> DataLoader:
+    """A DataLoader over ``dataset`` with a batch sampler (training) or a fixed batch size in order (evaluation)."""
+    # Workers decode and augment ahead of the GPU; pinned memory lets the host→device copy overlap compute.
+    extra = {"prefetch_factor": 4} if workers > 0 else {}
+    if batch_sampler is not None:
+        extra["batch_sampler"] = batch_sampler
+    else:
+        extra["batch_size"] = batch_size
+    return DataLoader(dataset, num_workers=workers, pin_memory=pin_memory, **extra)
+
+
+@torch.no_grad()
+def predict(logits_fn: Callable[[torch.Tensor], torch.Tensor], paths: Sequence[str], labels: Sequence[int],
+            transform: Callable, info: D.DistInfo, batch_size: int, workers: int = 0,
+            draft_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Predicted class and softmax probability of the true class of every image, all ranks' shares gathered.
+
+    Rank ``r`` predicts rows ``r, r + W, …``; ``logits_fn`` must run the bare model (ranks hold different
+    numbers of batches, and a DDP forward would wait for the others).
+    """
+    mine = D.shard_indices(list(range(len(paths))), info.rank, info.world_size)
+    targets = torch.as_tensor(np.asarray(labels, dtype=np.int64)[mine] if len(mine) else [], dtype=torch.int64)
+    dataset = TableImages([paths[i] for i in mine], targets, transform, draft_size=draft_size)
+    loader = make_loader(dataset, batch_size=batch_size, workers=workers,
+                         pin_memory=info.device.startswith("cuda"))
+    predictions, true_probs = [], []
+    for images, targets, _ in loader:
+        images = images.to(info.device, non_blocking=True)
+        targets = targets.to(info.device, non_blocking=True)
+        probs = logits_fn(images).float().softmax(dim=-1)
+        predictions.append(probs.argmax(dim=-1).cpu())
+        true_probs.append(probs.gather(1, targets.view(-1, 1)).squeeze(1).double().cpu())
+    local = (mine, torch.cat(predictions).numpy() if predictions else np.zeros(0, np.int64),
+             torch.cat(true_probs).numpy() if true_probs else np.zeros(0, np.float64))
+    pred_all, prob_all = np.zeros(len(paths), np.int64), np.zeros(len(paths), np.float64)
+    for indices, pred, prob in D.all_gather_objects(local):
+        pred_all[indices] = pred
+        prob_all[indices] = prob
+    return pred_all, prob_all
+
+
+# ------------------------------------------------------------------------------------------------ tables ----
+TABLE_COLUMNS = ["title", "filepath", "label", "strength", "guidance", "seed", "img_id"]
+
+
+def real_table(dataset) -> pd.DataFrame:
+    """The dataset's real training images as a canonical table: one row per caption template, img_id < 0."""
+    images = dataset.training_images()
+    names = dataset.text_names()
+    templates = list(dataset.caption_templates())
+    rows = {column: [] for column in TABLE_COLUMNS}
+    for number, (path, label) in enumerate(zip(images.paths, images.labels), start=1):
+        for template in templates:
+            rows["title"].append(render(template, names[label]))
+            rows["filepath"].append(str(path))
+            rows["label"].append(int(label))
+            rows["img_id"].append(-number)
+    count = len(rows["title"])
+    rows.update(strength=[REAL_STRENGTH] * count, guidance=[REAL] * count, seed=[REAL_SEED] * count)
+    return pd.DataFrame(rows, columns=TABLE_COLUMNS)
+
+
+def read_table(path: str | os.PathLike, real_root: str | os.PathLike | None = None,
+               synthetic_root: str | os.PathLike | None = None) -> pd.DataFrame:
+    """A training or curriculum-validation table with the canonical columns.
+
+    A ``.txt`` list (``relative/path label [guidance]``, the ImageNet-LT format) has real rows under
+    ``real_root`` and synthetic rows under ``synthetic_root`` (default: ``data_roots.json`` beside the list);
+    its titles are empty, its img_ids ``-1, -2, …`` for real rows and ``0, 1, …`` for synthetic rows.
+    """
+    path = Path(path)
+    if path.suffix != ".txt":
+        try:
+            from discl.data.training_tables import read_training_table
+        except ImportError:  # before the canonical reader existed
+            from discl.data.training_tables import read_iwildcam_table as read_training_table
+        return read_training_table(path)[TABLE_COLUMNS]
+    from discl.data.imagenet_lt import read_list
+    from discl.data.training_tables import read_data_roots
+
+    entries = read_list(path)
+    guidance = np.asarray([REAL if e.guidance is None else e.guidance for e in entries], dtype=np.int64)
+    roots = {"real": real_root, "synthetic": synthetic_root}
+    needed = {"real"} | ({"synthetic"} if (guidance != REAL).any() else set())
+    if any(roots[k] is None for k in needed):
+        saved = dict(zip(("real", "synthetic"), read_data_roots(path.parent)))
+        roots = {k: saved[k] if v is None else v for k, v in roots.items()}
+    real = guidance == REAL
+    img_id = np.where(real, -np.cumsum(real), np.cumsum(~real) - 1)
+    return pd.DataFrame({
+        "title": "", "filepath": [str(Path(roots["real" if r else "synthetic"]) / e.path)
+                                  for e, r in zip(entries, real)],
+        "label": np.asarray([e.label for e in entries], dtype=np.int64), "strength": REAL - guidance,
+        "guidance": guidance, "seed": np.where(real, REAL_SEED, 0), "img_id": img_id,
+    }, columns=TABLE_COLUMNS)
+
+
+def check_labels(table: pd.DataFrame, num_classes: int, path) -> None:
+    """Labels must index the dataset's classes (``InputError`` on the first bad row)."""
+    labels = table["label"].to_numpy()
+    bad = np.flatnonzero((labels < 0) | (labels >= num_classes))
+    if bad.size:
+        raise InputError(path, f"label {int(labels[bad[0]])} outside the class range 0..{num_classes - 1}",
+                         row=int(bad[0]) + 1, column="label")

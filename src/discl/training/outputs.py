@@ -1,0 +1,167 @@
+"""What a run leaves behind besides checkpoints: the summary, the printed report, figures, optional trackers.
+
+``stats.tsv`` (one row per epoch) and ``curriculum.tsv`` (one row per stage) are written by the loop through
+``discl.stats``; everything here is derived from them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import pandas as pd
+
+from discl.stats import read_stats
+
+log = logging.getLogger(__name__)
+
+
+def format_level_map(values: dict) -> str:
+    """``{10: 25, 100: 91}`` → ``"10:25 100:91"`` (a stats.tsv cell without quoting)."""
+    return " ".join(f"{int(g)}:{values[g]}" for g in sorted(values))
+
+
+def parse_level_map(text: str) -> dict[int, float]:
+    """Inverse of ``format_level_map``."""
+    return {int(g): float(v) for g, v in (item.split(":") for item in str(text).split())}
+
+
+def _plain(value: Any) -> Any:
+    """NaN → None (``summary.json`` stays strict JSON), numpy scalars → Python numbers."""
+    value = value.item() if hasattr(value, "item") else value
+    return None if isinstance(value, float) and math.isnan(value) else value
+
+
+def records(frame: pd.DataFrame) -> list[dict]:
+    """A stats table as JSON-ready records."""
+    return [{k: _plain(v) for k, v in row.items()} for row in frame.to_dict("records")]
+
+
+def split_metrics(row: dict, splits: Sequence[str], metrics: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """``{split: {metric: value}}`` from a stats row's ``{split}_{metric}`` columns."""
+    return {s: {m: _plain(row.get(f"{s}_{m}", math.nan)) for m in metrics} for s in splits}
+
+
+def build_summary(out: Path, *, run: dict, splits: Sequence[str], metrics: Sequence[str],
+                  best_epoch: int | None) -> dict:
+    """The run in one JSON object: the epoch selected on the validation split with its metrics on every split,
+    the last epoch's, every epoch's row and every stage."""
+    stats, stages = read_stats(out / "stats.tsv"), read_stats(out / "curriculum.tsv")
+    rows = records(stats)
+    by_epoch = {int(r["epoch"]): r for r in rows}
+    last = rows[-1] if rows else None
+    return {**run,
+            "best_epoch": best_epoch,
+            "best": None if best_epoch is None else split_metrics(by_epoch[best_epoch], splits, metrics),
+            "last_epoch": None if last is None else int(last["epoch"]),
+            "last": None if last is None else split_metrics(last, splits, metrics),
+            "epochs_done": len(rows), "epochs": rows, "stages": records(stages)}
+
+
+def read_summary(out: str | os.PathLike) -> dict:
+    """``OUT/summary.json`` (empty when the run has not finished an epoch)."""
+    path = Path(out) / "summary.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):  # fractions (WILDS' metrics) with four decimals, percentages with two
+        return f"{value:.4f}" if abs(value) <= 1 else f"{value:.2f}"
+    return str(value)
+
+
+def report(out: str | os.PathLike) -> str:
+    """The per-epoch metrics of every split, the adaptive choices, and the selected epoch, as scripts print them."""
+    summary = read_summary(out)
+    if not summary:
+        return "no finished epoch yet"
+    splits, metrics = summary["splits"], summary["metric_names"]
+    header = ["epoch", "level"] + [f"{s}:{m}" for s in splits for m in metrics]
+    lines = ["  ".join(f"{h:>12}" if i > 1 else f"{h:>6}" for i, h in enumerate(header))]
+    for row in summary["epochs"]:
+        mark = "*" if row["epoch"] == summary["best_epoch"] else " "
+        cells = [f"{row['epoch']:>5}{mark}", f"{row['guidance']:>6}"]
+        cells += [f"{_cell(row.get(f'{s}_{m}')):>12}" for s in splits for m in metrics]
+        lines.append("  ".join(cells))
+    chosen = [s for s in summary["stages"] if s.get("scores")]
+    if chosen:
+        lines.append("adaptive choices (mean progress of p(true class) per guidance level → chosen level):")
+        lines += [f"  epoch {s['start_epoch']:7.2f}: guidance {s['level']:>3}   {s['scores'].replace(';', '  ')}"
+                  for s in chosen]
+    selection = summary["selection"]
+    if summary["best_epoch"] is None:
+        lines.append(f"no epoch selected ({selection['split']} {selection['metric']} was never a number)")
+    else:
+        best = summary["best"]
+        chosen_value = best[selection["split"]][selection["metric"]]
+        others = "; ".join(f"{s}: " + ", ".join(f"{m} {_cell(v)}" for m, v in best[s].items()) for s in splits)
+        lines.append(f"selected epoch {summary['best_epoch']} (best {selection['split']} {selection['metric']} "
+                     f"{_cell(chosen_value)}): {others}")
+    return "\n".join(lines)
+
+
+def write_figures(out: Path, *, steps_per_epoch: int, last_step: int, splits: Sequence[str],
+                  metrics: Sequence[str], selection_metric: str, titles: dict[str, str], best_epoch: int | None,
+                  curriculum: str) -> None:
+    """Curriculum timeline, the selection metric of every split, and every metric of each split, per epoch."""
+    from discl.plots.training import plot_curriculum_timeline, plot_metric_curves
+
+    stages = read_stats(out / "curriculum.tsv")
+    if len(stages):
+        ends = list(stages["start_step"].iloc[1:]) + [last_step]
+        stages = stages.assign(end_epoch=[e / steps_per_epoch for e in ends])
+        plot_curriculum_timeline(stages, out / "curriculum_timeline.png", title=f"curriculum: {curriculum}")
+    stats = read_stats(out / "stats.tsv")
+    if stats.empty:
+        return
+    plot_metric_curves(stats, {titles.get(s, s): f"{s}_{selection_metric}" for s in splits},
+                       out / f"{selection_metric}_curves.png", ylabel=selection_metric, best_epoch=best_epoch)
+    for split in splits:
+        plot_metric_curves(stats, {m: f"{split}_{m}" for m in metrics}, out / f"metrics_{split}.png",
+                           ylabel="metric", best_epoch=best_epoch, title=titles.get(split, split))
+
+
+class ScalarLoggers:
+    """Optional TensorBoard / Weights & Biases logging of the per-epoch row (rank 0; skipped when not installed)."""
+
+    def __init__(self, out: Path, tensorboard: bool, wandb_project: str | None, config: dict,
+                 enabled: bool = True):
+        self.tensorboard = self.wandb = None
+        if enabled and tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tensorboard = SummaryWriter(str(out / "tensorboard"))
+            except ImportError:
+                log.warning("--tensorboard: the tensorboard package is not installed; logging to stats.tsv only")
+        if enabled and wandb_project:
+            try:
+                import wandb
+
+                self.wandb = wandb.init(project=wandb_project, config=config, dir=str(out))
+            except ImportError:
+                log.warning("--wandb-project: the wandb package is not installed; logging to stats.tsv only")
+
+    def log(self, row: dict, epoch: int) -> None:
+        """Log the numeric entries of ``row`` at ``epoch``."""
+        numbers = {k: v for k, v in row.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        if self.tensorboard is not None:
+            for key, value in numbers.items():
+                self.tensorboard.add_scalar(key, value, epoch)
+        if self.wandb is not None:
+            self.wandb.log(numbers, step=epoch)
+
+    def close(self) -> None:
+        """Flush and close whatever was opened."""
+        if self.tensorboard is not None:
+            self.tensorboard.close()
+            self.tensorboard = None
+        if self.wandb is not None:
+            self.wandb.finish()
+            self.wandb = None
