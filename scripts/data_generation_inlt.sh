@@ -28,8 +28,8 @@ fi
 # 3. The spectrum at native image sizes, with the CLIP quality retry (similarity <= 0.3: up to 5 more prompts).
 for part in $(seq 1 "$TOTAL_PARTS"); do
   # shellcheck disable=SC2086  # GEN_ARGS is a list of flags
-  "$PY" data_generation/ImageNet_LT/gene_img.py --part "$part" --total_parts "$TOTAL_PARTS" \
-    --data_csv "$HARD_CSV" --prompt_json "$PROMPT_JSON" --output_path "$OUTPUT" ${GEN_ARGS:-}
+  "$PY" data_generation/ImageNet_LT/gene_img.py --part "$part" --total-parts "$TOTAL_PARTS" \
+    --data-csv "$HARD_CSV" --prompt-json "$PROMPT_JSON" --output-path "$OUTPUT" ${GEN_ARGS:-}
 done
 
 # 4. CLIPScore of every synthetic image against its prompt and its real source; threshold 0.30.

@@ -23,8 +23,8 @@ fi
 # 2. The spectrum: SDXL refiner img2img, strengths 0.1..1.0 x seeds 10..70 (paper defaults), part by part.
 for part in $(seq 1 "$TOTAL_PARTS"); do
   # shellcheck disable=SC2086  # GEN_ARGS is a list of flags
-  "$PY" data_generation/iWildCam/gene_img.py --part "$part" --total_parts "$TOTAL_PARTS" \
-    --data_csv "$HARD_CSV" --output_path "$OUTPUT" ${GEN_ARGS:-}
+  "$PY" data_generation/iWildCam/gene_img.py --part "$part" --total-parts "$TOTAL_PARTS" \
+    --data-csv "$HARD_CSV" --output-path "$OUTPUT" ${GEN_ARGS:-}
 done
 
 # 3. CLIPScore of every synthetic image against its prompt and its real source; threshold 0.25.

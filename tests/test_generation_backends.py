@@ -219,7 +219,8 @@ def test_sd_backend_through_the_runner_on_the_folder_dataset(sd_run, folder_csv,
                                                              tmp_path, capsys):
     files = output_bytes(sd_run)
     assert len(files) == 2 * 2 * 2  # images × strengths × seeds
-    assert all(re.fullmatch(r"(rocket|tabby_cat)/Strength(50|100)_guidance100_seed(10|20)/[^/]+\.jpg", p) for p in files)
+    layout = r"(rocket|tabby_cat)/Strength(50|100)_guidance100_seed(10|20)/[^/]+\.jpg"
+    assert all(re.fullmatch(layout, p) for p in files)
     manifest = read_manifest(sd_run / "manifests" / "part001-of001.csv")
     assert sorted(manifest["synthetic_path"]) == sorted(files)
     assert set(manifest["dataset"]) == {"folder"}
@@ -268,7 +269,8 @@ def test_every_generation_difference_comes_from_the_dataset(sd15, zoo_csv, gener
     import json
 
     output = tmp_path / "zoo"
-    base = ["--dataset", "gen_test_zoo", "--data-csv", str(zoo_csv), "--backend", "sd", "--strengths", "1.0", "--seeds", "10", *TINY]
+    base = ["--dataset", "gen_test_zoo", "--data-csv", str(zoo_csv), "--backend", "sd", "--strengths", "1.0",
+            "--seeds", "10", *TINY]
     assert generic_script.main([*base, "--output-path", str(output), "--max-retries", "1",
                                 "--retry-text", "class"]) == 0
     manifest = read_manifest(output / "manifests" / "part001-of001.csv")

@@ -59,11 +59,13 @@ class GenerationConfig:
     steps: int = option(50, "sampler steps (img2img runs int(steps * strength) of them)", paper=PAPER)
     batch_size: int = option(8, "images per pipeline call")
     resolution: str | None = option(None, "input size WIDTHxHEIGHT, or 'native' (each image's own size, batched by "
-                                          "equal size); none: the dataset's (iwildcam 480x270, imagenet_lt and folder native)",
+                                          "equal size); none: the dataset's (iwildcam 480x270, imagenet_lt and "
+                                          "folder native)",
                                     aliases=("--resize",), metavar="WxH|native")
     jpeg_quality: int = option(75, "fixed JPEG quality of the outputs (PIL's default, what the reference wrote)")
     quality_retry: bool | None = option(None, "regenerate an image while CLIP(image, text) <= --retry-threshold "
-                                              "(--no-quality-retry: never); none: the dataset's setting (on for imagenet_lt)")
+                                              "(--no-quality-retry: never); none: the dataset's setting (on for "
+                                              "imagenet_lt)")
     clip_model: str = option(HF_CLIP_ID, "transformers CLIP model scoring the quality retry", paper=PAPER)
     retry_threshold: float = option(0.3, "quality retry: regenerate while image-text similarity <= this",
                                     paper=PAPER)

@@ -173,8 +173,8 @@ def build_sd_img2img_components(tokenizer: CLIPTokenizer | None = None) -> dict:
         unet = UNet2DConditionModel(
             # diffusers' SD img2img fast-test UNet with one layer per block (as the tiny refiner's)
             sample_size=32, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(32, 64),
-            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-            cross_attention_dim=text_config.hidden_size)
+            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=text_config.hidden_size)
         vae = AutoencoderKL(
             in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(32, 64),
             down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
