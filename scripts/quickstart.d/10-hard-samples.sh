@@ -10,12 +10,12 @@ HS_TINY=(--model discl-tiny-clip --pretrained "" --device cpu --workers 0 --summ
 
 echo "-- iWildCam: misclassified or p(true) < 0.3, at most 3 per species, never 'empty'"
 hs_run "$HS/iwildcam.log" "$PY" data_generation/make_hard_samples.py --dataset iwildcam \
-  --root "$WORLD/iwildcam" "${HS_TINY[@]}" --criterion either --max-prob 0.3 --per-class-cap 3 \
+  --data-root "$WORLD/iwildcam" "${HS_TINY[@]}" --criterion either --max-prob 0.3 --per-class-cap 3 \
   --output "$HS/iwildcam.csv"
 
 echo "-- ImageNet-LT: every image of the few-shot classes (the reference's rule), at most 4 per class"
 hs_run "$HS/imagenet_lt.log" "$PY" data_generation/make_hard_samples.py --dataset imagenet_lt \
-  --root "$WORLD/imagenet_lt" --list ImageNet_LT_train.txt "${HS_TINY[@]}" --criterion none --tail-classes \
+  --data-root "$WORLD/imagenet_lt" "${HS_TINY[@]}" --criterion none --tail-classes \
   --per-class-cap 4 --output "$HS/imagenet_lt.csv"
 
 echo "-- prompts for the ImageNet-LT hard classes (offline template bank; the LLM backend needs OPENAI_API_KEY)"

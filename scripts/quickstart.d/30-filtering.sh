@@ -3,7 +3,8 @@
 # ($RUN/gen/iwildcam, $RUN/gen/imagenet_lt). The CLIP is the tiny one under the real id (random weights), so
 # the similarities only show that the flow works.
 # Outputs: scores, reference pickles, filter reports and histograms in $RUN/gen/<dataset>/;
-#          $RUN/data/iwildcam/{train,validate}.csv and $RUN/data/imagenet_lt/{train,validate}.txt (stages 40, 50).
+#          $RUN/data/<dataset>/{train,validate}.csv (every dataset) and, in the reference's list format,
+#          $RUN/data/imagenet_lt/{train,validate}.txt + data_roots.json (stages 40, 50).
 FD_DATA="$RUN/data"
 mkdir -p "$FD_DATA"
 for dataset in iwildcam imagenet_lt; do
@@ -34,5 +35,5 @@ echo "-- ImageNet-LT: list files for guidance 10, 30, 50 + real (demo: --thresho
 fd_run "$FD_DATA/imagenet_lt_build.log" "$PY" curriculum/ImageNet_LT/build_data.py --syn_path "$RUN/gen/imagenet_lt" \
   --data-root "$WORLD/imagenet_lt" --save_folder "$FD_DATA/imagenet_lt" --val-size 2 --threshold -1
 echo "   training data for stage 40: $FD_DATA/iwildcam/train.csv, validate.csv"
-echo "   training data for stage 50: $FD_DATA/imagenet_lt/train.txt, validate.txt (roots: data_roots.json)"
+echo "   training data for stage 50: $FD_DATA/imagenet_lt/train.csv, validate.csv (reference lists: train.txt, validate.txt)"
 echo "   score histograms: $RUN/gen/iwildcam/clip_scores_hist.png, $RUN/gen/imagenet_lt/clip_scores_hist.png"
