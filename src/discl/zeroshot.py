@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Callable, Sequence, Union
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 
-Template = Union[str, Callable[[str], str]]
-
-
-def render_template(template: Template, classname: str) -> str:
-    """Fill one template: a ``str.format`` pattern with ``{}`` or a callable (open_clip/FLYP style lambdas)."""
-    return template(classname) if callable(template) else template.format(classname)
+from discl.datasets.base import Template
+from discl.datasets.base import render as render_template  # noqa: F401 - a format pattern or a callable
 
 
 @torch.no_grad()
