@@ -18,6 +18,7 @@ from helpers import load_script
 
 from discl import generation
 from discl.cli import run_cli
+from discl.config import paper_defaults
 from discl.data.hard_sample_csv import write_hard_sample_csv
 from discl.datasets import Dataset, get_dataset, register
 from discl.errors import InputError
@@ -149,6 +150,11 @@ def test_backend_registry_and_paper_default():
     assert (config.guidance_scale, config.steps, config.retry_threshold, config.max_retries) == (10.0, 50, 0.3, 5)
     assert config.strengths == tuple(k / 10 for k in range(1, 11))
     assert config.seeds == (10, 20, 30, 40, 42, 50, 60, 70)
+    assert paper_defaults(generation.GenerationConfig) == {
+        "backend": "sdxl-refiner", "variant": "fp16", "dtype": "fp16",
+        "strengths": (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0), "seeds": (10, 20, 30, 40, 42, 50, 60, 70),
+        "guidance_scale": 10.0, "steps": 50, "clip_model": "openai/clip-vit-base-patch32", "retry_threshold": 0.3,
+        "max_retries": 5}
     assert generation.GenerationConfig("iwildcam", Path("h.csv"), Path("o"), backend="sd").model_id == SD15_ID
     assert generation.backend_class("sd").embed_names == ("prompt_embeds", "negative_prompt_embeds")
     with pytest.raises(InputError, match="--backend: unknown backend 'dalle'"):
