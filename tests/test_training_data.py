@@ -319,3 +319,37 @@ def test_a_users_dataset_gets_the_canonical_tables_and_its_own_captions(mini_ima
     assert len(train) == 2 * len(tables.train)
     assert {"torpedo underwater.", "a stingray, photographed."} <= set(train["title"])
     assert read_training_table(paths["validation"])["title"].str.endswith(" underwater.").all()
+
+
+def test_phase_one_on_a_users_image_folder(tmp_path):
+    """make_hard_samples.py and curriculum/build_data.py with --dataset folder: no per-dataset code anywhere."""
+    from discl.data.hard_sample_csv import read_hard_sample_csv
+    from discl.data.training_tables import read_training_table
+    from discl.datasets import get_dataset
+    from discl.tiny import TINY_OPEN_CLIP
+    from discl.tiny.datasets import make_mini_folder
+
+    root = make_mini_folder(tmp_path / "photos")
+    hard_csv = tmp_path / "hard.csv"
+    assert load_script("data_generation/make_hard_samples.py").main([
+        "--dataset", "folder", "--data-root", str(root), "--output", str(hard_csv), "--criterion", "either",
+        "--max-prob", "0.9", "--tail-classes", "--per-class-cap", "2", "--model", TINY_OPEN_CLIP, "--pretrained", "",
+        "--workers", "0", "--device", "cpu"]) == 0
+    dataset = get_dataset("folder", root)
+    hard = read_hard_sample_csv(hard_csv, dataset)
+    assert len(hard) >= 4 and hard.groupby("class_id").size().max() <= 2
+    assert set(hard["class_folder"]) <= set(dataset.class_names())  # folders keep the user's folder names
+    images = [(path, int(label), name) for path, label, name in zip(hard["real_path"], hard["class_id"],
+                                                                     hard["class_name"])]
+    syn = tmp_path / "gen"
+    write_manifest(scored_rows("folder", images, (0.5, 0.9), (10,)), syn / "clip_scores.csv")
+    assert load_script("curriculum/build_data.py").main([
+        "--dataset", "folder", "--data-root", str(root), "--syn-path", str(syn), "--save-folder",
+        str(tmp_path / "data")]) == 0
+    train = read_training_table(tmp_path / "data/train.csv")
+    validation = read_training_table(tmp_path / "data/validate.csv")
+    assert set(train["guidance"]) == {10, 50, 100} and sorted(validation["guidance"].unique()) == [10, 50, 100]
+    # the dataset's default hold-out (100) is capped at half of the hard images
+    assert validation["filepath"].map(lambda p: Path(p).stem).nunique() == len(hard) // 2
+    assert "a photo of a tabby cat." in set(train["title"]) | set(validation["title"])
+    assert not (tmp_path / "data/train.txt").exists()  # no reference format for the folder kind
