@@ -22,7 +22,8 @@ from discl.clipscore import (EmbeddingCache, check_threshold, cosine, parse_resi
 from discl.cli import run_cli
 from discl.errors import InputError
 from discl.fileio import atomic_save_image
-from discl.manifest import (MANIFEST_COLUMNS, guidance_from_strength, read_manifest, sample_id, subfolder_name,
+from discl.guidance import level_from_strength
+from discl.manifest import (MANIFEST_COLUMNS, read_manifest, sample_id, subfolder_name,
                             synthetic_relpath, write_manifest)
 
 STRENGTHS = (0.3, 0.8)
@@ -61,7 +62,7 @@ def make_generation(wilds_root: Path, out: Path, images: pd.DataFrame, strengths
                     "class_id": image.y, "class_name": image.class_name, "class_folder": folder,
                     "real_path": f"iwildcam_v2.0/train/{image.filename}", "image_stem": stem,
                     "prompt": iwildcam_prompt(common_name(image.class_name)), "strength": strength,
-                    "image_guidance": guidance_from_strength(strength), "text_guidance": 10.0, "seed": seed,
+                    "image_guidance": level_from_strength(strength), "text_guidance": 10.0, "seed": seed,
                     "generator_seed": 7, "synthetic_path": relpath, "tries": 1,
                     "clip_image_text": "", "clip_image_image": "", "keep": ""})
     manifest = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)

@@ -8,7 +8,8 @@ import pytest
 from discl.cli import run_cli
 from discl.errors import InputError
 from discl.fileio import atomic_write_text
-from discl.manifest import (MANIFEST_COLUMNS, guidance_from_strength, read_manifest, read_manifests, sample_id,
+from discl.guidance import level_from_strength
+from discl.manifest import (MANIFEST_COLUMNS, read_manifest, read_manifests, sample_id,
                             subfolder_name, synthetic_relpath, write_manifest)
 
 
@@ -18,7 +19,7 @@ def _row(stem: str, strength: float, **overrides) -> dict:
         "sample_id": sample_id(folder, subfolder_name(strength, 7.5, 10), stem),
         "dataset": "iwildcam", "class_id": 3, "class_name": "Odocoileus virginianus", "class_folder": folder,
         "real_path": f"train/{stem}.jpg", "image_stem": stem, "prompt": "a photo of a white-tailed deer",
-        "strength": strength, "image_guidance": guidance_from_strength(strength), "text_guidance": 7.5,
+        "strength": strength, "image_guidance": level_from_strength(strength), "text_guidance": 7.5,
         "seed": 10, "generator_seed": 6628621206239858586, "synthetic_path": synthetic_relpath(folder, strength, 7.5, 10, stem),
         "tries": 1, "clip_image_text": "", "clip_image_image": "", "keep": "",
     }
@@ -35,7 +36,7 @@ def _valid() -> pd.DataFrame:
 
 
 def test_pure_helpers_by_hand():
-    assert [guidance_from_strength(s) for s in (0.1, 0.29, 0.5, 0.9, 1.0)] == [90, 71, 50, 10, 0]
+    assert [level_from_strength(s) for s in (0.1, 0.29, 0.5, 0.9, 1.0)] == [90, 71, 50, 10, 0]
     assert subfolder_name(0.29, 7.5, 10) == "Strength29_guidance75_seed10"  # int(100*0.29) would give 28
     assert sample_id("Tayassu_pecari", "Strength10_guidance75_seed20", "abc") == \
         "Tayassu_pecari=Strength10_guidance75_seed20=abc"

@@ -11,10 +11,11 @@ import pytest
 from helpers import load_script
 
 from discl.cli import run_cli
-from discl.data.training_tables import (read_imagenet_lt_list, read_iwildcam_table, validate_iwildcam_table,
-                                        write_imagenet_lt_list, write_iwildcam_table)
+from discl.data.training_tables import (read_imagenet_lt_list, read_training_table, validate_training_table,
+                                        write_imagenet_lt_list, write_training_table)
 from discl.errors import InputError
-from discl.manifest import (MANIFEST_COLUMNS, guidance_from_strength, sample_id, subfolder_name, synthetic_relpath,
+from discl.guidance import level_from_strength
+from discl.manifest import (MANIFEST_COLUMNS, sample_id, subfolder_name, synthetic_relpath,
                             write_manifest)
 from discl.training_data import (assign_image_ids, build_curriculum, real_rows, sample_validation, synthetic_rows,
                                  titled_rows)
@@ -33,7 +34,7 @@ def scored_rows(dataset: str, images: list[tuple[str, int, str]], strengths, see
                     "sample_id": sample_id(folder, subfolder_name(strength, 10.0, seed), stem), "dataset": dataset,
                     "class_id": label, "class_name": class_name, "class_folder": folder, "real_path": real_path,
                     "image_stem": stem, "prompt": f"a photo of {class_name}", "strength": strength,
-                    "image_guidance": guidance_from_strength(strength), "text_guidance": 10.0, "seed": seed,
+                    "image_guidance": level_from_strength(strength), "text_guidance": 10.0, "seed": seed,
                     "generator_seed": 1, "synthetic_path": synthetic_relpath(folder, strength, 10.0, seed, stem),
                     "tries": 1, "clip_image_text": score, "clip_image_image": 0.9, "keep": score >= 0.25})
     return pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
@@ -95,16 +96,16 @@ def test_titles_two_templates_in_reference_order():
 def test_table_round_trip_and_validation(tmp_path):
     good = pd.DataFrame({"title": ["a photo of puma."], "filepath": ["rel/a.jpg"], "label": [3], "strength": [30],
                          "guidance": [70], "seed": [10], "img_id": [0]})
-    write_iwildcam_table(good, tmp_path / "t.csv")
-    back = read_iwildcam_table(tmp_path / "t.csv")
+    write_training_table(good, tmp_path / "t.csv")
+    back = read_training_table(tmp_path / "t.csv")
     assert back["filepath"].tolist() == [str(tmp_path.resolve() / "rel/a.jpg")]
     assert back[["label", "strength", "guidance", "seed", "img_id"]].values.tolist() == [[3, 30, 70, 10, 0]]
     for column, value, message in (("guidance", 60, "!= 100 - strength"), ("label", "x", "expected an integer"),
                                    ("strength", 130, "outside [0, 100]"), ("title", "", "value is missing")):
         with pytest.raises(InputError, match=f"row 1: column '{column}'.*{message[:12]}".replace("[", r"\[")):
-            validate_iwildcam_table(good.assign(**{column: [value]}), "t.csv")
+            validate_training_table(good.assign(**{column: [value]}), "t.csv")
     with pytest.raises(InputError, match="missing column"):
-        validate_iwildcam_table(good.drop(columns=["img_id"]))
+        validate_training_table(good.drop(columns=["img_id"]))
     (tmp_path / "list.txt").write_text("train/a.JPEG 1 100\nsyn/b.jpg 1\n")
     with pytest.raises(InputError, match="list.txt: row 2: expected"):
         read_imagenet_lt_list(tmp_path / "list.txt", "/r", "/s")
@@ -138,8 +139,8 @@ def test_iwildcam_builder_end_to_end(mini_iwildcam, iwildcam_hard, repo_root, tm
                         str(tmp_path / "data"), "--val-size", "2", "--random-state", "3"]) == 0
     printed = capsys.readouterr().out
     assert "levels [50, 70, 90, 100]" in printed
-    train = read_iwildcam_table(tmp_path / "data/train.csv")
-    validation = read_iwildcam_table(tmp_path / "data/validate.csv")
+    train = read_training_table(tmp_path / "data/train.csv")
+    validation = read_training_table(tmp_path / "data/validate.csv")
     n_train = (pd.read_csv(mini_iwildcam / "iwildcam_v2.0/metadata.csv")["split"] == "train").sum()
 
     stems = {Path(p).stem: i for i, (p, _, _) in enumerate(iwildcam_hard)}
