@@ -1,9 +1,10 @@
 """Is data loading hidden behind compute? FLYP step time with real loading vs. on pre-loaded tensors.
 
-Real loading = the trainer's own path: JPEG files of a realistic size (default 480×270, the size the
-generation stage writes) → ``discl.flyp.CaptionedImages`` (decode + open_clip train transform) → DataLoader
-with worker processes and pinned memory (on GPU) → ``FlypTrainer.train_step``-equivalent step. Pre-loaded =
-the same step on tensors already in memory. Prints both times; the last line is ``data_overhead=<y>%``.
+Real loading = the training loop's own path: JPEG files of a realistic size (default 480×270, the size the
+generation stage writes) → ``discl.training.data.TableImages`` (decode + open_clip train transform, per-item
+seeds) → DataLoader with ``GlobalBatchSampler``, worker processes and pinned memory (on GPU) → the FLYP task's
+step (CLIP loss, AdamW). Pre-loaded = the same step on tensors already in memory. Prints both times; the last
+line is ``data_overhead=<y>%``.
 """
 
 from __future__ import annotations
@@ -22,9 +23,11 @@ from PIL import Image
 
 from discl.cli import setup_logging
 from discl.fileio import atomic_save_image
-from discl.flyp import CaptionedImages, GlobalBatchSampler, input_size, make_loader
+from discl.flyp import input_size
 from discl.models import create_open_clip, default_device
 from discl.tiny import TINY_OPEN_CLIP
+from discl.tiny.models import register_tiny_open_clip
+from discl.training.data import GlobalBatchSampler, Lookup, TableImages, make_loader
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -95,14 +98,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     device = args.device or default_device()
     size = tuple(int(v) for v in args.size.lower().split("x"))
-    model, train_transform, _, tokenizer = create_open_clip(args.model, args.pretrained, device=device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5, weight_decay=0.2)
-    step = make_step(model, optimizer, device)
     with tempfile.TemporaryDirectory(prefix="discl-bench-train-") as tmp:
+        if args.model == TINY_OPEN_CLIP:  # its config lives with the tiny models: write it here, not in HF_HOME
+            register_tiny_open_clip(Path(tmp) / "configs")
+        model, train_transform, _, tokenizer = create_open_clip(args.model, args.pretrained, device=device)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5, weight_decay=0.2)
+        step = make_step(model, optimizer, device)
         total = args.warmup_steps + args.steps
         rows = write_images(Path(tmp), total * args.batch_size, size)  # every batch reads fresh files
         draft = None if args.no_jpeg_draft else input_size(model)
-        dataset = CaptionedImages(rows, train_transform, tokenizer, seed=0, draft_size=draft)
+        captions, caption_index = np.unique(rows["title"].to_numpy(), return_inverse=True)
+        dataset = TableImages(rows["filepath"].tolist(), Lookup(tokenizer(list(captions)), caption_index),
+                              train_transform, seed=0, draft_size=draft)
 
         batch = [dataset[i] for i in range(args.batch_size)]
         images, tokens = torch.stack([b[0] for b in batch]), torch.stack([b[1] for b in batch])

@@ -1,4 +1,4 @@
-"""FLYP trainer on the tiny open_clip model and the mini iWildCam: stage data, loss, resume, DDP, bad input."""
+"""FLYP on the tiny open_clip model and the mini iWildCam: curriculum stages, loss, resume, DDP, bad input."""
 
 from __future__ import annotations
 
@@ -22,19 +22,25 @@ from PIL import Image, ImageFilter
 from helpers import REPO_ROOT, load_script
 
 from discl import curriculum as C
-from discl import flyp
 from discl.cli import run_cli
+from discl.datasets import get_dataset
 from discl.data.iwildcam import IWILDCAM_TEMPLATES, zeroshot_classnames
 from discl.data.training_tables import write_iwildcam_table
 from discl.errors import InputError
+from discl.flyp import FlypOptions, FlypTask
 from discl.stats import append_stats
 from discl.tiny import TINY_OPEN_CLIP
+from discl.training import cli
+from discl.training.config import LoopConfig
+from discl.training.data import TableImages
+from discl.training.loop import Trainer
+from discl.training.outputs import ScalarLoggers
 
 TRAIN_SCRIPT_PATH = "curriculum/iWildCam/train.py"
 TRAIN_SCRIPT = REPO_ROOT / TRAIN_SCRIPT_PATH
 SYNTHETIC_LEVELS = (50, 70)
 TINY = ["--model", TINY_OPEN_CLIP, "--pretrained", "", "--workers", "0", "--eval-batch-size", "64",
-        "--lr", "1e-3", "--wd", "0.0", "--warmup", "2"]
+        "--lr", "1e-3", "--wd", "0.0", "--warmup", "2", "--device", "cpu"]
 
 
 def _rows(path, label, name, guidance, img_id, templates=IWILDCAM_TEMPLATES):
@@ -106,53 +112,10 @@ def _run(tables, out, *extra):
     return load_script(TRAIN_SCRIPT_PATH).main(_args(tables, out, *extra))
 
 
-# --- pure data helpers ----------------------------------------------------------------------------------------
-
-def test_stage_rows_merge_synthetic_hard_with_real_non_hard():
-    table = pd.DataFrame({"guidance": [100, 100, 50, 70, 100, 50], "img_id": [0, -1, 0, 0, 1, 1]})
-    assert flyp.stage_rows(table, 50).index.tolist() == [1, 2, 5]
-    assert flyp.stage_rows(table, 70).index.tolist() == [1, 3]
-    assert flyp.stage_rows(table, 100).index.tolist() == [0, 1, 4]
-
-
-def test_global_batch_sampler_splits_batches_over_ranks_and_resumes():
-    whole = list(flyp.GlobalBatchSampler(10, 4, seed=3))
-    assert len(whole) == 2 and all(len(b) == 4 for b in whole)
-    rank0 = list(flyp.GlobalBatchSampler(10, 4, seed=3, rank=0, world_size=2))
-    rank1 = list(flyp.GlobalBatchSampler(10, 4, seed=3, rank=1, world_size=2))
-    assert [a + b for a, b in zip(rank0, rank1)] == whole
-    assert list(flyp.GlobalBatchSampler(10, 4, seed=3, start=1)) == whole[1:]
-    # fewer rows than a batch: the permutation is cycled to fill one batch
-    small = list(flyp.GlobalBatchSampler(3, 4, seed=0))
-    assert len(small) == 1 and sorted(set(small[0])) == [0, 1, 2]
-
-
-def test_item_augmentation_is_seeded_per_item(tables):
-    from torchvision import transforms
-
-    rows = tables["frame"].iloc[:3]
-    augment = transforms.Compose([transforms.RandomResizedCrop(32, scale=(0.3, 1.0)), transforms.ToTensor()])
-
-    def tokenizer(texts):
-        return torch.arange(len(texts) * 4).view(len(texts), 4)
-
-    first = flyp.CaptionedImages(rows, augment, tokenizer, seed=1)
-    again = flyp.CaptionedImages(rows, augment, tokenizer, seed=1)
-    other = flyp.CaptionedImages(rows, augment, tokenizer, seed=2)
-    torch.manual_seed(123)  # the global RNG plays no part and is left alone
-    state = torch.get_rng_state()
-    assert torch.equal(first[2][0], again[2][0])
-    assert not torch.equal(first[2][0], other[2][0])
-    assert torch.equal(torch.get_rng_state(), state)
-    assert first[2][2] == 2 and torch.equal(first[0][1], first.tokens[first.caption_index[0]])
-
-
-def test_real_sample_is_seeded_and_real_only():
-    table = pd.DataFrame({"guidance": [100, 50, 100, 100, 100], "img_id": [-1, 0, 0, -2, -3]})
-    a = flyp.real_sample_rows(table, 2, seed=5)
-    assert a.index.tolist() == flyp.real_sample_rows(table, 2, seed=5).index.tolist()
-    assert len(a) == 2 and (a["guidance"] == 100).all()
-    assert len(flyp.real_sample_rows(table, 99, seed=5)) == 4
+@pytest.fixture(autouse=True)
+def tiny_models(hf_home):
+    """The tiny open_clip config lives in the offline HF cache."""
+    return hf_home
 
 
 # --- training runs ------------------------------------------------------------------------------------------
@@ -202,7 +165,9 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(tables, fixed_run, t
     assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
     assert torch.load(last, weights_only=True)["epoch"] == 0
     assert len(pd.read_csv(tmp_path / "stats.tsv", sep="\t")) == 1
-    assert not (tmp_path / "summary.json").exists()
+    # the summary of the finished epochs follows each checkpoint (the kill may have come before it)
+    summary = tmp_path / "summary.json"
+    assert not summary.exists() or json.loads(summary.read_text())["epochs_done"] == 1
     # as if the kill had come between epoch 1's log rows and its checkpoint: the resume must forget them
     stats_row = pd.read_csv(tmp_path / "stats.tsv", sep="\t").to_dict("records")[0]
     append_stats(tmp_path / "stats.tsv", {**stats_row, "epoch": 1, "loss": 99.0})
@@ -210,28 +175,31 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(tables, fixed_run, t
     append_stats(tmp_path / "curriculum.tsv", {**stage_row, "stage": 5, "start_step": 99}, key="stage")
     args = load_script(TRAIN_SCRIPT_PATH).get_args_parser().parse_args(_args(tables, tmp_path, *FIXED_RUN,
                                                                               "--resume"))
-    trainer = flyp.FlypTrainer(flyp.FlypConfig(**{k: v for k, v in vars(args).items()
-                                                  if k in flyp.FlypConfig.__dataclass_fields__}))
+    trainer = Trainer(*cli.objects_from_args(args, "flyp"))
     assert pd.read_csv(tmp_path / "stats.tsv", sep="\t")["epoch"].tolist() == [0]
     assert pd.read_csv(tmp_path / "curriculum.tsv", sep="\t")["stage"].max() < 5
     trainer.train()
-    trainer.scalars.close()
+    trainer.close()
     for name in ("stats.tsv", "curriculum.tsv"):
         pd.testing.assert_frame_equal(pd.read_csv(tmp_path / name, sep="\t"),
                                       pd.read_csv(fixed_run / name, sep="\t"), obj=name)
+    resumed, whole = (torch.load(p / "checkpoints" / "last.pt", weights_only=True)["model"]
+                      for p in (tmp_path, fixed_run))
+    assert all(torch.equal(resumed[k], whole[k]) for k in whole)
 
 
 def test_loss_falls_when_overfitting(tables, tmp_path):
-    config = flyp.FlypConfig(train_table=tables["train"], wilds_root=tables["root"], output_dir=str(tmp_path),
-                             model=TINY_OPEN_CLIP, pretrained="", workers=0, lr=3e-4, wd=0.0, warmup=1,
-                             batch_size=8, epochs=10, curriculum_epoch=0, eval_splits=[])
-    trainer = flyp.FlypTrainer(config)
+    config = LoopConfig(output_dir=tmp_path, train_table=Path(tables["train"]), workers=0, batch_size=8, epochs=10,
+                        curriculum_epoch=0, eval_splits=[], device="cpu")
+    task = FlypTask(FlypOptions(model=TINY_OPEN_CLIP, pretrained="", lr=3e-4, wd=0.0, warmup=1))
+    trainer = Trainer(get_dataset("iwildcam", tables["root"]), config, task)
     # eight different captions (a repeated caption is a false negative that keeps the loss up)
     rows = trainer.table[trainer.table["guidance"] == 100].drop_duplicates("title").iloc[:8]
-    dataset = flyp.CaptionedImages(rows, trainer.val_transform, trainer.tokenizer)
+    dataset = TableImages(rows["filepath"].tolist(), task.targets(rows), task.eval_transform)
     images = torch.stack([dataset[i][0] for i in range(8)])
     tokens = torch.stack([dataset[i][1] for i in range(8)])
     losses = [trainer.train_step(images, tokens) for _ in range(25)]
+    trainer.close()
     assert losses[-1] < 0.5 * losses[0], losses
 
 
@@ -257,7 +225,7 @@ def test_adaptive_resume_equals_uninterrupted(tables, tmp_path):
     assert len(choices) == 2 and all(set(scores) == {50, 70, 100} for _, scores in choices)
     assert full_stages["level"].iloc[-1] == 100
     summary = json.loads((tmp_path / "split" / "summary.json").read_text())
-    assert summary["best"]["epoch"] in (0, 1, 2)
+    assert summary["best_epoch"] in (0, 1, 2) and summary["selection"] == {"split": "id_val", "metric": "f1"}
     with pytest.raises(InputError, match="other settings.*seed=0 \\(now 1\\)"):
         _run(tables, tmp_path / "split", *common, "--resume", "--seed", "1")
     with pytest.raises(InputError, match="other settings.*eval_splits="):
@@ -300,7 +268,7 @@ def test_adaptive_chooses_the_synthetic_level_that_alone_has_validation_rows(tab
     val = pd.read_csv(tables["val"], sep="\t")
     only_50 = tmp_path / "val50.tsv"
     write_iwildcam_table(val[val["guidance"] == 50], only_50)
-    caplog.set_level(logging.WARNING, logger="discl.flyp")
+    caplog.set_level(logging.WARNING, logger="discl.training.loop")
     _run(dict(tables, val=str(only_50)), tmp_path / "out", "--curriculum", "adaptive", "--epochs", "2",
          "--curriculum-epoch", "2", "--batch-size", "32", "--real-sample-size", "32", "--eval-splits", "id_val")
     assert "no curriculum-validation rows for guidance level(s) [70, 100]" in caplog.text
@@ -388,16 +356,15 @@ def test_cli_exit_code_and_one_line_error(tables, tmp_path, capsys):
 
 
 def test_adaptive_needs_the_validation_table(tables, tmp_path):
-    config = flyp.FlypConfig(train_table=tables["train"], wilds_root=tables["root"], output_dir=str(tmp_path),
-                             model=TINY_OPEN_CLIP, pretrained="", curriculum="adaptive", epochs=2, curriculum_epoch=1)
+    config = LoopConfig(output_dir=tmp_path, train_table=Path(tables["train"]), curriculum="adaptive", epochs=2,
+                        curriculum_epoch=1, device="cpu")
+    task = FlypTask(FlypOptions(model=TINY_OPEN_CLIP, pretrained=""))
     with pytest.raises(InputError, match="needs --val-table"):
-        flyp.FlypTrainer(config)
+        Trainer(get_dataset("iwildcam", tables["root"]), config, task)
 
 
 def test_optional_loggers_are_skipped_when_not_installed(tmp_path, caplog):
-    config = flyp.FlypConfig(train_table="t", wilds_root="r", output_dir=str(tmp_path), tensorboard=True,
-                             wandb_project="discl")
-    loggers = flyp.ScalarLoggers(tmp_path, config)
+    loggers = ScalarLoggers(tmp_path, tensorboard=True, wandb_project="discl", config={"lr": 1e-5})
     installed = {name: importlib.util.find_spec(name) is not None for name in ("tensorboard", "wandb")}
     assert (loggers.tensorboard is not None) == installed["tensorboard"]
     assert (loggers.wandb is not None) == installed["wandb"]

@@ -1,4 +1,4 @@
-"""Shared training infrastructure: LR schedule, stats table, checkpoints with RNG states."""
+"""Shared training infrastructure: LR schedules, stats table, checkpoints with RNG states, selection, report."""
 
 from __future__ import annotations
 
@@ -86,33 +86,39 @@ def test_new_run_refuses_an_existing_checkpoint(tmp_path):
 
 
 def test_distributed_helpers_single_process():
-    from torch.utils.data import TensorDataset
-
     from discl import distributed
 
     info = distributed.init_distributed("cpu")
     assert info == distributed.DistInfo() and info.is_main and not info.distributed
     assert distributed.is_main()
-    features = torch.ones(3, 2, requires_grad=True)
-    assert distributed.all_gather_with_grad(features) is features
     assert distributed.all_gather_objects({"a": 1}) == [{"a": 1}]
     assert distributed.shard_indices(list(range(7)), rank=1, world_size=3) == [1, 4]
-    assert distributed.distributed_sampler(TensorDataset(torch.zeros(4)), info) is None
     model = torch.nn.Linear(2, 2)
     assert distributed.wrap_ddp(model, info) is model
     distributed.barrier()
 
 
-def test_selection_and_f1_table():
+def test_selection_rule_and_report(tmp_path):
     from discl import metrics
+    from discl.fileio import atomic_write_json
+    from discl.training import outputs
 
     assert metrics.is_better(0.5, None) and metrics.is_better(0.6, 0.5)
     assert not metrics.is_better(0.5, 0.5)  # a tie keeps the earlier epoch
     assert not metrics.is_better(float("nan"), 0.1) and metrics.is_better(0.1, float("nan"))
-    assert metrics.metric_columns({"id_val": {"f1": 0.5, "acc": 0.75}}) == {"id_val_f1": 0.5, "id_val_acc": 0.75}
+    assert outputs.format_level_map({100: 91, 10: 25}) == "10:25 100:91"
+    assert outputs.parse_level_map("10:25 100:91") == {10: 25.0, 100: 91.0}
     rows = [{"epoch": 0, "guidance": 50, "id_val_f1": 0.1234, "test_f1": 0.5},
-            {"epoch": 1, "guidance": 100, "id_val_f1": 0.25, "test_f1": 0.0625}]
-    table = metrics.f1_table(rows, ["id_val", "test"], best_epoch=1).splitlines()
-    assert table[0].split() == ["epoch", "guidance", "ID-val", "OOD-test"]
-    assert table[1].split() == ["0", "50", "12.34", "50.00"]
-    assert table[2].split() == ["1*", "100", "25.00", "6.25"]
+            {"epoch": 1, "guidance": 100, "id_val_f1": 0.25, "test_f1": float("nan")}]
+    stats.append_stats(tmp_path / "stats.tsv", rows[0])
+    stats.append_stats(tmp_path / "stats.tsv", rows[1])
+    run = {"selection": {"split": "id_val", "metric": "f1"}, "splits": ["id_val", "test"], "metric_names": ["f1"]}
+    summary = outputs.build_summary(tmp_path, run=run, splits=["id_val", "test"], metrics=["f1"], best_epoch=1)
+    assert summary["best"] == {"id_val": {"f1": 0.25}, "test": {"f1": None}}  # NaN → null: strict JSON
+    assert summary["last_epoch"] == 1 and summary["epochs_done"] == 2 and summary["stages"] == []
+    atomic_write_json(tmp_path / "summary.json", summary)
+    table = outputs.report(tmp_path).splitlines()
+    assert table[0].split() == ["epoch", "level", "id_val:f1", "test:f1"]
+    assert table[1].split() == ["0", "50", "0.1234", "0.5000"]
+    assert table[2].split() == ["1*", "100", "0.2500", "n/a"]
+    assert table[3] == "selected epoch 1 (best id_val f1 0.2500): id_val: f1 0.2500; test: f1 n/a"

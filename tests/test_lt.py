@@ -1,11 +1,10 @@
-"""The ImageNet-LT trainer end to end on the mini ImageNet-LT: baseline → curriculum, schedules, resume, errors.
+"""The CE trainer end to end on the mini ImageNet-LT: baseline → curriculum, schedules, resume, errors.
 
 Runs the real entry scripts in-process (``main([...])``) with a 4-wide ResNet-10 on 32 px crops.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -22,10 +21,17 @@ from PIL import Image, ImageEnhance
 
 from helpers import load_script
 
+from discl import curriculum as C
 from discl import lt, resnet
 from discl.data.imagenet_lt import class_counts, read_split, split_by_count
 from discl.data.training_tables import write_data_roots, write_imagenet_lt_list
+from discl.datasets import get_dataset
 from discl.fileio import atomic_save_image, atomic_torch_save, atomic_write_text
+from discl.training.config import LoopConfig
+from discl.training.data import read_table
+from discl.training.loop import tail_classes
+from discl.training.outputs import parse_level_map
+from discl.training.stage_data import StageData
 
 REPO = Path(__file__).resolve().parents[1]
 LEVELS = (10, 30, 50)
@@ -80,7 +86,7 @@ def _tiny(world) -> list[str]:
 
 
 def _curriculum(world, output: Path, *extra: str) -> list[str]:
-    return _tiny(world) + ["--train-list", str(world.train), "--output-dir", str(output), "--no-plots",
+    return _tiny(world) + ["--train-table", str(world.train), "--output-dir", str(output), "--no-plots",
                            "--epochs", "3", "--guidance-levels", "10", "30", "100", "--level-starts", "0", "1", "2",
                            "--curriculum-epoch", "3", *extra]
 
@@ -100,14 +106,15 @@ def baseline(lt_world, tmp_path_factory):
 
 def test_baseline_trains_on_the_plain_long_tailed_list(baseline, lt_world, capsys):
     stats = _stats(baseline)
-    assert list(stats["epoch"]) == [0] and list(stats["level"]) == [100]
-    # every real training image once: 323 in the mini ImageNet-LT, no synthetic ones
-    assert lt.parse_level_map(stats["train_guidance_counts"][0]) == {100: 323}
+    assert list(stats["epoch"]) == [0] and list(stats["guidance"]) == [100]
+    # real training images only: 323 in the mini ImageNet-LT, 10 full batches of 32 in an epoch
+    assert parse_level_map(stats["guidance_rows"][0]) == {100: 320}
     summary = json.loads((baseline / "summary.json").read_text())
-    assert summary["best_epoch"] == 0 and summary["selection"] == "val_overall"
-    assert set(summary["best_test"]) == {"overall", "many", "medium", "few"}
-    for name in ("checkpoints/best.pt", "checkpoints/last.pt", "accuracy_val.png", "accuracy_test.png",
-                 "curriculum.png"):
+    assert summary["best_epoch"] == 0 and summary["selection"] == {"split": "val", "metric": "overall"}
+    assert summary["steps_per_epoch"] == 10 and summary["stage_data"] == "tail-topup"
+    assert set(summary["best"]["test"]) == {"overall", "many", "medium", "few"}
+    for name in ("checkpoints/best.pt", "checkpoints/last.pt", "metrics_val.png", "metrics_test.png",
+                 "overall_curves.png", "curriculum_timeline.png"):
         assert (baseline / name).is_file(), name
     state = torch.load(baseline / "checkpoints" / "best.pt", weights_only=True)
     assert state["args"]["arch"] == "resnet10" and state["args"]["num_classes"] == 8
@@ -121,10 +128,14 @@ def test_fixed_curriculum_loads_the_scheduled_level_each_epoch(baseline, lt_worl
     _script("train").main(_curriculum(lt_world, output, "--init", str(baseline / "checkpoints" / "best.pt")))
     printed = capsys.readouterr().out
     stats = _stats(output)
-    assert list(stats["level"]) == [10, 30, 100]
-    counts = [lt.parse_level_map(c) for c in stats["train_guidance_counts"]]
-    # 290 non-tail images · 0.2 = 58 real; the tail is topped up to 58 (50 %): 33 real tail + 25 synthetic
-    assert counts == [{10: 25, 100: 91}, {30: 25, 100: 91}, {100: 116}]
+    assert list(stats["guidance"]) == [10, 30, 100]
+    counts = [parse_level_map(c) for c in stats["guidance_rows"]]
+    # a pass: 290 non-tail images · 0.2 = 58 real; the tail topped up to 58 (50 %): 33 real tail + 25 synthetic;
+    # an epoch is 116 // 32 = 3 batches of it
+    assert [set(c) for c in counts] == [{10, 100}, {30, 100}, {100}]
+    assert all(sum(c.values()) == 96 for c in counts)
+    stages = pd.read_csv(output / "curriculum.tsv", sep="\t")
+    assert list(stages["level"]) == [10, 30, 100] and list(stages["rows"]) == [116] * 3
     assert "test:few" in printed and "selected epoch" in printed
     assert len(printed.strip().splitlines()) == 5  # header, three epochs, the selected one
 
@@ -148,8 +159,7 @@ def test_resume_after_a_stop_equals_an_uninterrupted_run(baseline, lt_world, tmp
     train(_curriculum(lt_world, tmp_path / "split", *common, "--stop-after-epoch", "1"))
     assert list(_stats(tmp_path / "split")["epoch"]) == [0, 1]
     train(_curriculum(lt_world, tmp_path / "split", *common, "--resume"))
-    whole, split = _stats(tmp_path / "whole"), _stats(tmp_path / "split")
-    pd.testing.assert_frame_equal(whole.drop(columns="seconds"), split.drop(columns="seconds"))
+    pd.testing.assert_frame_equal(_stats(tmp_path / "whole"), _stats(tmp_path / "split"))
     a = torch.load(tmp_path / "whole" / "checkpoints" / "last.pt", weights_only=True)["model"]
     b = torch.load(tmp_path / "split" / "checkpoints" / "last.pt", weights_only=True)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -157,7 +167,7 @@ def test_resume_after_a_stop_equals_an_uninterrupted_run(baseline, lt_world, tmp
 
 def _adaptive(world, baseline, output: Path, *extra: str) -> list[str]:
     return _tiny(world) + [
-        "--train-list", str(world.train), "--curriculum-val-list", str(world.validate), "--output-dir",
+        "--train-list", str(world.train), "--curriculum-val-list", str(world.validate), "--output-dir",  # old spellings
         str(output), "--no-plots", "--epochs", "3", "--curriculum", "adaptive", "--guidance-levels", "10", "30", "50",
         "100", "--curriculum-epoch", "2", "--real-sample-size", "40", "--init",
         str(baseline / "checkpoints" / "best.pt"), *extra]
@@ -167,20 +177,22 @@ def test_adaptive_round_probes_then_trains_on_the_chosen_level(baseline, lt_worl
     train = _script("train").main
     output = tmp_path / "adaptive"
     train(_adaptive(lt_world, baseline, output))
-    stats = _stats(output)
-    scores = lt.parse_level_map(stats["adaptive_scores"][0])
-    assert set(scores) == {10, 30, 50, 100}
-    chosen = max(scores, key=lambda g: (scores[g], -g))  # ties go to the more synthetic level
-    assert stats["level"][0] == chosen and stats["level"][2] == 100
-    # each round trains one pass over a fresh sample of 40 of the 323 real rows (2 steps of 32) and one over the
-    # chosen level's epoch (116 images, 4 steps); the real-only epoch after the curriculum is 4 steps
-    assert list(stats["step"]) == [6, 12, 16]
+    stages = pd.read_csv(output / "curriculum.tsv", sep="\t")
+    # an epoch is 116 // 32 = 3 steps, the curriculum ends at step 6. A round: probe, one batch of a fresh
+    # sample of 40 real rows, probe, one pass (3 steps) of the chosen level; the second round is cut at step 6.
+    assert list(stages["kind"]) == ["real_sample", "level", "real_sample", "level", "level"]
+    assert list(stages["start_step"]) == [0, 1, 4, 5, 6] and list(stages["rows"])[::2] == [40, 40, 116]
+    for _, stage in stages[stages["scores"].notna()].iterrows():
+        scores = {int(g): float(v) for g, v in (item.split(":") for item in stage["scores"].split(";"))}
+        assert set(scores) == {10, 30, 50, 100} and stage["level"] == C.argmax_level(scores)
+    assert stages["scores"].notna().sum() == 2 and stages["level"].iloc[-1] == 100
     state = torch.load(output / "checkpoints" / "last.pt", weights_only=True)
-    assert state["schedule"]["round"] == 2 and state["trainer"]["total_steps"] == 16
-    # the real samples are seeded by (seed, epoch): a resumed run draws the same ones
+    assert state["schedule"]["round"] == 2 and state["trainer"]["total_steps"] == 9
+    # the stages are seeded by their index: a resumed run draws the same real samples and passes
     train(_adaptive(lt_world, baseline, tmp_path / "split", "--stop-after-epoch", "0"))
     train(_adaptive(lt_world, baseline, tmp_path / "split", "--resume"))
-    pd.testing.assert_frame_equal(stats.drop(columns="seconds"), _stats(tmp_path / "split").drop(columns="seconds"))
+    pd.testing.assert_frame_equal(_stats(output), _stats(tmp_path / "split"))
+    pd.testing.assert_frame_equal(stages, pd.read_csv(tmp_path / "split" / "curriculum.tsv", sep="\t"))
     resumed = torch.load(tmp_path / "split" / "checkpoints" / "last.pt", weights_only=True)["model"]
     assert all(torch.equal(state["model"][k], resumed[k]) for k in resumed)
 
@@ -196,23 +208,24 @@ def _fails(capsys, argv: list[str], script: str = "train") -> str:
 
 def test_bad_inputs_give_one_line_errors_and_write_nothing(lt_world, tmp_path, capsys):
     lists = tmp_path / "lists"
-    bad_label = lists / "val_bad_label.txt"
-    atomic_write_text(bad_label, (lt_world.root / "ImageNet_LT_val.txt").read_text() + "train/x/y.JPEG 8\n")
+    bad_label = lists / "train_bad_label.txt"
+    atomic_write_text(bad_label, (lt_world.root / "ImageNet_LT_train.txt").read_text() + "train/x/y.JPEG 8\n")
     empty = lists / "empty.txt"
     atomic_write_text(empty, "\n")
     output = tmp_path / "out"
     base = _tiny(lt_world) + ["--output-dir", str(output), "--curriculum", "none", "--guidance-levels", "100"]
 
-    error = _fails(capsys, base + ["--val-list", str(bad_label)])
-    assert error.startswith(f"error: {bad_label}: row 25: column 'label': label 8 outside the class range 0..7")
-    error = _fails(capsys, base + ["--test-list", str(lists / "missing.txt")])
+    error = _fails(capsys, base + ["--train-table", str(bad_label)])
+    assert error.startswith(f"error: {bad_label}: row 324: column 'label': label 8 outside the class range 0..7")
+    error = _fails(capsys, base + ["--train-table", str(lists / "missing.txt")])
     assert error == f"error: {lists / 'missing.txt'}: list file not found"
-    error = _fails(capsys, base + ["--val-list", str(empty)])
+    error = _fails(capsys, base + ["--train-table", str(empty)])
     assert error.startswith(f"error: {empty}: list file is empty")
     # the curriculum needs synthetic rows of its levels
     error = _fails(capsys, _tiny(lt_world) + ["--output-dir", str(output), "--guidance-levels", "10", "100",
                                               "--level-starts", "0", "1"])
-    assert "no synthetic rows of guidance [10]" in error and len(error.splitlines()) == 1
+    assert "guidance level 10 is scheduled but the table has no synthetic rows of tail classes" in error
+    assert len(error.splitlines()) == 1
     assert not output.exists()
 
 
@@ -222,12 +235,12 @@ def test_an_existing_run_is_not_overwritten_without_resume(baseline, lt_world, c
     same = _tiny(lt_world) + ["--output-dir", str(baseline), "--epochs", "1", "--resume", "--tail-fraction", "none",
                               "--downsample-ratio", "1"]
     error = _fails(capsys, same + ["--lr", "0.5"], "train_baseline")
-    assert "lr 0.001 → 0.5" in error
+    assert "lr=0.001 (now 0.5)" in error
     # the data, its interpretation and the starting weights are settings of the run too
-    error = _fails(capsys, same + ["--train-list", str(lt_world.train), "--split-convention", "standard",
+    error = _fails(capsys, same + ["--train-table", str(lt_world.train), "--split-convention", "standard",
                                    "--init", str(baseline / "checkpoints" / "best.pt")], "train_baseline")
-    assert f"train_list None → '{lt_world.train}'" in error and "split_convention 'reference' → 'standard'" in error
-    assert "init None → " in error
+    assert f"train_table=None (now '{lt_world.train}')" in error
+    assert "split_convention='reference' (now 'standard')" in error and "init=None (now " in error
 
 
 def test_resume_checks_the_number_of_steps(baseline, lt_world, tmp_path, capsys):
@@ -238,7 +251,8 @@ def test_resume_checks_the_number_of_steps(baseline, lt_world, tmp_path, capsys)
     atomic_torch_save(state, run / "checkpoints" / "last.pt")
     error = _fails(capsys, _tiny(lt_world) + ["--output-dir", str(run), "--epochs", "1", "--resume",
                                               "--tail-fraction", "none", "--downsample-ratio", "1"], "train_baseline")
-    assert error.startswith(f"error: {run / 'checkpoints' / 'last.pt'}: the run has 11 steps, the checkpoint's had 12")
+    assert error.startswith(f"error: {run / 'checkpoints' / 'last.pt'}: the run has 10 steps (10 per epoch), the "
+                            "checkpoint's had 11 (10 per epoch)")
 
 
 def test_level_starting_at_the_curriculum_epoch_is_an_error(lt_world, tmp_path, capsys):
@@ -252,10 +266,12 @@ def test_onlyfc_needs_starting_weights(lt_world, tmp_path, capsys, caplog):
     error = _fails(capsys, _curriculum(lt_world, tmp_path / "fc", "--train-mode", "onlyfc"))
     assert "--train-mode onlyfc needs --init" in error
     assert not (tmp_path / "fc").exists()
-    lt.warn_if_random_start(_config(lt_world))
+    loop = LoopConfig(output_dir=tmp_path, curriculum="fixed")
+    lt.CETask(lt.CEOptions()).check(loop)
     assert "fine-tuning from RANDOM weights" in caplog.text
     caplog.clear()
-    lt.warn_if_random_start(_config(lt_world, "--init", "some/checkpoint.pt"))
+    lt.CETask(lt.CEOptions(init=Path("some/checkpoint.pt"))).check(loop)
+    lt.CETask(lt.CEOptions()).check(LoopConfig(output_dir=tmp_path, curriculum="none"))  # the baseline
     assert not caplog.records
 
 
@@ -267,12 +283,14 @@ def test_init_with_the_wrong_width_is_an_input_error(baseline, lt_world, tmp_pat
 
 
 def test_epoch_data_from_the_builders_lists(lt_world):
-    data = lt.load_data(_config(lt_world, "--train-list", str(lt_world.train)))
-    assert data.tail_classes == frozenset(lt_world.tail)
-    assert sorted({r.guidance for r in data.synthetic}) == [10, 30, 50]
-    rows = lt.build_epoch_rows(data.train, data.synthetic, data.tail_classes, 10, np.random.default_rng(3), 0.2, 0.5)
-    assert len(rows) == 116 and sum(r.guidance == 10 for r in rows) == 25
-    assert all(Path(r.path).is_file() for r in rows)
+    dataset = get_dataset("imagenet_lt", lt_world.root)
+    table = lt.CETask(lt.CEOptions()).prepare_table(read_table(lt_world.train, real_root=lt_world.root), dataset)
+    assert tail_classes(dataset) == frozenset(lt_world.tail)
+    assert sorted(set(table["guidance"])) == [10, 30, 50, 100]
+    data = StageData("tail-topup", table, tail_classes(dataset), 0.2, 0.5)
+    rows = data.rows(10, np.random.default_rng(3))
+    assert len(rows) == data.epoch_rows == 116 and (rows["guidance"] == 10).sum() == 25
+    assert all(Path(p).is_file() for p in rows["filepath"])
 
 
 def test_ddp_two_processes_match_one_process(baseline, lt_world, tmp_path):
@@ -292,9 +310,10 @@ def test_ddp_two_processes_match_one_process(baseline, lt_world, tmp_path):
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     one, two = _stats(tmp_path / "one"), _stats(tmp_path / "two")
-    # 58 non-tail + 58 tail images; 58 per rank in batches of 16 = 4 steps, as 4 batches of 32 on one process
-    assert list(two["epoch"]) == [0] and two["train_images"][0] == 116 and two["step"][0] == one["step"][0] == 4
-    assert two["train_loss"][0] == pytest.approx(one["train_loss"][0], rel=1e-5)
+    # 58 non-tail + 58 tail images: 3 global batches of 32, 16 per rank, as 3 batches of 32 on one process
+    assert list(two["epoch"]) == [0] and two["step"][0] == one["step"][0] == 3
+    assert two["guidance_rows"][0] == one["guidance_rows"][0] == "100:96"
+    assert two["loss"][0] == pytest.approx(one["loss"][0], rel=1e-5)
     for split in ("val", "test"):
         assert two[f"{split}_overall"][0] == pytest.approx(one[f"{split}_overall"][0], abs=1e-9)
     weights = [torch.load(tmp_path / name / "checkpoints" / "last.pt", weights_only=True)["model"]
@@ -304,25 +323,25 @@ def test_ddp_two_processes_match_one_process(baseline, lt_world, tmp_path):
     assert done.stdout.count("selected epoch 0") == 1  # one report, from rank 0
 
 
-def _config(world, *argv: str) -> lt.LTConfig:
-    parser = lt.add_arguments(argparse.ArgumentParser())
-    return lt.config_from_args(parser.parse_args(["--data-root", str(world.root), "--output-dir", "unused", *argv]))
-
-
 def test_default_schedule_is_the_papers_10_30_50_real(lt_world):
-    schedule = lt.make_schedule(_config(lt_world))
+    args = _script("train").get_args_parser().parse_args(["--data-root", str(lt_world.root), "--output-dir", "x"])
+    assert (args.epochs, args.batch_size, args.curriculum_epoch, args.stage_data) == (65, 128, 60, "tail-topup")
+    assert (args.lr, args.wd, args.downsample_ratio, args.tail_fraction) == (1e-3, 1e-5, 0.3, 0.136)
+    schedule = C.make_schedule(args.curriculum, args.guidance_levels, args.curriculum_epoch, starts=args.level_starts)
     levels = [schedule.next_stage(epoch, 1).level for epoch in range(65)]
     assert levels == [10] * 14 + [30] * 15 + [50] * 15 + [100] * 21  # starts 0, 14, 29, 44; 65 epochs
+    baseline = _script("train_baseline").get_args_parser().parse_args(["--data-root", "r", "--output-dir", "x"])
+    assert (baseline.curriculum, baseline.downsample_ratio, baseline.tail_fraction) == ("none", 1.0, None)
 
 
 def test_split_convention_moves_the_class_with_exactly_100_images(lt_world):
     # mini ImageNet-LT training counts: 120, 100, 50, 20, 19, 8, 4, 2
-    reference = lt.load_data(_config(lt_world, "--curriculum", "none"))
-    standard = lt.load_data(_config(lt_world, "--curriculum", "none", "--split-convention", "standard"))
-    assert reference.counts == [120, 100, 50, 20, 19, 8, 4, 2]
-    assert list(reference.groups) == ["many", "many", "medium", "medium", "few", "few", "few", "few"]
-    assert list(standard.groups) == ["many", "medium", "medium", "medium", "few", "few", "few", "few"]
-    assert reference.tail_classes == standard.tail_classes == frozenset({4, 5, 6, 7})
+    reference = get_dataset("imagenet_lt", lt_world.root)
+    standard = get_dataset("imagenet_lt", lt_world.root, split_convention="standard")
+    assert reference.class_counts() == [120, 100, 50, 20, 19, 8, 4, 2]
+    assert list(reference.class_groups()) == ["many", "many", "medium", "medium", "few", "few", "few", "few"]
+    assert list(standard.class_groups()) == ["many", "medium", "medium", "medium", "few", "few", "few", "few"]
+    assert tail_classes(reference) == tail_classes(standard) == frozenset({4, 5, 6, 7})
 
 
 def test_baseline_checkpoint_finds_hard_samples(baseline, lt_world, tmp_path):

@@ -1,4 +1,4 @@
-"""Data-parallel training: set-up from ``torchrun``'s environment, rank-0-only writes, feature gathering.
+"""Data-parallel training: set-up from ``torchrun``'s environment, rank-0-only writes, gathering results.
 
 ``torchrun --nproc_per_node N script.py`` sets ``RANK``, ``LOCAL_RANK`` and ``WORLD_SIZE``; without them
 everything here degrades to a single process (no process group, ``is_main()`` true, gathers are identities).
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import warnings
 from dataclasses import dataclass
 
 import torch
@@ -72,22 +71,6 @@ def barrier() -> None:
         dist.barrier()
 
 
-def all_gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
-    """Concatenate ``tensor`` from every rank along dim 0, keeping the autograd graph to each rank's part.
-
-    The contrastive loss needs every rank's features as negatives; ``torch.distributed.nn`` routes the
-    gradient of the gathered copy back to the rank that produced it.
-    """
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return tensor
-    from torch.distributed.nn.functional import all_gather
-
-    # Deprecated in favour of a private functional-collectives API; open_clip's ClipLoss still uses this one.
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=FutureWarning, message=".*all_gather is deprecated")
-        return torch.cat(all_gather(tensor), dim=0)
-
-
 def all_gather_objects(obj):
     """Every rank's ``obj`` as a list in rank order (``[obj]`` when single-process)."""
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
@@ -110,13 +93,3 @@ def wrap_ddp(model: torch.nn.Module, info: DistInfo) -> torch.nn.Module:
 
     device_ids = [torch.device(info.device).index] if info.device.startswith("cuda") else None
     return DistributedDataParallel(model, device_ids=device_ids)
-
-
-def distributed_sampler(dataset, info: DistInfo, shuffle: bool = True, seed: int = 0, drop_last: bool = False):
-    """A ``DistributedSampler`` for ``dataset`` when distributed, else ``None`` (use the loader's own order)."""
-    if not info.distributed:
-        return None
-    from torch.utils.data.distributed import DistributedSampler
-
-    return DistributedSampler(dataset, num_replicas=info.world_size, rank=info.rank, shuffle=shuffle, seed=seed,
-                              drop_last=drop_last)

@@ -36,26 +36,3 @@ def group_accuracy(predictions: Sequence[int], labels: Sequence[int], groups: np
         member = label_groups == name
         result[name] = 100.0 * correct[member].mean() if member.any() else float("nan")
     return {k: float(v) for k, v in result.items()}
-
-
-def format_table(rows: Sequence[dict], splits: Sequence[str]) -> str:
-    """A plain-text table: one line per epoch, many / medium / few / overall per split."""
-    header = ["epoch", "level"] + [f"{s}:{m}" for s in splits for m in GROUPS + ("overall",)]
-    lines = ["  ".join(f"{h:>14}" if i > 1 else f"{h:>5}" for i, h in enumerate(header))]
-    for row in rows:
-        cells = [f"{int(row['epoch']):>5}", f"{str(row['level']):>5}"]
-        for split in splits:
-            for metric in GROUPS + ("overall",):
-                cells.append(f"{row[f'{split}_{metric}']:>14.2f}")
-        lines.append("  ".join(cells))
-    return "\n".join(lines)
-
-
-def format_best(summary: dict) -> str:
-    """One line: the epoch selected on validation and its test numbers."""
-    if not summary:
-        return "no finished epoch yet"
-    test = summary["best_test"]
-    cells = ", ".join(f"{m} {test[m]:.2f}" if test[m] is not None else f"{m} n/a" for m in GROUPS + ("overall",))
-    return (f"selected epoch {summary['best_epoch']} (best val top-1 {summary['best_val']['overall']:.2f}): "
-            f"test {cells}")

@@ -1,4 +1,4 @@
-"""iWildCam evaluation: WILDS' own metrics per split, model selection on ID-val macro-F1, result tables.
+"""iWildCam evaluation with WILDS' own metrics, and the rule that picks the selected epoch.
 
 Macro-F1 is WILDS' ``F1-macro_all``: averaged over the classes present in the split, not over all 182.
 """
@@ -10,10 +10,6 @@ from typing import Sequence
 
 import numpy as np
 import torch
-
-# WILDS split name → how the paper's tables call it ("test" is the OOD test set: unseen camera locations)
-IWILDCAM_EVAL_SPLITS = {"id_val": "ID-val", "id_test": "ID-test", "test": "OOD-test"}
-SELECTION_SPLIT = "id_val"
 
 
 def wilds_split_metrics(dataset, split_indices: Sequence[int], predictions: Sequence[int]) -> dict[str, float]:
@@ -27,25 +23,8 @@ def wilds_split_metrics(dataset, split_indices: Sequence[int], predictions: Sequ
             "f1": float(results["F1-macro_all"])}
 
 
-def metric_columns(metrics: dict[str, dict[str, float]]) -> dict[str, float]:
-    """Flatten ``{split: {metric: v}}`` into stats columns ``{split}_{metric}``."""
-    return {f"{split}_{name}": value for split, values in metrics.items() for name, value in values.items()}
-
-
 def is_better(value: float, best: float | None) -> bool:
     """A strictly larger selection metric wins; the earliest epoch keeps a tie; NaN never wins."""
     if math.isnan(value):
         return False
     return best is None or math.isnan(best) or value > best
-
-
-def f1_table(rows: Sequence[dict], splits: Sequence[str] = tuple(IWILDCAM_EVAL_SPLITS),
-             best_epoch: int | None = None) -> str:
-    """Per-epoch macro-F1 (percent) of each split as a plain-text table; the best epoch is starred."""
-    header = f"{'epoch':>5}  {'guidance':>8}  " + "  ".join(f"{IWILDCAM_EVAL_SPLITS.get(s, s):>9}" for s in splits)
-    lines = [header]
-    for row in rows:
-        mark = "*" if best_epoch is not None and int(row["epoch"]) == best_epoch else " "
-        cells = "  ".join(f"{100 * float(row.get(f'{s}_f1', math.nan)):>9.2f}" for s in splits)
-        lines.append(f"{int(row['epoch']):>4}{mark}  {str(row.get('guidance', '')):>8}  {cells}")
-    return "\n".join(lines)

@@ -15,7 +15,7 @@ from typing import Any, Sequence
 
 from discl.cli import setup_logging
 from discl.config import add_arguments, from_args
-from discl.datasets import dataset_parser, get_dataset
+from discl.datasets import Dataset, dataset_parser, get_dataset
 from discl.training.config import LoopConfig, set_flag_types
 from discl.training.task import Task
 
@@ -64,6 +64,14 @@ def _trainer_of(argv: Sequence[str] | None, description: str | None) -> str:
     return known.trainer
 
 
+def objects_from_args(args: argparse.Namespace, trainer: str) -> tuple[Dataset, LoopConfig, Task]:
+    """The dataset, loop settings and task of parsed flags (what ``train`` takes)."""
+    dataset = get_dataset(args.dataset, args.data_root, prompt_template=args.prompt_template,
+                          class_names=args.class_names, split_convention=args.split_convention)
+    task = task_class(trainer)
+    return dataset, from_args(LoopConfig, args), task(from_args(task.options_class, args))
+
+
 def main(argv: Sequence[str] | None = None, default_dataset: str | None = None, trainer: str | None = None,
          defaults: dict[str, Any] | None = None, description: str | None = None,
          root_aliases: Sequence[str] = ()) -> int:
@@ -79,10 +87,7 @@ def main(argv: Sequence[str] | None = None, default_dataset: str | None = None, 
         parser.error("the following arguments are required: --data-root")
     setup_logging(args.verbose)
     logging.getLogger("PIL").setLevel(logging.WARNING)
-    dataset = get_dataset(args.dataset, args.data_root, prompt_template=args.prompt_template,
-                          class_names=args.class_names, split_convention=args.split_convention)
-    task = task_class(trainer)(from_args(task_class(trainer).options_class, args))
-    summary = train(dataset, from_args(LoopConfig, args), task)
+    summary = train(*objects_from_args(args, trainer))
     if summary is not None:  # rank 0 reports
         print(report(args.output_dir))
     return 0

@@ -4,13 +4,13 @@ Determinism is the point of this module. An item's augmentation is seeded by ``(
 instead of the worker RNG, so the batches do not depend on the number of workers or processes and are the same
 after a resume; the global batch ``b`` of a stage is rows ``[b·G, (b+1)·G)`` of one seeded permutation and each
 rank takes its slice, so N processes train on exactly the batches of one process; prediction is sharded
-over the ranks and gathered back in row order.
+over the ranks and gathered back in row order. Tables: the canonical training table of a file, or of the
+dataset's real training images when there is none.
 """
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
@@ -48,8 +48,8 @@ class TableImages(torch.utils.data.Dataset):
     full-size decodes would make the loader, not the GPU, the bottleneck.
     """
 
-    def __init__(self, paths: Sequence[str], targets: torch.Tensor | Lookup, transform: Callable, seed: int | None = None,
-                 draft_size: int | None = None):
+    def __init__(self, paths: Sequence[str], targets: torch.Tensor | Lookup, transform: Callable,
+                 seed: int | None = None, draft_size: int | None = None):
         if len(paths) != len(targets):
             raise ValueError(f"{len(paths)} paths for {len(targets)} targets")
         self.paths = list(paths)
@@ -181,37 +181,11 @@ def real_table(dataset) -> pd.DataFrame:
 
 def read_table(path: str | os.PathLike, real_root: str | os.PathLike | None = None,
                synthetic_root: str | os.PathLike | None = None) -> pd.DataFrame:
-    """A training or curriculum-validation table with the canonical columns.
+    """A training or curriculum-validation table with the canonical columns (``read_training_table``; a ``.txt``
+    list has its real rows under ``real_root``, its synthetic rows under ``synthetic_root``)."""
+    from discl.data.training_tables import read_training_table
 
-    A ``.txt`` list (``relative/path label [guidance]``, the ImageNet-LT format) has real rows under
-    ``real_root`` and synthetic rows under ``synthetic_root`` (default: ``data_roots.json`` beside the list);
-    its titles are empty, its img_ids ``-1, -2, …`` for real rows and ``0, 1, …`` for synthetic rows.
-    """
-    path = Path(path)
-    if path.suffix != ".txt":
-        try:
-            from discl.data.training_tables import read_training_table
-        except ImportError:  # before the canonical reader existed
-            from discl.data.training_tables import read_iwildcam_table as read_training_table
-        return read_training_table(path)[TABLE_COLUMNS]
-    from discl.data.imagenet_lt import read_list
-    from discl.data.training_tables import read_data_roots
-
-    entries = read_list(path)
-    guidance = np.asarray([REAL if e.guidance is None else e.guidance for e in entries], dtype=np.int64)
-    roots = {"real": real_root, "synthetic": synthetic_root}
-    needed = {"real"} | ({"synthetic"} if (guidance != REAL).any() else set())
-    if any(roots[k] is None for k in needed):
-        saved = dict(zip(("real", "synthetic"), read_data_roots(path.parent)))
-        roots = {k: saved[k] if v is None else v for k, v in roots.items()}
-    real = guidance == REAL
-    img_id = np.where(real, -np.cumsum(real), np.cumsum(~real) - 1)
-    return pd.DataFrame({
-        "title": "", "filepath": [str(Path(roots["real" if r else "synthetic"]) / e.path)
-                                  for e, r in zip(entries, real)],
-        "label": np.asarray([e.label for e in entries], dtype=np.int64), "strength": REAL - guidance,
-        "guidance": guidance, "seed": np.where(real, REAL_SEED, 0), "img_id": img_id,
-    }, columns=TABLE_COLUMNS)
+    return read_training_table(path, real_root=real_root, synthetic_root=synthetic_root)
 
 
 def check_labels(table: pd.DataFrame, num_classes: int, path) -> None:

@@ -14,7 +14,6 @@ split (``selection_split`` / ``selection_metric``), never on a test split.
 from __future__ import annotations
 
 import logging
-import math
 from collections import Counter
 from pathlib import Path
 
