@@ -50,6 +50,7 @@ def test_a_module_path_registers_a_users_dataset(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
     cls = dataset_class("my_plugins.birds")
     assert cls.name == "my_birds" and "my_birds" in datasets.names()
+    assert dataset_class("my_plugins.birds") is cls  # a second lookup by module path (scripts look up twice)
     birds = get_dataset("my_birds", None)
     assert isinstance(birds, cls) and birds.clip_threshold == 0.28 and birds.text_names() == ["robin", "wren"]
     assert birds.class_text("wren") == "a photo of wren"

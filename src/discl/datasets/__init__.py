@@ -59,6 +59,9 @@ def dataset_class(name: str) -> type[Dataset]:
         added = set(_REGISTRY) - before
         if len(added) == 1:
             return _REGISTRY[added.pop()]
+        defined = [cls for cls in _REGISTRY.values() if cls.__module__ == name]
+        if len(defined) == 1:  # imported by an earlier lookup
+            return defined[0]
     if name not in _REGISTRY:
         raise InputError("--dataset", f"unknown dataset {name!r}; registered: {', '.join(names())} "
                                       "(or a module path that registers one)")
