@@ -663,18 +663,6 @@ def run_scoring(config: ScoringConfig, dataset: Dataset) -> tuple[pd.DataFrame, 
     return apply_threshold(table, threshold), stats, paths
 
 
-class _DatasetsByName(dict):
-    """``SCORING[name]`` → the registered dataset ``name``: kept for callers that looked up describe_class here."""
-
-    def __missing__(self, name: str) -> Dataset:
-        from discl.datasets import get_dataset
-
-        return get_dataset(name)
-
-
-SCORING = _DatasetsByName()  # deprecated: pass a Dataset (discl.datasets.get_dataset) instead
-
-
 def main(argv: Sequence[str] | None = None, default_dataset: str | None = None,
          description: str | None = None) -> int:
     """Score and filter one generation output folder, write the outputs, print the per-guidance report."""

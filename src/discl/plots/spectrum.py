@@ -38,9 +38,9 @@ def read_output_manifests(output: str | os.PathLike, real_path: str | os.PathLik
     if real_path is None or dataset is None:
         raise InputError(Path(output) / "manifests", "no generation manifest (part*-of*.csv) found; for a folder in "
                                                      "the reference's layout give --real_path and --dataset")
-    from discl.clipscore import SCORING, RealImageFinder, collect_from_layout
+    from discl.clipscore import RealImageFinder, collect_from_layout
 
-    return collect_from_layout(output, RealImageFinder(real_path), dataset, SCORING[dataset].describe_class)
+    return collect_from_layout(output, RealImageFinder(real_path), dataset)
 
 
 def spectrum_rows(manifest: pd.DataFrame, output: str | os.PathLike, seed: int | None = None, rows: int = 4,
