@@ -3,7 +3,7 @@
 #   1. build train.txt / validate.txt from the scored synthetic spectrum,
 #   2. train the plain long-tailed baseline with cross-entropy (the checkpoint the curriculum starts from),
 #   3. fine-tune it with the synthetic → real curriculum (10 → 30 → 50 → real at epochs 0, 14, 29, 44), $LOSS.
-# Paths come from the environment; every other setting is the paper's default (spec §6).
+# Paths come from the environment; every other setting is the paper's default (docs/train-imagenet-lt.md).
 #   INLT=/data/imagenet SYN=runs/gen/imagenet_lt OUT=runs/lt LOSS=balanced_softmax GPUS=4 bash scripts/train_imagenet_lt.sh
 # Skip step 2 with INIT=path/to/checkpoint.pt. Extra flags for step 3 go after the script name.
 # Re-running the script continues: step 1 is skipped once its lists exist, and steps 2 and 3 get --resume
@@ -27,7 +27,7 @@ if [ ! -f "$OUT/data/train.txt" ] || [ ! -f "$OUT/data/validate.txt" ]; then
 fi
 
 if [ -z "${INIT:-}" ]; then
-  # spec §6: the starting model is trained with CE on the real ImageNet-LT, whatever loss the curriculum uses
+  # the paper starts from a model trained with CE on the real ImageNet-LT, whatever loss the curriculum uses
   BASELINE="$OUT/baseline_ce"
   "${LAUNCH[@]}" curriculum/ImageNet_LT/train_baseline.py --data-root "$INLT" --loss ce \
     --output-dir "$BASELINE" $(resume_flag "$BASELINE")
@@ -35,7 +35,7 @@ if [ -z "${INIT:-}" ]; then
 fi
 
 RUN="$OUT/discl_${LOSS}_${MODE}"
-"${LAUNCH[@]}" curriculum/ImageNet_LT/train.py --data-root "$INLT" --train-list "$OUT/data/train.txt" \
-  --curriculum-val-list "$OUT/data/validate.txt" --init "$INIT" --train-mode "$MODE" --loss "$LOSS" \
+"${LAUNCH[@]}" curriculum/ImageNet_LT/train.py --data-root "$INLT" --train-table "$OUT/data/train.txt" \
+  --val-table "$OUT/data/validate.txt" --init "$INIT" --train-mode "$MODE" --loss "$LOSS" \
   --epochs 65 --curriculum-epoch 60 --downsample-ratio 0.3 --curriculum fixed \
   --output-dir "$RUN" $(resume_flag "$RUN") "$@"

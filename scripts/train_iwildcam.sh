@@ -20,7 +20,7 @@ if [ ! -f "$DATA/train.csv" ]; then
 fi
 
 TRAIN=(curriculum/iWildCam/train.py --train-table "$DATA/train.csv" --val-table "$DATA/validate.csv"
-       --wilds-root "$WILDS" --output-dir "$OUT/flyp_$CURRICULUM" --model ViT-B-16 --pretrained openai
+       --data-root "$WILDS" --output-dir "$OUT/flyp_$CURRICULUM" --model ViT-B-16 --pretrained openai
        --epochs 20 --lr 1e-5 --wd 0.2 --batch-size 256 --warmup 500 --curriculum "$CURRICULUM"
        --curriculum-epoch 15 --workers 4)
 # --resume only when a checkpoint exists, so re-running the script continues an interrupted run.

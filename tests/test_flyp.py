@@ -50,7 +50,7 @@ def _rows(path, label, name, guidance, img_id, templates=IWILDCAM_TEMPLATES):
 
 @pytest.fixture(scope="module")
 def tables(mini_iwildcam, tmp_path_factory) -> dict:
-    """Spec §4 tables over the mini iWildCam: every 2nd non-empty image is hard and gets guidance 50 and 70
+    """Canonical training tables over the mini iWildCam: every 2nd non-empty image is hard and gets guidance 50 and 70
     versions (blurred / greyed stand-ins for diffusion outputs); 4 hard images form the validation table."""
     out = tmp_path_factory.mktemp("tables")
     data = mini_iwildcam / "iwildcam_v2.0"

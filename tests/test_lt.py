@@ -217,6 +217,11 @@ def test_bad_inputs_give_one_line_errors_and_write_nothing(lt_world, tmp_path, c
 
     error = _fails(capsys, base + ["--train-table", str(bad_label)])
     assert error.startswith(f"error: {bad_label}: row 324: column 'label': label 8 outside the class range 0..7")
+    missing_image = lists / "train_missing_image.txt"
+    atomic_write_text(missing_image, (lt_world.root / "ImageNet_LT_train.txt").read_text() + "train/x/y.JPEG 7\n")
+    error = _fails(capsys, base + ["--train-table", str(missing_image)])
+    assert error.startswith(f"error: {missing_image}: row 324: column 'filepath': image ")
+    assert error.endswith("train/x/y.JPEG not found")
     error = _fails(capsys, base + ["--train-table", str(lists / "missing.txt")])
     assert error == f"error: {lists / 'missing.txt'}: list file not found"
     error = _fails(capsys, base + ["--train-table", str(empty)])

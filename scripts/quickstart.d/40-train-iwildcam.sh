@@ -16,7 +16,7 @@ iw_run() { local log="$1"; shift; if ! OMP_NUM_THREADS=1 "$@" 2>"$log"; then cat
 echo "-- adaptive curriculum: probe → real sample → probe → argmax level, real only from epoch 2 (train.py)"
 rm -rf "$IW/adaptive"
 iw_run "$IW/adaptive.log" "$PY" curriculum/iWildCam/train.py \
-  --train-table "$IW_DATA/train.csv" --val-table "$IW_DATA/validate.csv" --wilds-root "$WORLD/iwildcam" \
+  --train-table "$IW_DATA/train.csv" --val-table "$IW_DATA/validate.csv" --data-root "$WORLD/iwildcam" \
   --output-dir "$IW/adaptive" --model discl-tiny-clip --pretrained "" --device cpu --workers 0 \
   --epochs 2 --curriculum adaptive --curriculum-epoch 2 --batch-size 16 --real-sample-size 32 \
   --lr 1e-4 --warmup 2 --eval-batch-size 64

@@ -24,10 +24,10 @@ LT_LOW=$(awk '$3 < 100 {print $3}' "$LT_DATA/train.txt" | sort -n | head -1)
 echo "-- curriculum from the baseline: guidance $LT_LOW in epoch 0, real in epoch 1 (train.py, Balanced Softmax)"
 rm -rf "$LT/curriculum"
 lt_run "$LT/curriculum.log" "$PY" curriculum/ImageNet_LT/train.py "${LT_TINY[@]}" --output-dir "$LT/curriculum" \
-  --train-list "$LT_DATA/train.txt" --init "$LT/baseline/checkpoints/best.pt" --loss balanced_softmax \
+  --train-table "$LT_DATA/train.txt" --init "$LT/baseline/checkpoints/best.pt" --loss balanced_softmax \
   --curriculum fixed --guidance-levels "$LT_LOW" 100 --level-starts 0 1 --curriculum-epoch 2 \
   --downsample-ratio 0.2 --tail-fraction 0.5
 echo "   images per guidance level (guidance:count) in each epoch:"
-awk -F'\t' 'NR == 1 {for (i = 1; i <= NF; i++) if ($i == "train_guidance_counts") c = i; next}
+awk -F'\t' 'NR == 1 {for (i = 1; i <= NF; i++) if ($i == "guidance_rows") c = i; next}
              {print "   epoch " $1 ": " $c}' "$LT/curriculum/stats.tsv"
-echo "   figures: $LT/curriculum/{accuracy_val,accuracy_test,curriculum}.png"
+echo "   figures: $LT/curriculum/{metrics_val,metrics_test,overall_curves,curriculum_timeline}.png"

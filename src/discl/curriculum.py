@@ -4,9 +4,9 @@ A guidance level is ``100·λ`` (``100`` = the real images). A schedule never se
 trainer asks it for the next :class:`Stage` whenever the current stage's data runs out or the stage's
 ``until_step`` is reached, and (adaptive schedule only) answers ``probe`` stages with the true-class
 probabilities of the curriculum-validation rows. Time is counted in optimiser steps; ``steps_per_epoch`` turns
-epochs into steps, so the same code drives the step-based FLYP trainer (an epoch is a fixed number of steps
-and stages cut across epochs) and the epoch-based ImageNet-LT trainer (``steps_per_epoch=1``, one "step" per
-epoch). All arithmetic on boundaries is integer, so there is no float off-by-one at ``curriculum_epoch``.
+epochs into steps (the training loop's epoch is a fixed number of steps, and stages cut across epochs;
+``steps_per_epoch=1`` reads a schedule per epoch). All arithmetic on boundaries is integer, so there is no
+float off-by-one at ``curriculum_epoch``.
 
 Every schedule's state is a dict of plain ints / floats / lists (``state_dict`` / ``load_state_dict``), so
 a checkpoint restores it exactly and loads with ``torch.load(weights_only=True)``.
@@ -241,8 +241,8 @@ def argmax_level(scores: dict[int, float]) -> int | None:
 
 
 class Adaptive(Schedule):
-    """Spec §5, one round: probe → one pass over a fresh real sample → probe → one pass over the level g* of
-    largest mean progress (or a uniformly random level, ``choose="random"``) → repeat; real only from
+    """The paper's adaptive round: probe → one pass over a fresh real sample → probe → one pass over the level
+    g* of largest mean progress (or a uniformly random level, ``choose="random"``) → repeat; real only from
     ``curriculum_epoch`` on, cutting a running stage at exactly that step.
 
     Candidates are ``levels`` (include 100 so real data can win). A level with no validation rows scores NaN

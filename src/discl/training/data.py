@@ -195,3 +195,13 @@ def check_labels(table: pd.DataFrame, num_classes: int, path) -> None:
     if bad.size:
         raise InputError(path, f"label {int(labels[bad[0]])} outside the class range 0..{num_classes - 1}",
                          row=int(bad[0]) + 1, column="label")
+
+
+def check_files(table: pd.DataFrame, path) -> None:
+    """Every image of a table exists (``InputError`` on the first missing one): fail before training, not in it."""
+    seen: set[str] = set()
+    for row, filepath in enumerate(table["filepath"], start=1):
+        if filepath not in seen:
+            if not os.path.isfile(filepath):
+                raise InputError(path, f"image {filepath} not found", row=row, column="filepath")
+            seen.add(filepath)

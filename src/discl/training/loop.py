@@ -36,8 +36,8 @@ from discl.seeding import seed_everything, stable_seed
 from discl.stats import append_stats, truncate_stats
 from discl.training import outputs
 from discl.training.config import RESUME_KEYS, LoopConfig
-from discl.training.data import GlobalBatchSampler, TableImages, check_labels, make_loader, predict, read_table, \
-    real_table
+from discl.training.data import GlobalBatchSampler, TableImages, check_files, check_labels, make_loader, predict, \
+    read_table, real_table
 from discl.training.stage_data import StageData
 from discl.training.task import Task
 
@@ -78,9 +78,10 @@ class Trainer:
         seed_everything(cfg.seed)
         self.num_classes = len(dataset.class_names())
 
-        table_path = cfg.train_table or f"{dataset.name} training images"
+        table_path = cfg.train_table or f"{dataset.name} training images (no --train-table)"
         raw = real_table(dataset) if cfg.train_table is None else self._read(cfg.train_table)
         check_labels(raw, self.num_classes, table_path)
+        check_files(raw, table_path)
         self.table = task.prepare_table(raw, dataset).reset_index(drop=True)
         levels = self._levels()
         tail = tail_classes(dataset) if cfg.stage_data == "tail-topup" else frozenset()
@@ -93,6 +94,7 @@ class Trainer:
                 raise InputError(None, "--curriculum adaptive needs --val-table (the curriculum-validation table)")
             val_rows = self._read(cfg.val_table)
             check_labels(val_rows, self.num_classes, cfg.val_table)
+            check_files(val_rows, cfg.val_table)
             self.val_rows = task.prepare_table(val_rows, dataset).reset_index(drop=True)
             check_validation_levels(self.val_rows, self.schedule.levels, cfg.val_table)
 
