@@ -19,7 +19,7 @@ from discl.tiny import datasets as mini
 
 SORTED_CLASSES = ["astronaut", "coffee_mug", "rocket", "sunflower", "tabby_cat"]
 SORTED_COUNTS = [10, 24, 6, 3, 16]  # MINI_FOLDER_TRAIN_COUNTS in sorted-folder order
-READABLE = ["an astronaut in orbit", "a coffee mug", "a rocket at night", "a sunflower", "a tabby cat"]
+READABLE = ["astronaut in orbit", "coffee mug", "rocket at night", "sunflower", "tabby kitten"]
 
 
 @pytest.fixture(scope="module")
@@ -139,18 +139,18 @@ def test_csv_integer_labels_with_class_names(mini_folder, tmp_path):
     dataset = get_dataset("folder", listing, class_names=str(names_file))
     assert dataset.class_names() == dataset.text_names() == READABLE
     assert dataset.class_counts() == SORTED_COUNTS
-    assert dataset.class_folder("a tabby cat") == "a_tabby_cat"
-    assert dataset.generation_prompt("a tabby cat") == "a photo of a a tabby cat"
-    assert dataset.canonical_class_name("A Tabby Cat") == "a tabby cat"
+    assert dataset.class_folder("tabby kitten") == "tabby_kitten"
+    assert dataset.generation_prompt("tabby kitten") == "a photo of a tabby kitten"
+    assert dataset.canonical_class_name("Tabby Kitten") == "tabby kitten"
 
 
 def test_class_names_file_names_the_folders_in_text(mini_folder, tmp_path):
     names_file = _names_file(tmp_path / "names.txt", READABLE)
     dataset = get_dataset("folder", mini_folder, class_names=names_file, prompt_template="{}, 35mm photo")
     assert dataset.class_names() == SORTED_CLASSES and dataset.text_names() == READABLE
-    assert dataset.generation_prompt("tabby_cat") == "a tabby cat, 35mm photo" == dataset.class_text("tabby_cat")
+    assert dataset.generation_prompt("tabby_cat") == "tabby kitten, 35mm photo" == dataset.class_text("tabby_cat")
     assert dataset.class_folder("tabby_cat") == "tabby_cat"
-    assert dataset.canonical_class_name("a tabby cat") == dataset.canonical_class_name("tabby_cat") == "tabby_cat"
+    assert dataset.canonical_class_name("tabby kitten") == dataset.canonical_class_name("tabby_cat") == "tabby_cat"
 
 
 def test_without_a_root_names_are_taken_as_written():
