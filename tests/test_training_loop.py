@@ -58,6 +58,30 @@ def _long_tail() -> pd.DataFrame:
     return _table(rows)
 
 
+# --- the paper's settings ------------------------------------------------------------------------------------
+
+def test_paper_defaults_of_the_loop_and_both_trainers():
+    from discl.config import paper_defaults
+    from discl.flyp import FlypOptions, FlypTask
+
+    # FLYP on iWildCam: ViT-B/16 from OpenAI, AdamW lr 1e-5 wd 0.2, 500 warm-up steps, batch 256, 20 epochs,
+    # curriculum epoch 15, adaptive rounds over 30,000 real rows, hard images' rows replaced by synthetic ones
+    assert paper_defaults(FlypOptions) == {"model": "ViT-B-16", "pretrained": "openai", "lr": 1e-5, "wd": 0.2,
+                                           "warmup": 500}
+    assert paper_defaults(LoopConfig) == {
+        "epochs": 20, "batch_size": 256, "curriculum_epoch": 15, "adaptive_choice": "argmax",
+        "real_sample_size": 30000, "stage_data": "replace-hard", "downsample_ratio": 0.3, "tail_fraction": 0.136,
+        "split_convention": "reference"}
+    assert FlypTask.loop_defaults == {}
+    # CE on ImageNet-LT (LDMLR): ResNet-10, Adam lr 1e-3 wd 1e-5, 224 crops; 65 epochs of batch 128, guidance
+    # 10 → 30 → 50 → real at epochs 0, 14, 29, 44, real only from epoch 60, 30 % of the non-tail + tail to 13.6 %
+    assert paper_defaults(CEOptions) == {"arch": "resnet10", "width": 64, "train_mode": "full", "loss": "ce",
+                                         "lr": 1e-3, "wd": 1e-5, "crop_size": 224, "resize_size": 256}
+    assert CETask.loop_defaults == {"epochs": 65, "batch_size": 128, "curriculum": "fixed", "curriculum_epoch": 60,
+                                    "guidance_levels": [10, 30, 50, 100], "level_starts": [0, 14, 29, 44],
+                                    "stage_data": "tail-topup"}
+
+
 # --- stage-data recipes ------------------------------------------------------------------------------------
 
 def test_replace_hard_merges_synthetic_hard_rows_with_real_non_hard_rows():

@@ -21,6 +21,7 @@ SPLIT_CONVENTIONS = ("reference", "standard")
 # Where a default comes from (shown in --help as "[paper: ...]").
 FLYP = "FLYP on iWildCam"
 LT = "ImageNet-LT after LDMLR"
+PER_TRAINER = "FLYP on iWildCam; --trainer ce defaults to ImageNet-LT's"
 
 
 @dataclass
@@ -37,27 +38,29 @@ class LoopConfig:
     synthetic_root: Path | None = option(
         None, "root of the synthetic paths of a .txt list (default: data_roots.json beside the list)")
 
-    epochs: int = option(20, "training epochs (an epoch = real-epoch rows / batch steps)", paper=FLYP)
-    batch_size: int = option(256, "global batch over all processes", paper=FLYP)
+    epochs: int = option(20, "training epochs; an epoch is ⌊rows of a real-only epoch / batch⌋ steps",
+                         paper=PER_TRAINER)
+    batch_size: int = option(256, "global batch over all processes", paper=PER_TRAINER)
     eval_batch_size: int = option(256, "batch of evaluation and probe passes (per process)")
     workers: int = option(4, "data-loader worker processes per rank")
     seed: int = option(0, "seed of the stage data, shuffling, augmentation and initialisation")
     device: str | None = option(None, "cuda / cpu (default: cuda when available)")
 
-    curriculum: str = option("none", "guidance schedule", choices=SCHEDULES, paper=FLYP)
+    curriculum: str = option("none", "guidance schedule (none: the FLYP baseline; the paper's iWildCam runs use "
+                                     "adaptive, --trainer ce defaults to ImageNet-LT's fixed)", choices=SCHEDULES)
     guidance_levels: list[int] | None = option(
         None, "guidance levels of the schedule, 100 = real (default: every level in the training table)")
     level_starts: list[int] | None = option(
         None, "fixed schedule: start epoch of each level in ascending order (default or no values: equal shares "
               "of the curriculum)")
-    curriculum_epoch: int = option(15, "real data only from this epoch on", paper=FLYP)
+    curriculum_epoch: int = option(15, "real data only from this epoch on", paper=PER_TRAINER)
     adaptive_choice: str = option("argmax", "adaptive: largest mean progress (paper) or a random level (ablation)",
                                   choices=ADAPTIVE_CHOICES, paper=FLYP)
     real_sample_size: int = option(30000, "adaptive: real rows drawn afresh for each round's real pass",
                                    paper=FLYP)
     stage_data: str = option("replace-hard", "stage-data recipe: synthetic rows replace the hard images' real "
                                              "rows, or a down-sampled epoch with the tail topped up",
-                             choices=STAGE_DATA, paper=FLYP)
+                             choices=STAGE_DATA, paper=PER_TRAINER)
     downsample_ratio: float = option(0.3, "tail-topup: share of the real non-tail rows drawn afresh each pass",
                                      paper=LT)
     tail_fraction: float | None = option(

@@ -68,12 +68,14 @@ def read_summary(out: str | os.PathLike) -> dict:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
 
-def _cell(value: Any) -> str:
-    if value is None:
-        return "n/a"
-    if isinstance(value, float):  # fractions (WILDS' metrics) with four decimals, percentages with two
-        return f"{value:.4f}" if abs(value) <= 1 else f"{value:.2f}"
-    return str(value)
+def _formats(rows: Sequence[dict], splits: Sequence[str], metrics: Sequence[str]) -> dict[str, str]:
+    """Four decimals for a dataset's fractions (WILDS' metrics), two for its percentages (any value above 1)."""
+    percent = any(abs(row.get(f"{s}_{m}") or 0) > 1 for row in rows for s in splits for m in metrics)
+    return {m: ".2f" if percent else ".4f" for m in metrics}
+
+
+def _cell(value: Any, fmt: str) -> str:
+    return "n/a" if value is None else format(value, fmt) if isinstance(value, float) else str(value)
 
 
 def report(out: str | os.PathLike) -> str:
@@ -82,12 +84,13 @@ def report(out: str | os.PathLike) -> str:
     if not summary:
         return "no finished epoch yet"
     splits, metrics = summary["splits"], summary["metric_names"]
+    formats = _formats(summary["epochs"], splits, metrics)
     header = ["epoch", "level"] + [f"{s}:{m}" for s in splits for m in metrics]
     lines = ["  ".join(f"{h:>12}" if i > 1 else f"{h:>6}" for i, h in enumerate(header))]
     for row in summary["epochs"]:
         mark = "*" if row["epoch"] == summary["best_epoch"] else " "
         cells = [f"{row['epoch']:>5}{mark}", f"{row['guidance']:>6}"]
-        cells += [f"{_cell(row.get(f'{s}_{m}')):>12}" for s in splits for m in metrics]
+        cells += [f"{_cell(row.get(f'{s}_{m}'), formats[m]):>12}" for s in splits for m in metrics]
         lines.append("  ".join(cells))
     chosen = [s for s in summary["stages"] if s.get("scores")]
     if chosen:
@@ -99,10 +102,11 @@ def report(out: str | os.PathLike) -> str:
         lines.append(f"no epoch selected ({selection['split']} {selection['metric']} was never a number)")
     else:
         best = summary["best"]
-        chosen_value = best[selection["split"]][selection["metric"]]
-        others = "; ".join(f"{s}: " + ", ".join(f"{m} {_cell(v)}" for m, v in best[s].items()) for s in splits)
+        value = _cell(best[selection["split"]][selection["metric"]], formats[selection["metric"]])
+        others = "; ".join(f"{s}: " + ", ".join(f"{m} {_cell(v, formats[m])}" for m, v in best[s].items())
+                           for s in splits)
         lines.append(f"selected epoch {summary['best_epoch']} (best {selection['split']} {selection['metric']} "
-                     f"{_cell(chosen_value)}): {others}")
+                     f"{value}): {others}")
     return "\n".join(lines)
 
 
