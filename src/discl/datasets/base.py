@@ -24,6 +24,8 @@ from discl.errors import InputError
 Template = Any  # a format string with one ``{}`` or a callable ``name -> text`` (open_clip's templates)
 
 HARD_RULES = ("misclassified", "low-prob", "both", "either", "none")
+# suffixes (compared lower-cased) of the real images a dataset may list: stems are cut at these everywhere
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
 @dataclass(frozen=True)

@@ -31,13 +31,13 @@ import numpy as np
 import pandas as pd
 
 from discl.datasets import register
-from discl.datasets.base import GENERIC_CSV_LAYOUT, CsvLayout, Dataset, EvalSet, RealImages, render
+from discl.datasets.base import (GENERIC_CSV_LAYOUT, IMAGE_SUFFIXES, CsvLayout, Dataset, EvalSet, RealImages,
+                                 render)
 from discl.errors import InputError
 from discl.seeding import stable_seed
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 SPLITS = ("train", "val", "test")
 GROUPS = ("many", "medium", "few")  # by training count, base.Dataset.class_groups: many >= 100, few < 20
 DEFAULT_PROMPT_TEMPLATE = "a photo of a {}"
