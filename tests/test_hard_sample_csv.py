@@ -168,3 +168,24 @@ def test_layout_names_and_folders_come_from_the_dataset(tmp_path):
     (tmp_path / "bad.csv").write_text("path,file,y,shape\nimg/t.png,t.png,2,Triangle\n")
     with pytest.raises(InputError, match="bad.csv: row 1: column 'shape': unknown shape 'Triangle'"):
         read_hard_sample_csv(tmp_path / "bad.csv", Shapes())
+
+
+@pytest.mark.parametrize("suffix", [".bmp", ".webp", ".JPEG", ".png"])
+def test_every_image_suffix_of_the_datasets_is_stripped_from_the_stem(suffix):
+    """A user's IMG.webp must become stem 'IMG' (not 'IMG.webp', which generation would save as IMG.webp.jpg)."""
+    from discl.data.hard_sample_csv import image_stem
+    from discl.datasets.base import IMAGE_SUFFIXES
+
+    assert suffix.lower() in IMAGE_SUFFIXES
+    assert image_stem(f"IMG_0052{suffix}") == "IMG_0052"
+
+
+def test_the_scorer_finds_real_images_of_every_suffix(tmp_path):
+    from PIL import Image
+
+    from discl.clipscore import RealImageFinder
+
+    for name in ("a.bmp", "b.webp"):
+        Image.new("RGB", (8, 8)).save(tmp_path / name)
+    finder = RealImageFinder(tmp_path)
+    assert finder.find(stem="a") == tmp_path / "a.bmp" and finder.find(stem="b") == tmp_path / "b.webp"

@@ -27,7 +27,7 @@ from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from discl.config import add_arguments, option
-from discl.datasets.base import ClassInfo, Dataset
+from discl.datasets.base import IMAGE_SUFFIXES, ClassInfo, Dataset
 from discl.errors import InputError
 from discl.fileio import atomic_write, atomic_write_bytes, atomic_write_csv, is_temp_file
 from discl.manifest import MANIFEST_COLUMNS, read_manifest, sample_id, validate_manifest
@@ -226,7 +226,6 @@ def file_fingerprint(path: str | os.PathLike) -> str:
 # Finding the synthetic images and their real sources
 
 _SUBFOLDER = re.compile(r"^Strength(\d+)_guidance(\d+)_seed(\d+)$")
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 _NOT_CLASS_FOLDERS = {"manifests", "failures", CACHE_DIR}  # generation and scoring bookkeeping
 LAYOUT = "<class>/Strength{100s}_guidance{10g}_seed{seed}/<stem>.jpg"
 

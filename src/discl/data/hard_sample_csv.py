@@ -16,14 +16,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from discl.datasets.base import CsvLayout, Dataset, class_folder_name
+from discl.datasets.base import IMAGE_SUFFIXES, CsvLayout, Dataset, class_folder_name
 from discl.errors import InputError
 from discl.fileio import atomic_write_csv
 
 log = logging.getLogger(__name__)
 
 FRAME_COLUMNS = ["class_id", "class_name", "class_folder", "real_path", "image_stem"]
-_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 class_folder = class_folder_name  # the output folder of a class: spaces and path separators as ``_``
 
@@ -41,7 +40,7 @@ def image_stem(name: str) -> str:
     """``name`` without an image extension (``n02093428_672.JPEG`` → ``n02093428_672``)."""
     name = str(name).strip()
     stem, suffix = os.path.splitext(name)
-    return stem if suffix.lower() in _IMAGE_SUFFIXES else name
+    return stem if suffix.lower() in IMAGE_SUFFIXES else name
 
 
 def read_hard_sample_csv(path: str | os.PathLike, dataset: Dataset | str,
