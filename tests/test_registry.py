@@ -217,3 +217,15 @@ def test_dataset_interface_defaults_need_the_hooks():
 
     with pytest.raises(NotImplementedError):
         Bare().class_names()
+
+
+def test_dataset_options_pass_through_the_parser():
+    import argparse
+
+    parser = argparse.ArgumentParser(parents=[dataset_parser(required_root=False, default="folder")])
+    args = parser.parse_args(["--dataset-option", "val_fraction=0.2", "--dataset-option", "val-seed=3"])
+    dataset = from_args(args, split_convention="standard")
+    assert dataset.option("val_fraction") == "0.2" and dataset.option("val_seed") == "3"
+    assert dataset.option("split_convention") == "standard"
+    with pytest.raises(InputError, match="expected KEY=VALUE"):
+        from_args(parser.parse_args(["--dataset-option", "oops"]))

@@ -92,11 +92,27 @@ def dataset_parser(required_root: bool = True, default: str | None = None) -> ar
     group.add_argument("--class-names", default=None,
                        help="folder kind: text file with one readable class name per line, in label order "
                             "(default: the folder / CSV label names)")
+    group.add_argument("--dataset-option", dest="dataset_options", action="append", default=[],
+                       metavar="KEY=VALUE",
+                       help="any other option of the dataset, repeatable (folder kind: val_fraction=0.1, "
+                            "val_seed=0; docs/own-dataset.md)")
     return parser
 
 
-def from_args(args: argparse.Namespace) -> Dataset:
-    """The dataset described by ``dataset_parser``'s flags."""
-    return get_dataset(args.dataset, getattr(args, "data_root", None),
-                       prompt_template=getattr(args, "prompt_template", None),
-                       class_names=getattr(args, "class_names", None))
+def dataset_options(args: argparse.Namespace, **extra: Any) -> dict[str, Any]:
+    """The options of ``dataset_parser``'s flags (``--dataset-option KEY=VALUE`` as strings) plus ``extra``."""
+    options: dict[str, Any] = {}
+    for item in getattr(args, "dataset_options", None) or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise InputError("--dataset-option", f"expected KEY=VALUE, got {item!r}")
+        options[key.strip().replace("-", "_")] = value.strip()
+    options.update(prompt_template=getattr(args, "prompt_template", None),
+                   class_names=getattr(args, "class_names", None))
+    options.update({k: v for k, v in extra.items() if v is not None})
+    return options
+
+
+def from_args(args: argparse.Namespace, **extra: Any) -> Dataset:
+    """The dataset described by ``dataset_parser``'s flags (``extra``: options set by the calling stage)."""
+    return get_dataset(args.dataset, getattr(args, "data_root", None), **dataset_options(args, **extra))
