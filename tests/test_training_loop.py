@@ -23,7 +23,7 @@ from discl.tiny import TINY_OPEN_CLIP
 from discl.training import stage_data as S
 from discl.training.config import LoopConfig
 from discl.training.data import GlobalBatchSampler, Lookup, TableImages, read_table
-from discl.training.loop import train
+from discl.training.loop import tail_classes, train
 
 COLUMNS = ["title", "filepath", "label", "strength", "guidance", "seed", "img_id"]
 CE_TINY = ["--width", "8", "--crop-size", "32", "--resize-size", "36", "--workers", "0", "--eval-batch-size", "64",
@@ -310,6 +310,8 @@ def test_ce_on_iwildcam_with_replace_hard(mini_iwildcam, iwildcam_table, tmp_pat
     assert checkpoint["args"]["arch"] == "resnet10" and checkpoint["args"]["num_classes"] == 8
     assert checkpoint["args"]["dataset"] == "iwildcam" and checkpoint["args"]["trainer"] == "ce"
     assert "id_val:f1" in capsys.readouterr().out
+    # with --stage-data tail-topup the tail would be the few-shot classes: every class but 'empty' (24 images)
+    assert tail_classes(get_dataset("iwildcam", mini_iwildcam)) == frozenset(range(1, 8))
 
 
 class ScriptedImageNetLT(ImageNetLT):

@@ -48,7 +48,7 @@ def plot_curriculum_timeline(stages: pd.DataFrame, path: str | os.PathLike, titl
 
         ax.legend(handles=[Patch(color="tab:blue", label="guidance stage"),
                            Patch(facecolor="tab:orange", hatch="//", label="real sample (probe round)")],
-                  loc="lower right", fontsize=7)
+                  loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7)  # outside: bars fill the axes
     _save(fig, path)
     plt.close(fig)
 

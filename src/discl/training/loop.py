@@ -95,7 +95,8 @@ class Trainer:
             val_rows = self._read(cfg.val_table)
             check_labels(val_rows, self.num_classes, cfg.val_table)
             check_files(val_rows, cfg.val_table)
-            self.val_rows = task.prepare_table(val_rows, dataset).reset_index(drop=True)
+            # one probe row per image and level (the table's caption copies would only weight images twice)
+            self.val_rows = val_rows.drop_duplicates(subset=["filepath", "guidance", "seed"]).reset_index(drop=True)
             check_validation_levels(self.val_rows, self.schedule.levels, cfg.val_table)
 
         self.selection = (dataset.selection_split, dataset.selection_metric)
@@ -172,7 +173,7 @@ class Trainer:
         return {"trainer": self.task.name, "dataset": dataset.name,
                 "data_root": None if dataset.root is None else str(dataset.root),
                 "dataset_options": to_plain_dict(dataset.options), "num_classes": self.num_classes,
-                **to_plain(self.cfg), **to_plain(self.task.options), **self.task.checkpoint_args(dataset)}
+                **to_plain(self.cfg), **to_plain(self.task.options)}
 
     def _resume(self) -> None:
         path = self.out / "checkpoints" / ckpt.LAST

@@ -73,7 +73,3 @@ class Task:
     def draft_size(self, model: torch.nn.Module) -> int | None:
         """Smallest side JPEGs may be draft-decoded to for training and probes (None: full decodes)."""
         return None
-
-    def checkpoint_args(self, dataset: Dataset) -> dict[str, Any]:
-        """Extra plain entries of the checkpoint's ``args`` (what rebuilds the model elsewhere)."""
-        return {}
