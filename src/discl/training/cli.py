@@ -15,7 +15,8 @@ from typing import Any, Sequence
 
 from discl.cli import setup_logging
 from discl.config import add_arguments, from_args
-from discl.datasets import Dataset, dataset_parser, get_dataset
+from discl.datasets import Dataset, dataset_parser
+from discl.datasets import from_args as dataset_from_args
 from discl.training.config import LoopConfig, set_flag_types
 from discl.training.task import Task
 
@@ -66,8 +67,7 @@ def _trainer_of(argv: Sequence[str] | None, description: str | None) -> str:
 
 def objects_from_args(args: argparse.Namespace, trainer: str) -> tuple[Dataset, LoopConfig, Task]:
     """The dataset, loop settings and task of parsed flags (what ``train`` takes)."""
-    dataset = get_dataset(args.dataset, args.data_root, prompt_template=args.prompt_template,
-                          class_names=args.class_names, split_convention=args.split_convention)
+    dataset = dataset_from_args(args, split_convention=args.split_convention)
     task = task_class(trainer)
     return dataset, from_args(LoopConfig, args), task(from_args(task.options_class, args))
 
