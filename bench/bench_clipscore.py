@@ -52,8 +52,8 @@ def build_workload(folder: Path, args: argparse.Namespace):
     from discl.clipscore import RealImageFinder, collect_from_manifests
     from discl.data.iwildcam import common_name
     from discl.fileio import atomic_save_image
-    from discl.manifest import MANIFEST_COLUMNS, guidance_from_strength, sample_id, subfolder_name, \
-        synthetic_relpath, write_manifest
+    from discl.guidance import level_from_strength
+    from discl.manifest import MANIFEST_COLUMNS, sample_id, subfolder_name, synthetic_relpath, write_manifest
     from discl.prompts import iwildcam_prompt
     from discl.tiny import make_mini_iwildcam
 
@@ -78,7 +78,7 @@ def build_workload(folder: Path, args: argparse.Namespace):
                              "dataset": "iwildcam", "class_id": record.y, "class_name": name,
                              "class_folder": folder_name, "real_path": record.filename, "image_stem": stem,
                              "prompt": iwildcam_prompt(common_name(name)), "strength": strength,
-                             "image_guidance": guidance_from_strength(strength), "text_guidance": 10.0, "seed": seed,
+                             "image_guidance": level_from_strength(strength), "text_guidance": 10.0, "seed": seed,
                              "generator_seed": 0, "synthetic_path": relpath, "tries": 1, "clip_image_text": "",
                              "clip_image_image": "", "keep": ""})
     write_manifest(pd.DataFrame(rows, columns=MANIFEST_COLUMNS), syn_dir / "manifests/part001-of001.csv")

@@ -25,7 +25,7 @@ from discl import curriculum as C
 from discl.cli import run_cli
 from discl.datasets import get_dataset
 from discl.data.iwildcam import IWILDCAM_TEMPLATES, zeroshot_classnames
-from discl.data.training_tables import write_iwildcam_table
+from discl.data.training_tables import write_training_table
 from discl.errors import InputError
 from discl.flyp import FlypOptions, FlypTask
 from discl.stats import append_stats
@@ -81,8 +81,8 @@ def tables(mini_iwildcam, tmp_path_factory) -> dict:
                 val_rows += _rows(path, row["y"], name, level, image_id, templates=IWILDCAM_TEMPLATES[:1])
             else:
                 train_rows += _rows(path, row["y"], name, level, image_id)
-    write_iwildcam_table(pd.DataFrame(train_rows), out / "train.tsv")
-    write_iwildcam_table(pd.DataFrame(val_rows), out / "val.tsv")
+    write_training_table(pd.DataFrame(train_rows), out / "train.tsv")
+    write_training_table(pd.DataFrame(val_rows), out / "val.tsv")
     return {"train": str(out / "train.tsv"), "val": str(out / "val.tsv"), "root": str(mini_iwildcam),
             "frame": pd.DataFrame(train_rows)}
 
@@ -267,7 +267,7 @@ def test_adaptive_chooses_the_synthetic_level_that_alone_has_validation_rows(tab
     # round must choose 50 and its epochs must load the guidance-50 images of the hard images.
     val = pd.read_csv(tables["val"], sep="\t")
     only_50 = tmp_path / "val50.tsv"
-    write_iwildcam_table(val[val["guidance"] == 50], only_50)
+    write_training_table(val[val["guidance"] == 50], only_50)
     caplog.set_level(logging.WARNING, logger="discl.training.loop")
     _run(dict(tables, val=str(only_50)), tmp_path / "out", "--curriculum", "adaptive", "--epochs", "2",
          "--curriculum-epoch", "2", "--batch-size", "32", "--real-sample-size", "32", "--eval-splits", "id_val")
@@ -282,7 +282,7 @@ def test_adaptive_chooses_the_synthetic_level_that_alone_has_validation_rows(tab
 def test_adaptive_without_validation_rows_for_any_level(tables, tmp_path):
     val = pd.read_csv(tables["val"], sep="\t")
     only_70 = tmp_path / "val70.tsv"
-    write_iwildcam_table(val[val["guidance"] == 70], only_70)
+    write_training_table(val[val["guidance"] == 70], only_70)
     with pytest.raises(InputError, match="no curriculum-validation rows for any scheduled guidance level") as err:
         _run(dict(tables, val=str(only_70)), tmp_path / "out", "--curriculum", "adaptive",
              "--guidance-levels", "50", "100", "--epochs", "2", "--curriculum-epoch", "1")

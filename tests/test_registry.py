@@ -211,6 +211,16 @@ def test_imagenet_lt_evaluate_many_medium_few_in_percent(mini_imagenet_lt):
     assert reference.selection_metric in metrics
 
 
+def test_imagenet_lt_evaluation_lists_can_be_replaced(mini_imagenet_lt, tmp_path):
+    lines = (mini_imagenet_lt / "ImageNet_LT_test.txt").read_text().splitlines()[:3]
+    (tmp_path / "my_val.txt").write_text("\n".join(lines) + "\n")
+    dataset = get_dataset("imagenet_lt", mini_imagenet_lt, val_list=str(tmp_path / "my_val.txt"))
+    val = dataset.eval_set("val")
+    assert val.labels.tolist() == [int(line.split()[1]) for line in lines]
+    assert val.paths[0] == str((mini_imagenet_lt / lines[0].split()[0]).resolve())
+    assert len(dataset.eval_set("test").labels) == 40  # the other split keeps its canonical list
+
+
 def test_dataset_interface_defaults_need_the_hooks():
     class Bare(Dataset):
         name = "bare_for_test"

@@ -14,7 +14,7 @@ from PIL import Image, ImageFilter
 
 from helpers import load_script
 
-from discl.data.training_tables import write_data_roots, write_imagenet_lt_list, write_iwildcam_table
+from discl.data.training_tables import write_data_roots, write_imagenet_lt_list, write_training_table
 from discl.datasets import get_dataset
 from discl.datasets.imagenet_lt import ImageNetLT
 from discl.errors import InputError
@@ -287,7 +287,7 @@ def iwildcam_table(mini_iwildcam, tmp_path_factory) -> Path:
             rows += [{"title": t.format(names[label]), "filepath": version, "label": label, "strength": 100 - level,
                       "guidance": level, "seed": 100 if level == 100 else 10,
                       "img_id": index if hard else -(index + 1)} for t in IWILDCAM_TEMPLATES]
-    write_iwildcam_table(pd.DataFrame(rows), out / "train.csv")
+    write_training_table(pd.DataFrame(rows), out / "train.csv")
     return out / "train.csv"
 
 

@@ -43,8 +43,6 @@ SCORE_COLUMNS = ("clip_image_text", "clip_image_image", "keep")
 INT64_MAX = 2 ** 63 - 1  # integer columns are stored as int64
 
 
-guidance_from_strength = level_from_strength  # kept for callers that still import it from here
-
 
 def subfolder_name(strength: float, text_guidance: float, seed: int) -> str:
     """The reference's per-setting folder, ``Strength{int(100s)}_guidance{int(10g)}_seed{seed}``."""

@@ -22,12 +22,10 @@ import pandas as pd
 
 from discl.errors import InputError
 from discl.fileio import atomic_write, atomic_write_csv, atomic_write_json
-from discl.guidance import REAL, REAL_SEED, REAL_STRENGTH  # noqa: F401 - REAL_SEED / REAL_STRENGTH re-exported
+from discl.guidance import REAL, REAL_SEED
 
 TABLE_COLUMNS = ["title", "filepath", "label", "strength", "guidance", "seed", "img_id"]
-IWILDCAM_COLUMNS = TABLE_COLUMNS  # the reference's iWildCam table is the canonical one
 IMAGENET_LT_COLUMNS = ["path", "label", "guidance"]
-REAL_GUIDANCE = REAL  # kept for callers that import it from here; discl.guidance.REAL is the one definition
 DATA_ROOTS_FILE = "data_roots.json"
 
 
@@ -220,9 +218,3 @@ def read_training_table(path: str | os.PathLike, real_root: str | os.PathLike | 
         "label": np.asarray([e.label for e in entries], dtype=np.int64), "strength": REAL - guidance,
         "guidance": guidance, "seed": np.where(real, REAL_SEED, 0).astype(np.int64), "img_id": img_id.astype(np.int64),
     }, columns=TABLE_COLUMNS)
-
-
-# The reference's iWildCam names for the canonical table (kept for callers that still use them).
-validate_iwildcam_table = validate_training_table
-write_iwildcam_table = write_training_table
-read_iwildcam_table = _read_tsv_table

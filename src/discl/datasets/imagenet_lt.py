@@ -167,11 +167,13 @@ class ImageNetLT(Dataset):
         return class_groups(self.class_counts(), convention)
 
     def eval_set(self, split: str) -> EvalSet:
-        """``ImageNet_LT_{split}.txt`` (split = val | test)."""
+        """``ImageNet_LT_{split}.txt`` (split = val | test), or the list of option ``{split}_list``."""
         if split not in self.eval_splits:
             raise InputError("--eval-splits", f"unknown ImageNet-LT split {split!r}; expected {self.eval_splits}")
-        entries = lists.read_split(self.require_root(), split)
         root = self.require_root()
+        other = self.option(f"{split}_list")
+        entries = (lists.read_list(self.list_path(other), allow_guidance=False) if other
+                   else lists.read_split(root, split))
         return EvalSet(split, [str((root / e.path).resolve()) for e in entries],
                        np.asarray([e.label for e in entries], dtype=np.int64))
 
