@@ -15,7 +15,7 @@ PROMPT_JSON="${PROMPT_JSON:-$OUTPUT/prompts.json}"
 TOTAL_PARTS="${TOTAL_PARTS:-1}"
 mkdir -p "$OUTPUT"
 
-# 1. The hard images: the few-shot (tail) classes, the reference's effective rule (spec §1).
+# 1. The hard images: the few-shot (tail) classes, the reference's effective rule (docs/hard-samples-and-prompts.md).
 if [ ! -f "$HARD_CSV" ]; then
   "$PY" data_generation/make_hard_samples.py --dataset imagenet_lt --root "$IMAGENET_ROOT" \
     --list ImageNet_LT_train.txt --criterion none --tail-classes --output "$HARD_CSV"

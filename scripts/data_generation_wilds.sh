@@ -14,7 +14,7 @@ HARD_CSV="${HARD_CSV:-$OUTPUT/hard_iwildcam.csv}"
 TOTAL_PARTS="${TOTAL_PARTS:-1}"
 mkdir -p "$OUTPUT"
 
-# 1. The hard images: misclassified by the zero-shot CLIP (spec §1).
+# 1. The hard images: misclassified by the zero-shot CLIP (docs/hard-samples-and-prompts.md).
 if [ ! -f "$HARD_CSV" ]; then
   "$PY" data_generation/make_hard_samples.py --dataset iwildcam --root "$WILDS_ROOT" \
     --criterion misclassified --output "$HARD_CSV"

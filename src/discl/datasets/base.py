@@ -204,7 +204,7 @@ class Dataset:
 
     # ---------------------------------------------------------------------------------------- training tables
     def caption_templates(self) -> Sequence[str]:
-        """Caption templates of the training table: every row is written once per template (spec §4)."""
+        """Caption templates of the training table: every row is written once per template (docs/filtering-and-training-data.md)."""
         return ("a photo of a {}.",)
 
     def write_reference_tables(self, tables, folder: Path, synthetic_root: Path) -> dict[str, Path]:
