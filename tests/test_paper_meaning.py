@@ -106,6 +106,8 @@ def test_adaptive_rule_drops_values_outside_1_5_iqr_then_takes_the_mean():
     assert curriculum.remove_outliers(np.array([0.0, 1, 2, 3, 100])).tolist() == [0, 1, 2, 3]
     # 6.0 sits exactly on Q3 + 1.5 IQR of [0, 1, 2, 3, 6] (Q1 1, Q3 3) and is kept; a factor of 1.4 would drop it
     assert curriculum.remove_outliers(np.array([0.0, 1, 2, 3, 6])).tolist() == [0, 1, 2, 3, 6]
+    # 6.5 lies past Q3 + 1.5 IQR (6) but inside Q3 + 2 IQR (7): dropped by the paper's factor only
+    assert curriculum.remove_outliers(np.array([0.0, 1, 2, 3, 6.5])).tolist() == [0, 1, 2, 3]
     p0 = [0.1, 0.1, 0.1, 0.5, 0.5]
     p1 = [0.3, 0.4, 0.2, 0.4, 0.6]
     scores = curriculum.progress_scores(p0, p1, [10, 10, 10, 100, 100])
