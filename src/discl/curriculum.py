@@ -21,11 +21,11 @@ from typing import Sequence
 
 import numpy as np
 
+from discl.guidance import REAL
 from discl.seeding import stable_seed
 
 log = logging.getLogger(__name__)
 
-REAL = 100
 SCHEDULES = ("none", "fixed", "two_stage", "reverse", "random", "adaptive")
 ADAPTIVE_CHOICES = ("argmax", "random")
 
