@@ -37,5 +37,4 @@ fi
 RUN="$OUT/discl_${LOSS}_${MODE}"
 "${LAUNCH[@]}" curriculum/ImageNet_LT/train.py --data-root "$INLT" --train-table "$OUT/data/train.txt" \
   --val-table "$OUT/data/validate.txt" --init "$INIT" --train-mode "$MODE" --loss "$LOSS" \
-  --epochs 65 --curriculum-epoch 60 --downsample-ratio 0.3 --curriculum fixed \
   --output-dir "$RUN" $(resume_flag "$RUN") "$@"

@@ -19,10 +19,9 @@ if [ ! -f "$DATA/train.csv" ]; then
   "$PY" curriculum/iWildCam/build_data.py --syn_path "$SYN" --data-root "$WILDS" --save_folder "$DATA"
 fi
 
+# Every other setting is the trainer's default, the paper's (docs/train-iwildcam.md); extra flags override.
 TRAIN=(curriculum/iWildCam/train.py --train-table "$DATA/train.csv" --val-table "$DATA/validate.csv"
-       --data-root "$WILDS" --output-dir "$OUT/flyp_$CURRICULUM" --model ViT-B-16 --pretrained openai
-       --epochs 20 --lr 1e-5 --wd 0.2 --batch-size 256 --warmup 500 --curriculum "$CURRICULUM"
-       --curriculum-epoch 15 --workers 4)
+       --data-root "$WILDS" --output-dir "$OUT/flyp_$CURRICULUM" --curriculum "$CURRICULUM")
 # --resume only when a checkpoint exists, so re-running the script continues an interrupted run.
 RESUME=()
 [ -f "$OUT/flyp_$CURRICULUM/checkpoints/last.pt" ] && RESUME=(--resume)
