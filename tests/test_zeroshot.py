@@ -91,3 +91,13 @@ def test_head_on_tiny_open_clip_equals_one_text_at_a_time(tiny_clip):
         features = model.encode_image(images)
         by_hand = model.logit_scale.exp() * (features / features.norm(dim=1, keepdim=True)) @ head.T
     torch.testing.assert_close(logits, by_hand, atol=1e-5, rtol=1e-5)
+
+
+def test_head_equals_open_clips_builder(tiny_clip):
+    from open_clip import build_zero_shot_classifier
+
+    model, _, tokenizer = tiny_clip
+    classes, templates = ["cheetah", "puma", "ocelot"], ["a photo of {}.", "{} in the wild."]
+    theirs = build_zero_shot_classifier(model, tokenizer, classes, templates, num_classes_per_batch=2, device="cpu")
+    torch.testing.assert_close(build_zeroshot_head(model, tokenizer, classes, templates), theirs.T.float(),
+                               atol=1e-6, rtol=1e-6)

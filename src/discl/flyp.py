@@ -114,13 +114,12 @@ class FlypTask(Task):
             return self.loss_fn(image_features, text_features, logit_scale)
 
     def prepare_eval(self, model: torch.nn.Module, dataset: Dataset, device: str) -> None:
-        """Rebuild the zero-shot head from the current weights (open_clip's builder: per class, the mean of the
-        normalised template embeddings, renormalised)."""
-        from open_clip import build_zero_shot_classifier
+        """Rebuild the zero-shot head from the current weights (per class, the mean of the normalised template
+        embeddings, renormalised: ``discl.zeroshot``, shared with the hard-sample scorer)."""
+        from discl.zeroshot import build_zeroshot_head
 
-        with torch.no_grad():
-            self.head = build_zero_shot_classifier(model, self.tokenizer, dataset.text_names(),
-                                                   list(dataset.zeroshot_templates()), device=device).T.float()
+        self.head = build_zeroshot_head(model, self.tokenizer, dataset.text_names(), list(dataset.zeroshot_templates()),
+                                        device=device)
 
     def logits(self, model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
         """``logit_scale · normalise(image embedding) @ head.T``."""

@@ -14,7 +14,11 @@ from discl.datasets.base import render as render_template  # noqa: F401 - a form
 @torch.no_grad()
 def build_zeroshot_head(model, tokenizer, classnames: Sequence[str], templates: Sequence[Template],
                         device: str | torch.device = "cpu", batch_size: int = 256) -> torch.Tensor:
-    """Per class: mean of the L2-normalised template text embeddings, renormalised → ``[C, D]`` float32."""
+    """Per class: mean of the L2-normalised template text embeddings, renormalised → ``[C, D]`` float32.
+
+    The arithmetic of open_clip's ``build_zero_shot_classifier`` (equal to it on the tiny model), kept here because
+    open_clip's needs templates all of one kind (format strings or callables) and batches by class, not by text.
+    """
     if not classnames or not templates:
         raise ValueError("build_zeroshot_head needs at least one class name and one template")
     texts = [render_template(t, name) for name in classnames for t in templates]
