@@ -35,6 +35,17 @@ def tiny_open_clip_config() -> Path:
     return register_tiny_open_clip()
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models run fastest, and steadiest on 2 shared cores, on one intra-op thread (``usefixtures``)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO_ROOT

@@ -87,13 +87,7 @@ def tables(mini_iwildcam, tmp_path_factory) -> dict:
             "frame": pd.DataFrame(train_rows)}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Two cores shared with other test processes: one intra-op thread is faster and steadier than two.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _free_port() -> int:

@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from PIL import Image
 
 from helpers import load_script
@@ -35,13 +34,7 @@ HARD_PER_CLASS = 2
 STRENGTHS = (0.5, 0.9)  # guidance levels 50 and 10
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # two cores shared with other test processes: one intra-op thread is faster and steadier
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

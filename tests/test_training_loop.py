@@ -32,13 +32,7 @@ FLYP_TINY = ["--model", TINY_OPEN_CLIP, "--pretrained", "", "--workers", "0", "-
              "--lr", "1e-3", "--wd", "0.0", "--warmup", "2", "--device", "cpu", "--no-plots"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Two cores shared with other test processes: one intra-op thread is faster and steadier than two.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _table(rows: list[tuple]) -> pd.DataFrame:

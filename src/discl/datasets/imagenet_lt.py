@@ -17,12 +17,10 @@ import numpy as np
 
 from discl.data import imagenet_lt as lists
 from discl.datasets import register
-from discl.datasets.base import ClassInfo, CsvLayout, Dataset, EvalSet, RealImages, class_folder_name
+from discl.datasets.base import GENERIC_CSV_LAYOUT, ClassInfo, Dataset, EvalSet, RealImages, class_folder_name
 from discl.errors import InputError
 
-IMAGENET_LT_CSV_LAYOUT = CsvLayout("label", "classname", "filepath", "image_name",
-                                   ("filepath", "image_name", "label", "classname"), index=False,
-                                   image_has_suffix=True)
+IMAGENET_LT_CSV_LAYOUT = GENERIC_CSV_LAYOUT  # the reference's ImageNet-LT template is the generic layout
 
 
 @register

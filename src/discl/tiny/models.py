@@ -241,12 +241,11 @@ def repo_cache_dir(hf_home: str | os.PathLike, repo_id: str) -> Path:
     return Path(hf_home) / "hub" / ("models--" + repo_id.replace("/", "--"))
 
 
-def _save_refiner(folder: Path) -> None:
+def _save_with_fp16_variant(pipe, folder: Path) -> None:
+    """As the Hub repos: fp32 files and an fp16 variant (production code loads ``variant="fp16"``)."""
     import torch
     from diffusers.utils import logging as diffusers_logging
 
-    pipe = build_refiner_pipeline()
-    # The Hub repo holds fp32 files and an fp16 variant; production code loads ``variant="fp16"``.
     with quiet_hf_loading():
         pipe.save_pretrained(folder, safe_serialization=True)
         # Casting with .to() warns about modules to keep in fp32; these tiny models have none.
@@ -257,24 +256,15 @@ def _save_refiner(folder: Path) -> None:
         finally:
             diffusers_logging.set_verbosity(verbosity)
         pipe.save_pretrained(folder, safe_serialization=True, variant="fp16")
+
+
+def _save_refiner(folder: Path) -> None:
+    _save_with_fp16_variant(build_refiner_pipeline(), folder)
     write_bpe_files(folder / "tokenizer_2")
 
 
 def _save_sd15(folder: Path) -> None:
-    import torch
-    from diffusers.utils import logging as diffusers_logging
-
-    pipe = build_sd_img2img_pipeline()
-    # As the Hub repo: fp32 files and an fp16 variant (the generator loads variant="fp16" by default).
-    with quiet_hf_loading():
-        pipe.save_pretrained(folder, safe_serialization=True)
-        verbosity = diffusers_logging.get_verbosity()
-        diffusers_logging.set_verbosity_error()
-        try:
-            pipe.to(torch.float16)
-        finally:
-            diffusers_logging.set_verbosity(verbosity)
-        pipe.save_pretrained(folder, safe_serialization=True, variant="fp16")
+    _save_with_fp16_variant(build_sd_img2img_pipeline(), folder)
     write_bpe_files(folder / "tokenizer")
 
 
