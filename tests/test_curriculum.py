@@ -196,3 +196,148 @@ def test_bad_configuration():
         C.make_schedule("fixed", [], 3)
     with pytest.raises(RuntimeError, match="does not probe"):
         C.make_schedule("fixed", [50], 3).observe_probe([0.1], [50])
+
+
+# --- baselines in the same frame: mixed, single (schedules), text-only (stage data) ----------------------------
+
+def test_mixed_trains_every_level_at_once_then_real():
+    schedule = C.make_schedule("mixed", IWILDCAM_LEVELS, 15)
+    assert epochs_levels(schedule, 17) == [C.ALL_LEVELS] * 15 + [100] * 2
+    # one stage over all levels until exactly the curriculum end (in steps), then real until the data ends
+    assert schedule.next_stage(0, 10) == C.Stage("level", C.ALL_LEVELS, 150)
+    assert schedule.next_stage(150, 10) == C.Stage("level", 100, None)
+    assert schedule.state_dict() == {"name": "mixed", "levels": IWILDCAM_LEVELS, "curriculum_epoch": 15}
+
+
+def test_single_holds_its_one_synthetic_level_then_real():
+    schedule = C.make_schedule("single", [70, 100], 4)
+    assert epochs_levels(schedule, 6) == [70] * 4 + [100] * 2
+    assert schedule.next_stage(3, 2) == C.Stage("level", 70, 8)
+    assert C.make_schedule("single", [30], 2).level_at(1) == 30
+    with pytest.raises(ValueError, match="exactly one synthetic guidance level, got \\[50, 70\\]"):
+        C.make_schedule("single", [50, 70, 100], 4)
+    with pytest.raises(ValueError, match="got \\[\\]"):
+        C.make_schedule("single", [100], 4)
+
+
+def _rows(rows: list[tuple]):
+    """``(path, label, guidance, img_id)`` tuples as a canonical table."""
+    import pandas as pd
+
+    return pd.DataFrame([{"title": f"c{label}", "filepath": path, "label": label, "strength": 100 - guidance,
+                          "guidance": guidance, "seed": 100 if guidance == 100 else 10, "img_id": img_id}
+                         for path, label, guidance, img_id in rows])
+
+
+# hard image a (img_id 0) with versions at 0, 50, 70; non-hard image b; hard image c (img_id 1) at 0 and 50
+BASELINE_TABLE = [("a", 0, 100, 0), ("b", 0, 100, -1), ("a0", 0, 0, 0), ("a50", 0, 50, 0), ("a70", 0, 70, 0),
+                  ("c", 1, 100, 1), ("c0", 1, 0, 1), ("c50", 1, 50, 1)]
+
+
+def test_mixed_stage_data_is_the_union_of_the_levels_rows():
+    from discl.training import stage_data as S
+
+    table = _rows(BASELINE_TABLE)
+    rng = np.random.default_rng(0)
+    # synthetic 50 and 70 of the hard images + the real rows of the non-hard one
+    assert S.replace_hard(table, [50, 70]).index.tolist() == [1, 3, 4, 7]
+    # 100 among the levels: the hard images' own real rows join their synthetic versions
+    assert S.replace_hard(table, [50, 100]).index.tolist() == [0, 1, 3, 5, 7]
+    assert S.replace_hard(table, [100]).index.tolist() == S.replace_hard(table, 100).index.tolist() == [0, 1, 5]
+    data = S.StageData("replace-hard", table, levels=(50, 70))
+    assert data.rows(C.ALL_LEVELS, rng).index.tolist() == [1, 3, 4, 7]
+    # no scheduled levels given: every level of the table
+    assert S.StageData("replace-hard", table).rows(C.ALL_LEVELS, rng).index.tolist() == list(range(8))
+    assert data.epoch_rows == 3  # the real rows, as for every other schedule
+
+
+def test_mixed_tail_topup_draws_the_top_up_from_every_level():
+    from discl.training import stage_data as S
+
+    # classes 0 and 1: 4 real rows each; class 2 (tail): 1 real row, synthetic rows at 10 (two) and 30 (one)
+    rows = [(f"r{c}{i}", c, 100, -(4 * c + i + 1)) for c in (0, 1) for i in range(4)]
+    rows += [("t", 2, 100, 0), ("t10a", 2, 10, 0), ("t10b", 2, 10, 0), ("t30", 2, 30, 0)]
+    table = _rows(rows)
+    drawn = S.tail_topup(table, [10, 30], {2}, np.random.default_rng(0), 1.0, 0.5)
+    # 8 non-tail rows, the tail topped up to 8: the real one + 7 drawn with replacement from the 3 synthetic rows
+    top_up = drawn[drawn["guidance"] != 100]
+    assert len(drawn) == 16 and len(top_up) == 7 and set(top_up["filepath"]) == {"t10a", "t10b", "t30"}
+    with pytest.raises(ValueError, match="guidance 50 70"):
+        S.tail_topup(table, [50, 70], {2}, np.random.default_rng(0), 1.0, 0.5)
+
+
+def test_text_only_adds_guidance_zero_images_to_every_real_row():
+    from discl.errors import InputError
+    from discl.training import stage_data as S
+
+    table = _rows(BASELINE_TABLE)
+    data = S.StageData("text-only", table)
+    expected = [0, 1, 2, 5, 6]  # every real row + the guidance-0 versions of the hard images a and c
+    for level in (100, 50, C.ALL_LEVELS):  # the recipe ignores the level (it runs with --curriculum none)
+        assert data.rows(level, np.random.default_rng(0)).index.tolist() == expected
+    assert data.epoch_rows == 3  # the baseline's number of steps: the same compute as FLYP without synthetic data
+    data.check_levels([100], "train.csv")
+    without = S.StageData("text-only", table[table["guidance"] != 0])
+    with pytest.raises(InputError, match="guidance 0 .*--min-guidance 0") as err:
+        without.check_levels([100], "train.csv")
+    assert str(err.value).startswith("train.csv: column 'guidance'")
+
+
+def test_text_only_runs_without_a_curriculum():
+    from pathlib import Path
+
+    from discl.errors import InputError
+    from discl.training.config import LoopConfig
+
+    LoopConfig(output_dir=Path("x"), stage_data="text-only", curriculum="none").check()
+    with pytest.raises(InputError, match="--curriculum none, not fixed"):
+        LoopConfig(output_dir=Path("x"), stage_data="text-only", curriculum="fixed").check()
+
+
+@pytest.fixture(scope="module")
+def baseline_table(mini_iwildcam, tmp_path_factory):
+    """An iWildCam train.csv: every second non-empty image is hard, with guidance-0 and guidance-50 versions."""
+    import pandas as pd
+    from PIL import Image, ImageFilter
+
+    from discl.data.training_tables import write_training_table
+    from discl.datasets import get_dataset
+
+    out = tmp_path_factory.mktemp("baseline_table")
+    dataset = get_dataset("iwildcam", mini_iwildcam)
+    images, names = dataset.training_images(), dataset.text_names()
+    rows = []
+    for index, (path, label) in enumerate(zip(images.paths, images.labels)):
+        hard = label != 0 and index % 2 == 0
+        versions = {100: path}
+        for level in (0, 50) if hard else ():
+            versions[level] = str(out / f"{index}_{level}.jpg")
+            with Image.open(path) as image:
+                image.filter(ImageFilter.GaussianBlur(1 + level // 25)).save(versions[level])
+        rows += [{"title": f"a photo of {names[label]}.", "filepath": version, "label": label,
+                  "strength": 100 - level, "guidance": level, "seed": 100 if level == 100 else 10,
+                  "img_id": index if hard else -(index + 1)} for level, version in versions.items()]
+    write_training_table(pd.DataFrame(rows), out / "train.csv")
+    return out / "train.csv"
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+@pytest.mark.parametrize("flags, epoch_levels", [
+    (["--curriculum", "mixed", "--guidance-levels", "0", "50", "100"], [[0, 50, 100], [100]]),
+    (["--curriculum", "single", "--guidance-levels", "50"], [[50, 100], [100]]),
+    (["--curriculum", "none", "--stage-data", "text-only"], [[0, 100], [0, 100]]),
+])
+def test_baselines_through_the_trainer(mini_iwildcam, baseline_table, tmp_path, flags, epoch_levels):
+    import pandas as pd
+
+    from helpers import load_script
+
+    out = tmp_path / "run"
+    load_script("curriculum/train.py").main([
+        "--trainer", "ce", "--dataset", "iwildcam", "--data-root", str(mini_iwildcam), "--train-table",
+        str(baseline_table), "--output-dir", str(out), "--width", "8", "--crop-size", "32", "--resize-size", "36",
+        "--workers", "0", "--eval-batch-size", "64", "--device", "cpu", "--no-plots", "--batch-size", "16",
+        "--epochs", "2", "--curriculum-epoch", "1", "--stage-data", "replace-hard", *flags])
+    stats = pd.read_csv(out / "stats.tsv", sep="\t")
+    seen = [sorted(int(item.split(":")[0]) for item in cell.split()) for cell in stats["guidance_rows"]]
+    assert seen == epoch_levels

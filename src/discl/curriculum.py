@@ -8,6 +8,10 @@ epochs into steps (the training loop's epoch is a fixed number of steps, and sta
 ``steps_per_epoch=1`` reads a schedule per epoch). All arithmetic on boundaries is integer, so there is no
 float off-by-one at ``curriculum_epoch``.
 
+Baselines in the same frame: ``none`` (real data only), ``mixed`` (every level at once, no order, then real),
+``single`` (one fixed level, then real); the text-only comparison is a stage-data recipe
+(``discl.training.stage_data``), not a schedule.
+
 Every schedule's state is a dict of plain ints / floats / lists (``state_dict`` / ``load_state_dict``), so
 a checkpoint restores it exactly and loads with ``torch.load(weights_only=True)``.
 """
@@ -26,12 +30,15 @@ from discl.seeding import stable_seed
 
 log = logging.getLogger(__name__)
 
-SCHEDULES = ("none", "fixed", "two_stage", "reverse", "random", "adaptive")
+SCHEDULES = ("none", "fixed", "two_stage", "reverse", "random", "adaptive", "mixed", "single")
 ADAPTIVE_CHOICES = ("argmax", "random")
 
 PROBE = "probe"
 LEVEL = "level"
 REAL_SAMPLE = "real_sample"
+# The level of a stage that trains on every scheduled level at once (the ``mixed`` baseline); the stage-data
+# recipe turns it into the union of the levels' rows (``discl.training.stage_data``).
+ALL_LEVELS = -1
 
 
 @dataclass(frozen=True)
@@ -203,6 +210,29 @@ class TwoStage(Schedule):
         return Stage(LEVEL, self.levels[0], self.curriculum_end(steps_per_epoch))
 
 
+class Mixed(Schedule):
+    """The no-curriculum baseline: every scheduled level at once (one stage of all their rows) until
+    ``curriculum_epoch``, then real."""
+
+    name = "mixed"
+
+    def _curriculum_stage(self, step: int, steps_per_epoch: int) -> Stage:
+        return Stage(LEVEL, ALL_LEVELS, self.curriculum_end(steps_per_epoch))
+
+
+class Single(TwoStage):
+    """The single-level baseline: one fixed synthetic level (the only non-real one given) until
+    ``curriculum_epoch``, then real."""
+
+    name = "single"
+
+    def __init__(self, levels: Sequence[int], curriculum_epoch: int):
+        synthetic = sorted({int(g) for g in levels} - {REAL})
+        if len(synthetic) != 1:
+            raise ValueError(f"the single-level schedule needs exactly one synthetic guidance level, got {synthetic}")
+        super().__init__(synthetic, curriculum_epoch)
+
+
 def remove_outliers(values: np.ndarray) -> np.ndarray:
     """Keep the values inside ``[Q1 − 1.5·IQR, Q3 + 1.5·IQR]`` (quartiles by linear interpolation)."""
     values = np.asarray(values, dtype=np.float64)
@@ -360,4 +390,8 @@ def make_schedule(name: str, levels: Sequence[int], curriculum_epoch: int, *, se
         return random_order(levels, curriculum_epoch, seed)
     if name == "adaptive":
         return Adaptive(levels, curriculum_epoch, choose=choose, seed=seed)
+    if name == "mixed":
+        return Mixed(levels, curriculum_epoch)
+    if name == "single":
+        return Single(levels, curriculum_epoch)
     raise ValueError(f"unknown curriculum {name!r}; choose one of {SCHEDULES}")
