@@ -47,7 +47,8 @@ class LoopConfig:
     device: str | None = option(None, "cuda / cpu (default: cuda when available)")
 
     curriculum: str = option("none", "guidance schedule (none: the FLYP baseline; the paper's iWildCam runs use "
-                                     "adaptive, --trainer ce defaults to ImageNet-LT's fixed)", choices=SCHEDULES)
+                                     "adaptive, --trainer ce defaults to ImageNet-LT's fixed; mixed: every level "
+                                     "at once, single: one level, then real)", choices=SCHEDULES)
     guidance_levels: list[int] | None = option(
         None, "guidance levels of the schedule, 100 = real (default: every level in the training table)")
     level_starts: list[int] | None = option(
@@ -59,7 +60,8 @@ class LoopConfig:
     real_sample_size: int = option(30000, "adaptive: real rows drawn afresh for each round's real pass",
                                    paper=FLYP)
     stage_data: str = option("replace-hard", "stage-data recipe: synthetic rows replace the hard images' real "
-                                             "rows, or a down-sampled epoch with the tail topped up",
+                                             "rows, a down-sampled epoch with the tail topped up, or text-only: "
+                                             "guidance-0 images added to the real data (the ALIA-style baseline)",
                              choices=STAGE_DATA, paper=PER_TRAINER)
     downsample_ratio: float = option(0.3, "tail-topup: share of the real non-tail rows drawn afresh each pass",
                                      paper=LT)
@@ -83,6 +85,9 @@ class LoopConfig:
         """Values the parser cannot check alone (``InputError`` naming the flag)."""
         if not 0 < self.downsample_ratio <= 1:
             raise InputError("--downsample-ratio", f"expected a ratio in (0, 1], got {self.downsample_ratio}")
+        if self.stage_data == "text-only" and self.curriculum != "none":
+            raise InputError("--stage-data", "text-only adds guidance-0 images to the real data in every pass; it "
+                                             f"runs with --curriculum none, not {self.curriculum}")
         if self.tail_fraction is not None and not 0 <= self.tail_fraction < 1:
             raise InputError("--tail-fraction", f"expected a fraction in [0, 1) or 'none', got {self.tail_fraction}")
         for name in ("epochs", "batch_size", "eval_batch_size", "real_sample_size"):

@@ -85,7 +85,8 @@ class Trainer:
         self.table = task.prepare_table(raw, dataset).reset_index(drop=True)
         levels = self._levels()
         tail = tail_classes(dataset) if cfg.stage_data == "tail-topup" else frozenset()
-        self.stage_data = StageData(cfg.stage_data, self.table, tail, cfg.downsample_ratio, cfg.tail_fraction)
+        self.stage_data = StageData(cfg.stage_data, self.table, tail, cfg.downsample_ratio, cfg.tail_fraction,
+                                    levels=tuple(levels))
         self.stage_data.check_levels(levels, table_path)
         self.schedule = self._make_schedule(levels)
         self.val_rows = None
@@ -369,7 +370,8 @@ class Trainer:
         run = {"trainer": self.task.name, "dataset": self.dataset.name, "curriculum": self.cfg.curriculum,
                "stage_data": self.cfg.stage_data, "selection": {"split": split, "metric": metric},
                "splits": self.splits, "metric_names": list(self.dataset.metric_names),
-               "num_epochs": self.cfg.epochs, "steps": self.step, "steps_per_epoch": self.steps_per_epoch,
+               "num_epochs": self.cfg.epochs, "curriculum_epoch": self.cfg.curriculum_epoch, "seed": self.cfg.seed,
+               "steps": self.step, "steps_per_epoch": self.steps_per_epoch,
                "total_steps": self.total_steps}
         summary = outputs.build_summary(self.out, run=run, splits=self.splits, metrics=self.dataset.metric_names,
                                         best_epoch=None if self.best is None else self.best["epoch"])
