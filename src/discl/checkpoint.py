@@ -4,6 +4,11 @@ A checkpoint holds everything a resumed run needs to continue exactly: model and
 (the learning rate is a pure function of it, ``discl.lr``), the curriculum's ``state_dict()``, the trainer's
 own counters, and the RNG states of Python, NumPy and torch. ``last.pt`` is rewritten every epoch; ``best.pt``
 (model weights and the metric only) whenever the selection metric improves. Both are written atomically.
+
+Kill safety: ``last.pt`` is the commit point of an epoch and is written first; ``best.pt`` follows. A kill
+between the two leaves a ``last.pt`` that names its own epoch as the best and an older ``best.pt``:
+:func:`repair_best` (run by every resume) rewrites ``best.pt`` from ``last.pt`` then, so the pair always
+agrees before training continues. :func:`remove_stale_temp_files` deletes what a kill during a write left.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import numpy as np
 import torch
 
 from discl.errors import InputError
-from discl.fileio import atomic_torch_save
+from discl.fileio import atomic_torch_save, is_temp_file
 
 log = logging.getLogger(__name__)
 
@@ -74,15 +79,52 @@ def training_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer, *, 
     }
 
 
+def best_state(state: dict) -> dict:
+    """What ``best.pt`` keeps of a training state: the model, its epoch and metric, the settings."""
+    return {k: state[k] for k in ("format", "epoch", "step", "model", "args", "best")}
+
+
 def save_checkpoint(folder: str | os.PathLike, state: dict, is_best: bool = False) -> Path:
-    """Write ``folder/last.pt`` and, when ``is_best``, ``folder/best.pt`` (model + metric only)."""
+    """Write ``folder/last.pt`` (the epoch's commit point), then, when ``is_best``, ``folder/best.pt``."""
     folder = Path(folder)
     atomic_torch_save(state, folder / LAST)
     if is_best:
-        slim = {k: state[k] for k in ("format", "epoch", "step", "model", "args", "best")}
-        atomic_torch_save(slim, folder / BEST)
+        atomic_torch_save(best_state(state), folder / BEST)
     log.info("checkpoint: epoch %d → %s%s", state["epoch"], folder / LAST, " (best)" if is_best else "")
     return folder / LAST
+
+
+def repair_best(folder: str | os.PathLike, state: dict) -> bool:
+    """Rewrite ``folder/best.pt`` from ``state`` (a loaded ``last.pt``) when a kill fell between the two writes.
+
+    Only ``last.pt``'s own epoch can be affected: an earlier best epoch's ``best.pt`` was checked by the resume
+    that followed it. Returns whether ``best.pt`` was rewritten.
+    """
+    best = state.get("best")
+    if not best or best.get("epoch") != state["epoch"]:
+        return False
+    path = Path(folder) / BEST
+    if path.is_file():
+        try:
+            if torch.load(path, map_location="cpu", weights_only=True).get("epoch") == state["epoch"]:
+                return False
+        except Exception:  # noqa: BLE001 - an unreadable best.pt is rewritten like a stale one
+            pass
+    atomic_torch_save(best_state(state), path)
+    log.warning("%s was older than %s (the run was killed between the two writes): rewritten for epoch %d",
+                path, Path(folder) / LAST, state["epoch"])
+    return True
+
+
+def remove_stale_temp_files(*folders: str | os.PathLike) -> list[Path]:
+    """Delete the ``.tmp-*`` files killed writes left directly in a run's own ``folders``; return them."""
+    stale = [p for folder in folders if Path(folder).is_dir() for p in sorted(Path(folder).iterdir())
+             if p.is_file() and is_temp_file(p)]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    if stale:
+        log.info("removed %d temp file(s) left by a killed write: %s", len(stale), ", ".join(p.name for p in stale))
+    return stale
 
 
 def check_fresh_output(last: str | os.PathLike, resume: bool) -> None:

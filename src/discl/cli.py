@@ -9,7 +9,7 @@ from typing import Callable, Sequence
 from discl.errors import InputError
 
 
-class _QuietThirdParty(logging.Filter):
+class QuietThirdParty(logging.Filter):
     """Drop INFO chatter that libraries log on the root logger (open_clip logs each config it loads)."""
 
     NOISY_PACKAGES = ("open_clip", "wilds")
@@ -30,14 +30,28 @@ def setup_logging(verbose: bool = False) -> None:
     )
     if not verbose:
         for handler in logging.getLogger().handlers:
-            handler.addFilter(_QuietThirdParty())
+            handler.addFilter(QuietThirdParty())
 
 
 def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> None:
-    """Run ``main(argv)`` and exit; bad input becomes a one-line ``error: ...`` and exit code 2."""
+    """Run ``main(argv)`` and exit: bad input becomes a one-line ``error: ...`` and exit code 2; a file-system
+    error (a path that cannot be read or written, a full disk) or running out of GPU memory one line and exit 1;
+    Ctrl-C exit 130. Anything else is a bug and keeps its traceback."""
     try:
         code = main(argv)
     except InputError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+    except OSError as err:
+        where = f": {err.filename}" if err.filename else ""
+        print(f"error: {err.strerror or err}{where}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+    except RuntimeError as err:
+        if type(err).__name__ != "OutOfMemoryError":  # torch.cuda.OutOfMemoryError, without importing torch
+            raise
+        print(f"error: out of GPU memory ({str(err).splitlines()[0]}); lower --batch-size", file=sys.stderr)
+        sys.exit(1)
     sys.exit(code or 0)

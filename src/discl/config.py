@@ -5,6 +5,11 @@ the paper section it comes from); :func:`add_arguments` turns the dataclass into
 group, :func:`from_args` builds the dataclass back from the parsed namespace, so library code only ever sees
 typed configs. Flags are kebab-case; the reference repo's snake_case names are kept as ``aliases``.
 
+Site defaults: a JSON object in the file named by the environment variable ``DISCL_DEFAULTS`` (``{"workers": 8,
+"device": "cuda"}``; keys are field names or flags) replaces the defaults of those flags in every script that has
+them — a cluster's settings, or the tiny sizes of a rehearsal. ``--help`` shows the defaults in effect and every
+run record stores the file (docs/cluster.md).
+
     @dataclass
     class TrainConfig:
         lr: float = option(1e-5, "AdamW learning rate", paper="§5")
@@ -18,6 +23,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
+import os
 import types
 import typing
 from pathlib import Path
@@ -68,6 +75,27 @@ def _scalar(tp: Any):
     raise TypeError(f"unsupported config field type {tp!r}")
 
 
+DEFAULTS_ENV = "DISCL_DEFAULTS"
+
+
+def site_defaults() -> dict[str, Any]:
+    """The flag defaults of the ``DISCL_DEFAULTS`` JSON file, keyed by field name (``{}`` when it is not set)."""
+    from discl.errors import InputError
+
+    path = os.environ.get(DEFAULTS_ENV)
+    if not path:
+        return {}
+    try:
+        values = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as err:
+        raise InputError(path, f"cannot read the {DEFAULTS_ENV} file: {err.strerror}") from None
+    except json.JSONDecodeError as err:
+        raise InputError(path, f"the {DEFAULTS_ENV} file is not JSON: {err}") from None
+    if not isinstance(values, dict):
+        raise InputError(path, f"the {DEFAULTS_ENV} file must hold one JSON object {{flag: default}}")
+    return {str(key).lstrip("-").replace("-", "_"): value for key, value in values.items()}
+
+
 def _default_text(value: Any) -> str:
     if value is None:
         return "none"
@@ -83,7 +111,7 @@ def add_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls
     hints = typing.get_type_hints(cls)
     wanted = None if only is None else set(only)
     skip = set(exclude)
-    defaults = defaults or {}
+    defaults = {**(defaults or {}), **site_defaults()}
     for field in dataclasses.fields(cls):
         if field.name in skip or (wanted is not None and field.name not in wanted) or not field.metadata.get("cli", True):
             continue

@@ -17,6 +17,7 @@ from discl.cli import setup_logging
 from discl.config import add_arguments, from_args
 from discl.datasets import Dataset, dataset_parser
 from discl.datasets import from_args as dataset_from_args
+from discl.runrecord import RunRecord
 from discl.training.config import LoopConfig, set_flag_types
 from discl.training.task import Task
 
@@ -46,7 +47,7 @@ def get_args_parser(trainer: str, default_dataset: str | None = None, defaults: 
         parser.add_argument(alias, dest="data_root", help=argparse.SUPPRESS)
     add_arguments(parser.add_argument_group("training loop"), LoopConfig, defaults=defaults)
     add_arguments(parser.add_argument_group(f"{trainer} task"), task.options_class, defaults=defaults)
-    parser.add_argument("--verbose", action="store_true", help="debug logging, third-party INFO messages too")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging, third-party INFO messages too")
     set_flag_types(parser)
     return parser
 
@@ -87,7 +88,8 @@ def main(argv: Sequence[str] | None = None, default_dataset: str | None = None, 
         parser.error("the following arguments are required: --data-root")
     setup_logging(args.verbose)
     logging.getLogger("PIL").setLevel(logging.WARNING)
-    summary = train(*objects_from_args(args, trainer))
+    with RunRecord(f"train-{trainer}", argv):
+        summary = train(*objects_from_args(args, trainer))
     if summary is not None:  # rank 0 reports
         print(report(args.output_dir))
     return 0

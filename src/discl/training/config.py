@@ -76,7 +76,8 @@ class LoopConfig:
     resume: bool = option(False, "continue from OUTPUT_DIR/checkpoints/last.pt (same settings)")
     stop_after_epoch: int | None = option(None, "leave after finishing this epoch (0-based); continue with --resume")
     plots: bool = option(True, "write the figures at the end of the run")
-    tensorboard: bool = option(False, "also log per-epoch scalars to TensorBoard, when installed")
+    tensorboard: bool = option(True, "log per-step loss and lr, per-epoch metrics, the chosen guidance levels and "
+                                     "adaptive scores to OUTPUT_DIR/tensorboard/")
     wandb_project: str | None = option(None, "also log to this Weights & Biases project, when wandb is installed")
     jpeg_draft: bool = option(True, "decode training JPEGs at reduced size (≥ the model input) where the task "
                                     "allows it; --no-jpeg-draft decodes them fully")

@@ -20,11 +20,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from tqdm import tqdm
 
 from discl import checkpoint as ckpt
 from discl import curriculum as C
 from discl import distributed as D
+from discl import runrecord
 from discl.config import to_plain
 from discl.datasets.base import Dataset
 from discl.errors import InputError
@@ -32,6 +32,7 @@ from discl.fileio import atomic_write_json
 from discl.guidance import REAL
 from discl.lr import set_lr
 from discl.metrics import is_better
+from discl.progress import progress
 from discl.seeding import seed_everything, stable_seed
 from discl.stats import append_stats, truncate_stats
 from discl.training import outputs
@@ -121,10 +122,11 @@ class Trainer:
         self.best: dict | None = None  # epoch and value of the selected epoch
         self.batches = None
         self.run_args = self._run_args()
-        self.scalars = outputs.ScalarLoggers(self.out, cfg.tensorboard, cfg.wandb_project, self.run_args,
-                                             enabled=self.info.is_main)
         if cfg.resume:
             self._resume()
+        self.scalars = outputs.ScalarLoggers(self.out, cfg.tensorboard, cfg.wandb_project, self.run_args,
+                                             enabled=self.info.is_main,
+                                             purge_step=self.step + 1 if cfg.resume else None)
 
     # -- set-up helpers --
     def _read(self, path) -> pd.DataFrame:
@@ -178,6 +180,8 @@ class Trainer:
 
     def _resume(self) -> None:
         path = self.out / "checkpoints" / ckpt.LAST
+        if self.info.is_main:  # what a kill during a write left (a checkpoint's temp file can be gigabytes)
+            ckpt.remove_stale_temp_files(self.out, path.parent)
         state = ckpt.load_checkpoint(path)
         keys = RUN_KEYS + RESUME_KEYS + tuple(self.task.resume_keys)
         saved, mine = state["args"], self.run_args
@@ -196,9 +200,12 @@ class Trainer:
         self.stage_count = trainer["stage_count"]
         self.best = state["best"]
         if self.info.is_main:
-            # A run killed after writing its logs but before its checkpoint logged work that will be redone.
+            # A run killed after writing its logs but before its checkpoint logged work that will be redone;
+            # one killed between last.pt and best.pt left an older best.pt. The summary follows the checkpoint.
             truncate_stats(self.out / "stats.tsv", state["epoch"])
             truncate_stats(self.out / "curriculum.tsv", self.stage_count - 1, key="stage")
+            ckpt.repair_best(path.parent, state)
+            self._write_summary()
         log.info("resumed from epoch %d (step %d)", state["epoch"], self.step)
 
     # -- stages --
@@ -252,6 +259,7 @@ class Trainer:
                 "kind": stage.kind, "level": int(stage.level), "rows": len(rows),
                 "scores": ";".join(f"{g}:{s:.6f}" for g, s in sorted(scores.items())),
             }, key="stage")
+            self.scalars.log_stage(self.step, int(stage.level), scores)
         log.info("stage %d from step %d: %s guidance %d (%d rows)", index, self.step, stage.kind, stage.level,
                  len(rows))
 
@@ -276,12 +284,15 @@ class Trainer:
     def train(self) -> dict | None:
         """Run the remaining epochs; rank 0 returns the summary (also written to ``summary.json``)."""
         if self.stage is not None and not self._stage_done():
-            self._open_stage()
+            # A loader draws its base seed from torch's global RNG; the uninterrupted run drew it when the stage
+            # began, so the reopening must not draw again (the RNG state saved next would differ).
+            with torch.random.fork_rng(devices=[]):
+                self._open_stage()
         self.task.enter_training(self.model)
         for epoch in range(self.start_epoch, self.cfg.epochs):
             losses, guidance_rows, hard_guidance, non_hard = [], Counter(), set(), 0
-            bar = tqdm(range(self.steps_per_epoch), desc=f"epoch {epoch}", disable=not self.info.is_main,
-                       leave=False)
+            bar = progress(range(self.steps_per_epoch), desc=f"epoch {epoch}/{self.cfg.epochs}", unit="step",
+                           enabled=self.info.is_main, leave=False)
             for _ in bar:
                 if self._stage_done():
                     self._next_stage()
@@ -295,6 +306,9 @@ class Trainer:
                 non_hard += int((~hard).sum())
                 losses.append(self.train_step(images, targets))
                 bar.set_postfix(loss=f"{losses[-1]:.4f}", guidance=self.stage["level"])
+                if self.info.is_main:
+                    self.scalars.log_step(self.step, losses[-1], self.optimizer.param_groups[0]["lr"],
+                                          self.stage["level"])
             metrics = self.evaluate()
             self._end_epoch(epoch, metrics, (losses, guidance_rows, hard_guidance, non_hard))
             if self.cfg.stop_after_epoch is not None and epoch >= self.cfg.stop_after_epoch:
@@ -335,32 +349,44 @@ class Trainer:
                 args=self.run_args, best=self.best)
             ckpt.save_checkpoint(self.out / "checkpoints", state, is_best=improved)
             self._write_summary()
-            self.scalars.log(row, epoch)
+            self.scalars.log(row, epoch, self.splits)
             log.info("epoch %d: loss %.4f | %s", epoch, row["loss"], " | ".join(
                 f"{s} {self.dataset.format_metrics(m)}" for s, m in metrics.items()))
         D.barrier()
 
     # -- probes and evaluation (sharded over ranks, gathered in order) --
-    def _predict(self, paths, labels, draft_size: int | None) -> tuple[np.ndarray, np.ndarray]:
+    def _predict(self, paths, labels, draft_size: int | None, what: str) -> tuple[np.ndarray, np.ndarray]:
         model = ckpt.unwrap(self.model)
         model.eval()
         self.task.prepare_eval(model, self.dataset, self.info.device)
+        # rank 0's share of the batches drives the one progress display of the job
+        share = len(range(self.info.rank, len(paths), self.info.world_size))
+        bar = progress(total=-(-share // self.cfg.eval_batch_size), desc=what, unit="batch",
+                       enabled=self.info.is_main, leave=False)
+
+        def logits(images: torch.Tensor) -> torch.Tensor:
+            out = self.task.logits(model, images)
+            bar.update(1)
+            return out
+
         try:
-            return predict(lambda images: self.task.logits(model, images), paths, labels, self.task.eval_transform,
-                           self.info, self.cfg.eval_batch_size, self.cfg.workers, draft_size)
+            return predict(logits, paths, labels, self.task.eval_transform, self.info, self.cfg.eval_batch_size,
+                           self.cfg.workers, draft_size)
         finally:
+            bar.close()
             self.task.enter_training(self.model)
 
     def probe(self) -> list[float]:
         """Softmax probability of the true class for every curriculum-validation row, in table order."""
         rows = self.val_rows
-        return self._predict(rows["filepath"].tolist(), rows["label"].to_numpy(), self.draft_size)[1].tolist()
+        return self._predict(rows["filepath"].tolist(), rows["label"].to_numpy(), self.draft_size,
+                             f"probe at step {self.step}")[1].tolist()
 
     def evaluate(self) -> dict[str, dict[str, float]]:
         """The dataset's metrics on every evaluation split."""
         results = {}
         for split, eval_set in self.eval_sets.items():
-            predictions, _ = self._predict(eval_set.paths, eval_set.labels, None)
+            predictions, _ = self._predict(eval_set.paths, eval_set.labels, None, f"evaluate {split}")
             results[split] = {k: float(v) for k, v in self.dataset.evaluate(eval_set, predictions).items()}
         return results
 
@@ -404,6 +430,7 @@ def train(dataset: Dataset, config: LoopConfig, task: Task) -> dict | None:
         D.cleanup()
         raise
     try:
+        runrecord.start(trainer.out, trainer.run_args)  # every input checked: the run record starts
         return trainer.train()
     finally:
         trainer.close()

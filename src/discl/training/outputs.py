@@ -132,16 +132,23 @@ def write_figures(out: Path, *, steps_per_epoch: int, last_step: int, splits: Se
 
 
 class ScalarLoggers:
-    """Optional TensorBoard / Weights & Biases logging of the per-epoch row (rank 0; skipped when not installed)."""
+    """TensorBoard (``OUT/tensorboard``) and optional Weights & Biases logging, on rank 0.
+
+    Per step (x = optimiser step): ``train/loss``, ``train/lr``, ``train/guidance``; per stage: ``curriculum/level``
+    and, for an adaptive choice, ``curriculum/score_<level>``; per epoch (x = epoch): every number of the
+    ``stats.tsv`` row under ``epoch/…`` and ``<split>/<metric>``. A resumed run drops the events after its
+    checkpoint's step (``purge_step``), so redone steps are not drawn twice (epoch numbers stay below any step
+    after the checkpoint, so the per-epoch events survive). A missing package is a warning.
+    """
 
     def __init__(self, out: Path, tensorboard: bool, wandb_project: str | None, config: dict,
-                 enabled: bool = True):
+                 enabled: bool = True, purge_step: int | None = None):
         self.tensorboard = self.wandb = None
         if enabled and tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
 
-                self.tensorboard = SummaryWriter(str(out / "tensorboard"))
+                self.tensorboard = SummaryWriter(str(out / "tensorboard"), purge_step=purge_step)
             except ImportError:
                 log.warning("--tensorboard: the tensorboard package is not installed; logging to stats.tsv only")
         if enabled and wandb_project:
@@ -152,14 +159,33 @@ class ScalarLoggers:
             except ImportError:
                 log.warning("--wandb-project: the wandb package is not installed; logging to stats.tsv only")
 
-    def log(self, row: dict, epoch: int) -> None:
-        """Log the numeric entries of ``row`` at ``epoch``."""
-        numbers = {k: v for k, v in row.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    def log_step(self, step: int, loss: float, lr: float, guidance: int) -> None:
+        """One optimiser step's loss, learning rate and guidance level."""
+        if self.tensorboard is not None:
+            self.tensorboard.add_scalar("train/loss", loss, step)
+            self.tensorboard.add_scalar("train/lr", lr, step)
+            self.tensorboard.add_scalar("train/guidance", guidance, step)
+
+    def log_stage(self, step: int, level: int, scores: dict[int, float]) -> None:
+        """A stage's guidance level from ``step`` on, and the adaptive scores it was chosen by."""
+        if self.tensorboard is not None:
+            self.tensorboard.add_scalar("curriculum/level", level, step)
+            for guidance, score in sorted(scores.items()):
+                self.tensorboard.add_scalar(f"curriculum/score_{int(guidance)}", score, step)
+        if self.wandb is not None:
+            self.wandb.log({"curriculum/level": level,
+                            **{f"curriculum/score_{int(g)}": v for g, v in scores.items()}})
+
+    def log(self, row: dict, epoch: int, splits: Sequence[str] = ()) -> None:
+        """Log the numbers of a ``stats.tsv`` row at ``epoch`` (``<split>_<metric>`` as ``<split>/<metric>``)."""
+        numbers = {_tag(k, splits): v for k, v in row.items()
+                   if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "epoch"}
         if self.tensorboard is not None:
             for key, value in numbers.items():
                 self.tensorboard.add_scalar(key, value, epoch)
+            self.tensorboard.flush()
         if self.wandb is not None:
-            self.wandb.log(numbers, step=epoch)
+            self.wandb.log({**numbers, "epoch": epoch})
 
     def close(self) -> None:
         """Flush and close whatever was opened."""
@@ -169,3 +195,11 @@ class ScalarLoggers:
         if self.wandb is not None:
             self.wandb.finish()
             self.wandb = None
+
+
+def _tag(key: str, splits: Sequence[str]) -> str:
+    """``id_val_f1`` → ``id_val/f1`` for an evaluation split; ``loss`` → ``epoch/loss``."""
+    for split in sorted(splits, key=len, reverse=True):
+        if key.startswith(split + "_"):
+            return f"{split}/{key[len(split) + 1:]}"
+    return f"epoch/{key}"
