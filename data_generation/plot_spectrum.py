@@ -1,8 +1,9 @@
-"""Draw the synthetic-to-real spectrum grid (the paper's Fig. 1) from a generation output folder.
+"""Draw the synthetic-to-real spectrum grid (the paper's Fig. 1) from a generation output folder, as PDF and PNG.
 
     python data_generation/plot_spectrum.py --output_path data/iwildcam_syn --rows 4 --seed 10
 
-Rows are source images, columns the real image then the strengths, for one seed. Reads the manifests
+One row per class (its first source image), columns from the lowest image guidance to the real photo, tiles at
+the generated resolution, for one seed. Reads the manifests
 under <output_path>/manifests, so any run of gene_img.py (any dataset) works; a folder in the reference's
 layout (no manifests) needs --real_path and --dataset.
 """
@@ -13,8 +14,7 @@ from pathlib import Path
 
 from discl.cli import run_cli, setup_logging
 from discl.config import add_arguments, from_args, option
-from discl.fileio import atomic_write_bytes
-from discl.plots.spectrum import plot_spectrum, read_output_manifests
+from discl.plots.spectrum import read_output_manifests, save_spectrum
 
 # No ``from __future__ import annotations`` here: the config dataclass must resolve its types when this file
 # is loaded as a script module (tests import it by path).
@@ -30,9 +30,9 @@ class SpectrumConfig:
                                          "manifests)", aliases=("--real_path",))
     dataset: str | None = option(None, "registered dataset of a folder in the reference's layout (names its "
                                        "classes)")
-    figure: str | None = option(None, "PNG to write; none = <output_path>/spectrum.png")
+    figure: str | None = option(None, "PNG to write, with the PDF beside it; none = <output_path>/spectrum.png")
     seed: int | None = option(None, "which seed's images; none = the smallest")
-    rows: int = option(4, "source images shown")
+    rows: int = option(4, "classes shown (one row each)")
     classes: list[str] | None = option(None, "only these classes (name or folder)")
 
 
@@ -52,8 +52,8 @@ def main(argv=None) -> int:
     output = Path(config.output_path)
     figure = Path(config.figure) if config.figure else output / "spectrum.png"
     manifest = read_output_manifests(output, config.real_path, config.dataset)
-    atomic_write_bytes(figure, plot_spectrum(manifest, output, config.seed, config.rows, config.classes or None))
-    print(f"spectrum figure: {figure}")
+    written = save_spectrum(manifest, output, figure, config.seed, config.rows, config.classes or None)
+    print(f"spectrum figure: {', '.join(str(path) for path in written)}")
     return 0
 
 

@@ -462,14 +462,16 @@ def test_spectrum_figure(full_run, repo_root, tmp_path):
 
     manifest = read_output_manifests(full_run)
     seed, strengths, rows = spectrum_rows(manifest, full_run, rows=3)
-    assert (seed, strengths, len(rows)) == (10, [0.5, 1.0], 3)
+    assert (seed, strengths, len(rows)) == (10, [0.5, 1.0], 2)  # one row per class: the CSV has two
     assert all(path.is_file() for row in rows for _, path in row.synthetic)
     png = plot_spectrum(manifest, full_run, seed=20, rows=2)
     assert Image.open(io.BytesIO(png)).format == "PNG"
     script = load_script("data_generation/plot_spectrum.py")
     assert script.main(["--output_path", str(full_run), "--figure", str(tmp_path / "s.png")]) == 0
-    # 3 columns (real, 0.5, 1.0) × 4 rows of 1.8-inch tiles at 100 dpi: 540 × (4·1.35 + 0.4)·100
-    assert Image.open(tmp_path / "s.png").size == (540, 580)
+    # 32 × 20 tiles enlarged 4× (to ≥ 120 px), 3 columns (guidance 0, 50, real) × 2 classes, 4-pixel gaps,
+    # a 110-pixel label column, 52 pixels of titles, 6 of margin (docs/experiments.md)
+    assert Image.open(tmp_path / "s.png").size == (110 + 3 * 128 + 2 * 4 + 6, 52 + 2 * 80 + 4 + 6)
+    assert (tmp_path / "s.pdf").read_bytes()[:4] == b"%PDF"
     with pytest.raises(InputError, match="seed 99"):
         spectrum_rows(manifest, full_run, seed=99)
 

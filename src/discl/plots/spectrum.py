@@ -1,22 +1,32 @@
-"""The synthetic-to-real spectrum grid (the paper's Fig. 1): rows = source images, columns = real, then strengths.
+"""The synthetic-to-real spectrum grid (the paper's Fig. 1): one row per class, labelled by its name; columns
+from the most synthetic image (lowest image guidance) to the real photo, as the title reads.
 
-Driven by the generation manifests of an output folder, so it works for any run (any strengths, seeds,
-dataset) without parsing folder names.
+Tiles are drawn at the generated resolution (an integer enlargement for tiny images, never a resampling), the
+real photo resized to it as the generator resized its input. Driven by the generation manifests of an output
+folder, so it works for any run (any strengths, seeds, dataset) without parsing folder names.
 """
 
 from __future__ import annotations
 
-import io
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import pandas as pd
 from PIL import Image
 
 from discl.errors import InputError
+from discl.guidance import REAL, level_from_strength
 from discl.manifest import read_manifests
+from discl.plots.style import figure_bytes, paper_style, pyplot, save_figure
+
+# Geometry in pixels of the PNG (100 dpi, so a tile of w × h pixels is w × h pixels in the file).
+DPI = 100
+MIN_TILE = 120  # tiles narrower than this are enlarged by an integer factor (nearest neighbour)
+GAP, LABEL_WIDTH, HEADER, TITLE, MARGIN = 4, 110, 28, 24, 6
 
 
 @dataclass(frozen=True)
@@ -45,7 +55,8 @@ def read_output_manifests(output: str | os.PathLike, real_path: str | os.PathLik
 
 def spectrum_rows(manifest: pd.DataFrame, output: str | os.PathLike, seed: int | None = None, rows: int = 4,
                   classes: Sequence[str] | None = None) -> tuple[int, list[float], list[SpectrumRow]]:
-    """Pick the seed (default: the smallest), up to ``rows`` source images (manifest order) and every strength."""
+    """Pick the seed (default: the smallest), the first source image of each class (manifest order) for up to
+    ``rows`` classes, and every strength (ascending)."""
     if classes:
         manifest = manifest[manifest["class_name"].isin(classes) | manifest["class_folder"].isin(classes)]
     if manifest.empty:
@@ -56,11 +67,12 @@ def spectrum_rows(manifest: pd.DataFrame, output: str | os.PathLike, seed: int |
         raise InputError("--seed", f"no image was generated with seed {seed}; have {sorted(manifest['seed'].unique())}")
     strengths = sorted(float(s) for s in chosen["strength"].unique())
     grid = []
-    for (folder, stem), images in list(chosen.groupby(["class_folder", "image_stem"], sort=False))[:rows]:
+    for folder, images in list(chosen.groupby("class_folder", sort=False))[:rows]:
+        stem = images["image_stem"].iloc[0]
+        images = images[images["image_stem"] == stem]
         by_strength = {float(s): Path(output) / p for s, p in zip(images["strength"], images["synthetic_path"])}
-        short = stem if len(stem) <= 14 else stem[:13] + "…"  # camera-trap stems are 36-character uuids
-        grid.append(SpectrumRow(f"{images['class_name'].iloc[0]}\n{short}", images["real_path"].iloc[0],
-                                tuple((s, by_strength.get(s)) for s in strengths)))
+        label = str(images["class_name"].iloc[0]).replace("_", " ")
+        grid.append(SpectrumRow(label, images["real_path"].iloc[0], tuple((s, by_strength.get(s)) for s in strengths)))
     return seed, strengths, grid
 
 
@@ -69,39 +81,74 @@ def _tile(path: str | os.PathLike | None, size: tuple[int, int] | None) -> Image
         return None
     with Image.open(path) as handle:
         image = handle.convert("RGB")
-    return image.resize(size) if size is not None else image
+    return image.resize(size, Image.LANCZOS) if size is not None and image.size != size else image
+
+
+def _tile_size(grid: list[SpectrumRow]) -> tuple[int, int]:
+    """The generated resolution: the size of the first synthetic image on disk (64 × 64 when none is)."""
+    for row in grid:
+        for _, path in row.synthetic:
+            if path is not None and path.is_file():
+                with Image.open(path) as handle:
+                    return handle.size
+    return 64, 64
+
+
+def _wrap(text: str, width: int = 16) -> str:
+    """A row label broken into lines that fit the label column."""
+    import textwrap
+
+    return textwrap.fill(text, width) or text
+
+
+def spectrum_figure(manifest: pd.DataFrame, output: str | os.PathLike, seed: int | None = None, rows: int = 4,
+                    classes: Sequence[str] | None = None):
+    """The grid as a matplotlib figure whose PNG at ``DPI`` has every tile at its generated pixel size."""
+    seed, strengths, grid = spectrum_rows(manifest, output, seed, rows, classes)
+    width, height = _tile_size(grid)
+    scale = max(1, math.ceil(MIN_TILE / width))
+    tile_w, tile_h = width * scale, height * scale
+    # columns: synthetic → real, i.e. strength ↓ (guidance ↑), the real photo last
+    order = sorted(strengths, reverse=True)
+    columns = len(order) + 1
+    fig_w = LABEL_WIDTH + columns * tile_w + (columns - 1) * GAP + MARGIN
+    fig_h = TITLE + HEADER + len(grid) * tile_h + (len(grid) - 1) * GAP + MARGIN
+    titles = [f"guidance {level_from_strength(s)}" for s in order] + [f"real ({REAL})"]
+    with paper_style() as plt:
+        fig = plt.figure(figsize=(fig_w / DPI, fig_h / DPI), dpi=DPI)
+        for r, row in enumerate(grid):
+            by_strength = dict(row.synthetic)
+            tiles = [_tile(by_strength.get(s), None) for s in order] + [_tile(row.real_path, (width, height))]
+            top = TITLE + HEADER + r * (tile_h + GAP)
+            for c, tile in enumerate(tiles):
+                left = LABEL_WIDTH + c * (tile_w + GAP)
+                axis = fig.add_axes((left / fig_w, 1 - (top + tile_h) / fig_h, tile_w / fig_w, tile_h / fig_h))
+                axis.set_axis_off()
+                if tile is None:
+                    axis.text(0.5, 0.5, "missing", ha="center", va="center", transform=axis.transAxes)
+                else:
+                    axis.imshow(np.asarray(tile), interpolation="nearest", aspect="auto")
+                if r == 0:
+                    axis.set_title(titles[c], fontsize=7, pad=3)
+            fig.text((LABEL_WIDTH - 6) / fig_w, 1 - (top + tile_h / 2) / fig_h, _wrap(row.label), ha="right",
+                     va="center", fontsize=7)
+        fig.text(0.5, 1 - (TITLE / 2) / fig_h, f"synthetic → real: image guidance ↑ (seed {seed})", ha="center",
+                 va="center", fontsize=8)
+    return fig
 
 
 def plot_spectrum(manifest: pd.DataFrame, output: str | os.PathLike, seed: int | None = None, rows: int = 4,
-                  classes: Sequence[str] | None = None, tile_inches: float = 1.8) -> bytes:
-    """PNG bytes of the spectrum grid; the real image (guidance 100) first, then strength ↑ (guidance ↓)."""
-    import matplotlib
+                  classes: Sequence[str] | None = None) -> bytes:
+    """PNG bytes of the spectrum grid (tiles at the generated resolution)."""
+    fig = spectrum_figure(manifest, output, seed, rows, classes)
+    try:
+        return figure_bytes(fig, "png", dpi=DPI, bbox_inches=None)
+    finally:
+        pyplot().close(fig)
 
-    matplotlib.use("Agg")  # no display on clusters; must precede pyplot
-    import matplotlib.pyplot as plt
 
-    seed, strengths, grid = spectrum_rows(manifest, output, seed, rows, classes)
-    columns = 1 + len(strengths)
-    figure, axes = plt.subplots(len(grid), columns, squeeze=False, constrained_layout=True,
-                                figsize=(tile_inches * columns, tile_inches * 0.75 * len(grid) + 0.4))
-    titles = ["real (guidance 100)"] + [f"s={s:g} (guidance {100 - round(100 * s)})" for s in strengths]
-    for r, row in enumerate(grid):
-        first_synthetic = next((p for _, p in row.synthetic if p is not None and p.is_file()), None)
-        size = Image.open(first_synthetic).size if first_synthetic else None
-        tiles = [_tile(row.real_path, size)] + [_tile(p, None) for _, p in row.synthetic]
-        for c, (axis, tile) in enumerate(zip(axes[r], tiles)):
-            if tile is None:
-                axis.text(0.5, 0.5, "missing", ha="center", va="center", transform=axis.transAxes)
-            else:
-                axis.imshow(tile)
-            axis.set_xticks([])
-            axis.set_yticks([])
-            if r == 0:
-                axis.set_title(titles[c], fontsize="small")
-            if c == 0:
-                axis.set_ylabel(row.label, fontsize="x-small")
-    figure.suptitle(f"synthetic-to-real spectrum (seed {seed})", fontsize="medium")
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100)
-    plt.close(figure)
-    return buffer.getvalue()
+def save_spectrum(manifest: pd.DataFrame, output: str | os.PathLike, path: str | os.PathLike,
+                  seed: int | None = None, rows: int = 4, classes: Sequence[str] | None = None) -> list[Path]:
+    """Write the grid as PDF (images embedded at their pixel size) and PNG beside ``path``."""
+    fig = spectrum_figure(manifest, output, seed, rows, classes)
+    return save_figure(fig, path, dpi=DPI, bbox_inches=None)
