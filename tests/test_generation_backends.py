@@ -169,7 +169,7 @@ def test_parser_keeps_the_reference_spellings():
                               "--prompt_json", "p.json", "--resize", "64x36", "--strengths", "0.3,0.1", "1",
                               "--seeds", "20", "10", "--skip-bad", "--data-root", "/r"])
     config = generation.config_from_args(args)
-    assert (config.dataset, config.data_csv, config.output_path) == ("iwildcam", Path("h.csv"), Path("o"))
+    assert (config.dataset, config.data_csv, config.output_dir) == ("iwildcam", Path("h.csv"), Path("o"))
     assert (config.part, config.total_parts, config.prompt_json) == (2, 3, Path("p.json"))
     assert (config.resolution, config.strengths, config.seeds, config.skip_bad) == ("64x36", (0.1, 0.3, 1.0),
                                                                                     (10, 20), True)

@@ -152,7 +152,7 @@ def test_classes_from_a_hard_sample_csv_of_any_dataset(tmp_path, get_text_prompt
                                  "--backend", "template", "--num-prompts", "2"]) == 0
     data = prompts.load_prompt_json(wild)
     assert all("cheetah" in p for p in data["acinonyx jubatus"])
-    with pytest.raises(InputError, match="exactly one of --data_csv and --classes"):
+    with pytest.raises(InputError, match="exactly one of --data-csv and --classes"):
         get_text_prompt.main(["--prompt_json", str(tmp_path / "none.json"), "--backend", "template"])
 
 
@@ -217,7 +217,7 @@ def test_llm_backend_against_local_server(tmp_path, get_text_prompt, monkeypatch
     caplog.set_level(logging.DEBUG)
     with ChatServer(script) as server:
         code = get_text_prompt.main(["--classes", "goldfish", "tree frog", "--prompt_json", str(out),
-                                     "--base-url", server.base_url, "--model", "local-chat", "--backoff", "0.01"])
+                                     "--base-url", server.base_url, "--llm-model", "local-chat", "--backoff", "0.01"])
     assert code == 0
     assert len(server.requests) == 5  # 500 retried, 3 lines re-asked, 429 retried
     assert all(r["auth"] == f"Bearer {SECRET}" for r in server.requests)
@@ -237,7 +237,7 @@ def test_llm_client_gives_up_and_keeps_finished_classes(tmp_path, get_text_promp
     out = tmp_path / "prompts.json"
     with ChatServer([(200, numbered("goldfish", 10))] + [(503, "down")] * 3) as server:
         code = get_text_prompt.main(["--classes", "goldfish", "tree frog", "--prompt_json", str(out),
-                                     "--base-url", server.base_url, "--max-retries", "2", "--backoff", "0.01"])
+                                     "--base-url", server.base_url, "--request-retries", "2", "--backoff", "0.01"])
     assert code == 1
     assert list(prompts.load_prompt_json(out)) == ["goldfish"]
     # resume: goldfish is complete, only tree frog is asked

@@ -32,6 +32,7 @@ from discl.errors import InputError
 from discl.fileio import atomic_write, atomic_write_bytes, atomic_write_csv, is_temp_file
 from discl.manifest import MANIFEST_COLUMNS, read_manifest, sample_id, validate_manifest
 from discl.models import HF_CLIP_ID
+from discl.runrecord import RECORDS_DIR
 
 log = logging.getLogger(__name__)
 
@@ -226,7 +227,7 @@ def file_fingerprint(path: str | os.PathLike) -> str:
 # Finding the synthetic images and their real sources
 
 _SUBFOLDER = re.compile(r"^Strength(\d+)_guidance(\d+)_seed(\d+)$")
-_NOT_CLASS_FOLDERS = {"manifests", "failures", CACHE_DIR}  # generation and scoring bookkeeping
+_NOT_CLASS_FOLDERS = {"manifests", "failures", CACHE_DIR, RECORDS_DIR}  # generation and scoring bookkeeping
 LAYOUT = "<class>/Strength{100s}_guidance{10g}_seed{seed}/<stem>.jpg"
 
 

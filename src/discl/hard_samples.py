@@ -40,18 +40,20 @@ SCORE_COLUMNS = ["real_path", "image_stem", "class_id", "class_name", "true_prob
 class HardSampleConfig:
     """How make_hard_samples.py scores and selects (the dataset comes separately, from the registry)."""
 
-    list: str | None = option(None, "another list of training images to score, for datasets with list files, "
-                                    "relative to --data-root or a path; none = the dataset's training images")
+    train_list: str | None = option(None, "another list of training images to score, for datasets with list "
+                                          "files, relative to --data-root or a path; none = the dataset's training "
+                                          "images", aliases=("--list",))
     model: str | None = option(None, "open_clip model name; none = ViT-B-16, or the checkpoint's")
     pretrained: str = option("openai", "open_clip pretrained tag ('' = random init)")
     checkpoint: str | None = option(None, "a FLYP (open_clip) or ImageNet-LT (ResNet) checkpoint saved as "
-                                          "{'model', 'args'}")
+                                          "{'model', 'args'} (curriculum/train.py's best.pt)")
     device: str | None = option(None, "torch device; none = cuda if available")
     batch_size: int = option(128, "images per classifier call")
-    workers: int = option(4, "DataLoader workers")
+    workers: int = option(4, "image-decoding worker processes (DataLoader)")
     seed: int = option(0, "torch seed (matters only for random init)")
     criterion: str = option("misclassified", "hard = wrong (misclassified), true-class probability below "
-                            "--max-prob (low-prob), both, either, or none (tail classes only)", choices=CRITERIA)
+                            "--max-prob (low-prob), both, either, or none (tail classes only: no classifier is "
+                            "loaded unless --per-class-cap needs its probabilities)", choices=CRITERIA)
     max_prob: float = option(0.5, "'low prob': true-class probability below this")
     tail_classes: bool = option(False, "also take every image of the few-shot classes (the ImageNet-LT "
                                        "reference's rule; datasets with supports_tail_rule)")
@@ -60,7 +62,7 @@ class HardSampleConfig:
     split_convention: str = option("reference", "many/medium/few cut: reference (many >= 100) or standard "
                                                 "(many > 100)", choices=CONVENTIONS)
     per_class_cap: int | None = option(None, "at most this many per class (lowest true-class probability first)")
-    output: str = option("", "hard-sample CSV to write", required=True)
+    output: str = option("", "hard-sample CSV to write (the --data-csv of gene_img.py)", required=True)
     scores: str | None = option(None, "scores CSV; none = <output stem>_scores.csv")
     summary_rows: int = option(30, "classes shown in the summary (0 = all)")
 
@@ -77,6 +79,13 @@ def check_config(config: HardSampleConfig, dataset: Dataset) -> None:
         raise InputError(None, f"--tail-classes: the {dataset.name} dataset has no tail-classes rule")
     if config.criterion == "none" and not config.tail_classes:
         raise InputError(None, "--criterion none selects nothing without --tail-classes")
+    if config.workers < 0:
+        raise InputError("--workers", f"must be >= 0, got {config.workers}")
+    for flag, path in (("--output", config.output), ("--scores", config.scores)):
+        if path and Path(path).is_dir():
+            raise InputError(path, f"{flag} is a folder; name the CSV file to write")
+    if config.checkpoint is not None and not Path(config.checkpoint).is_file():
+        raise InputError(config.checkpoint, "--checkpoint: no such file")
 
 
 def check_labels(images: RealImages, num_classes: int) -> None:
@@ -248,6 +257,21 @@ def score_images(classifier: Classifier, images: RealImages, class_names: Sequen
     return frame[SCORE_COLUMNS]
 
 
+def needs_classifier(config: HardSampleConfig) -> bool:
+    """Whether the selection reads classifier scores (every criterion but ``none``, and any per-class cap)."""
+    return config.criterion != "none" or config.per_class_cap is not None
+
+
+def unscored_images(images: RealImages, class_names: Sequence[str]) -> pd.DataFrame:
+    """The score table of images no classifier has seen (``--criterion none``): probabilities and predictions empty."""
+    labels = np.asarray(images.labels, dtype=np.int64)
+    frame = pd.DataFrame({
+        "real_path": images.paths, "image_stem": [Path(p).stem for p in images.paths], "class_id": labels,
+        "class_name": np.asarray(list(class_names), dtype=object)[labels], "true_prob": np.nan, "pred_id": -1,
+        "pred_name": "", "pred_prob": np.nan, "misclassified": False})
+    return frame[SCORE_COLUMNS]
+
+
 def zeroshot_classifier(model, tokenizer, transform: Callable, dataset: Dataset, device: str = "cpu",
                         description: str = "zero-shot CLIP") -> Classifier:
     """An open_clip model with a zero-shot head from the dataset's text names and zero-shot templates."""
@@ -332,20 +356,28 @@ def _read_checkpoint(path: Path) -> tuple[dict, dict]:
 
 
 def find_hard_samples(config: HardSampleConfig, dataset: Dataset) -> tuple[pd.DataFrame, np.ndarray]:
-    """Score the dataset's training images (or ``config.list``) and select the hard ones: (scores, hard mask)."""
+    """Score the dataset's training images (or ``config.train_list``) and select the hard ones: (scores, hard mask).
+
+    ``--criterion none`` without ``--per-class-cap`` (the tail-classes rule alone) needs no classifier: none is
+    loaded and the scores CSV has empty probabilities and predictions (a cap keeps the lowest probabilities, so it
+    needs them).
+    """
     check_config(config, dataset)
-    images = dataset.training_images(config.list)
+    images = dataset.training_images(config.train_list)
     class_names = dataset.class_names()
     check_labels(images, len(class_names))
     log.info("%s: %d training images, %d classes", dataset.name, len(images.paths), len(class_names))
 
-    from discl.models import default_device
+    if not needs_classifier(config):
+        scores = unscored_images(images, class_names)
+    else:
+        from discl.models import default_device
 
-    device = config.device or default_device()
-    torch.manual_seed(config.seed)
-    classifier = load_classifier(config.model, config.pretrained, config.checkpoint, device, dataset)
-    log.info("classifier: %s", classifier.description)
-    scores = score_images(classifier, images, class_names, device, config.batch_size, config.workers)
+        device = config.device or default_device()
+        torch.manual_seed(config.seed)
+        classifier = load_classifier(config.model, config.pretrained, config.checkpoint, device, dataset)
+        log.info("classifier: %s", classifier.description)
+        scores = score_images(classifier, images, class_names, device, config.batch_size, config.workers)
 
     tail: list[int] = []
     if config.tail_classes:
@@ -368,3 +400,82 @@ def write_hard_samples(scores: pd.DataFrame, hard: np.ndarray, config: HardSampl
         log.warning("no image met the criteria: %s has a header and no rows", output)
     write_hard_sample_csv(scores[hard], output, dataset)
     return output, scores_path
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The entry point (data_generation/make_hard_samples.py, discl-hard-samples)
+
+GROUPS = {
+    "training images": ("train_list",),
+    "classifier": ("model", "pretrained", "checkpoint", "device", "batch_size", "workers", "seed"),
+    "selection": ("criterion", "max_prob", "tail_classes", "few_max", "many_min", "split_convention",
+                  "per_class_cap"),
+    "output": ("output", "scores", "summary_rows"),
+}
+
+
+def get_args_parser(default_dataset: str | None = None, description: str | None = None):
+    """The command-line flags: the dataset flags, then one group per part of ``HardSampleConfig``."""
+    import argparse
+
+    from discl.config import add_arguments
+    from discl.datasets import dataset_parser
+
+    parser = argparse.ArgumentParser(description=(description or __doc__).split("\n\n")[0],
+                                     parents=[dataset_parser(required_root=True, default=default_dataset)])
+    for title, fields in GROUPS.items():
+        add_arguments(parser.add_argument_group(title), HardSampleConfig, only=fields)
+    parser.add_argument("--dry-run", action="store_true",
+                        help="count the images that would be scored (and, for --tail-classes, the hard ones) and "
+                             "name the classifier; load no model, write nothing")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return parser
+
+
+def dry_run_report(config: HardSampleConfig, dataset: Dataset) -> str:
+    """What a run would do, without a model: images to score, the classifier, the tail rule's hard images."""
+    check_config(config, dataset)
+    images = dataset.training_images(config.train_list)
+    check_labels(images, len(dataset.class_names()))
+    lines = [f"{dataset.name}: {len(images.paths)} training images of {len(dataset.class_names())} classes"]
+    if not needs_classifier(config):
+        lines.append("classifier: none (--criterion none: the tail-classes rule alone)")
+    elif config.checkpoint:
+        lines.append(f"classifier: checkpoint {config.checkpoint}; every image is scored ({config.criterion})")
+    else:
+        lines.append(f"classifier: zero-shot open_clip {config.model or 'ViT-B-16'} ({config.pretrained or 'random'}"
+                     f" weights); every image is scored ({config.criterion})")
+    if config.tail_classes:
+        tail = tail_class_ids(images.labels, config.many_min, config.few_max, config.split_convention)
+        labels = np.asarray(images.labels)
+        mask = select_hard(pd.DataFrame({"class_id": labels, "true_prob": np.nan, "misclassified": False}),
+                           "none", config.max_prob, tail, config.per_class_cap, never_hard_ids(dataset))
+        lines.append(f"tail rule: {int(mask.sum())} images of {len(tail)} few-shot classes are hard whatever the "
+                     "classifier says" + (" (after --per-class-cap)" if config.per_class_cap is not None else ""))
+    lines.append(f"would write {config.output} and {config.scores or Path(config.output).stem + '_scores.csv'}")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None, default_dataset: str | None = None,
+         description: str | None = None) -> int:
+    """Load data and classifier, score, select, write both CSVs, print the summary (or only the plan: --dry-run)."""
+    from discl.cli import setup_logging
+    from discl.config import from_args, to_plain
+    from discl.datasets import from_args as dataset_from_args
+    from discl.runrecord import RunRecord, start
+
+    args = get_args_parser(default_dataset, description).parse_args(argv)
+    setup_logging(args.verbose)
+    dataset = dataset_from_args(args)
+    config = from_args(HardSampleConfig, args)
+    if args.dry_run:
+        print(dry_run_report(config, dataset))
+        return 0
+    with RunRecord("make_hard_samples", argv):
+        scores, hard = find_hard_samples(config, dataset)
+        start(Path(config.output).resolve().parent, {**to_plain(config), "dataset": dataset.name,
+                                                     "data_root": str(dataset.root)})
+        output, scores_path = write_hard_samples(scores, hard, config, dataset)
+    print(format_summary(per_class_summary(scores, hard), config.summary_rows or None))
+    print(f"{int(hard.sum())} hard of {len(scores)} images -> {output} (scores: {scores_path})")
+    return 0

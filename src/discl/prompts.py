@@ -300,18 +300,101 @@ def _unique(items: Iterable[str]) -> list[str]:
 class PromptConfig:
     """Where the classes come from, where the prompts go, and how they are made."""
 
-    data_csv: str | None = option(None, "hard-sample CSV of --dataset; its class-name column names the classes",
-                                  aliases=("--data_csv",))
-    classes: list[str] | None = option(None, "class names given directly (instead of --data_csv)")
-    prompt_json: str = option("", "output JSON (resumed if it exists)", aliases=("--prompt_json",), required=True)
-    backend: str = option("openai", "openai: a chat-completions endpoint; template: the offline template bank",
-                          choices=("openai", "template"))
+    data_csv: str | None = option(None, "hard-sample CSV of --dataset; its class-name column names the classes "
+                                        "(give this or --classes)", aliases=("--data_csv",))
+    classes: list[str] | None = option(None, "class names given directly (instead of --data-csv)")
+    prompt_json: str = option("", "output JSON, class name -> prompts (resumed if it exists)",
+                              aliases=("--prompt_json",), required=True)
+    backend: str = option("openai", "openai: a chat-completions endpoint (key from OPENAI_API_KEY); template: the "
+                                    "offline template bank", choices=("openai", "template"))
     base_url: str = option(DEFAULT_BASE_URL, "OpenAI-compatible API root (…/v1)")
-    model: str = option("gpt-3.5-turbo", "chat model name", paper="gpt-3.5-turbo")
+    llm_model: str = option("gpt-3.5-turbo", "chat model name", paper="gpt-3.5-turbo")
     num_prompts: int = option(10, "prompts per class", paper="10")
     min_words: int = option(MIN_WORDS, "shorter lines are discarded", paper="15")
     temperature: float = option(1.0, "sampling temperature of the chat model")
-    max_retries: int = option(5, "retries per request on errors / 429 / 5xx")
+    request_retries: int = option(5, "retries of one HTTP request on errors / 429 / 5xx")
     backoff: float = option(1.0, "first retry delay in s (doubles each retry)")
     timeout: float = option(60.0, "seconds per HTTP request")
     seed: int = option(0, "seed of the template backend")
+
+    def check(self) -> None:
+        """Values the parser cannot check alone (``InputError`` naming the flag)."""
+        if (self.data_csv is None) == (not self.classes):
+            raise InputError("--data-csv", "give exactly one of --data-csv and --classes")
+        for flag, value in (("--num-prompts", self.num_prompts), ("--min-words", self.min_words)):
+            if value < 1:
+                raise InputError(flag, f"must be >= 1, got {value}")
+        for flag, value in (("--request-retries", self.request_retries), ("--backoff", self.backoff),
+                            ("--temperature", self.temperature)):
+            if value < 0:
+                raise InputError(flag, f"must be >= 0, got {value}")
+        if self.timeout <= 0:
+            raise InputError("--timeout", f"must be > 0, got {self.timeout}")
+        if Path(self.prompt_json).is_dir():
+            raise InputError(self.prompt_json, "--prompt-json is a folder; name the JSON file to write")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The step (data_generation/ImageNet_LT/get_text_prompt.py, discl-prompts)
+
+
+def get_args_parser(default_dataset: str | None = "imagenet_lt", description: str | None = None):
+    """The command-line flags: the dataset flags, then ``PromptConfig``'s."""
+    import argparse
+
+    from discl.config import add_arguments
+    from discl.datasets import dataset_parser
+
+    parser = argparse.ArgumentParser(description=(description or __doc__).split("\n\n")[0],
+                                     parents=[dataset_parser(required_root=False, default=default_dataset)])
+    add_arguments(parser.add_argument_group("prompts"), PromptConfig)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, default_dataset: str | None = "imagenet_lt",
+         description: str | None = None) -> int:
+    """Collect the classes, build or resume the prompt JSON, print a one-line summary; 1 if the LLM failed."""
+    import functools
+
+    from discl.cli import setup_logging
+    from discl.config import from_args
+    from discl.data.hard_sample_csv import read_hard_sample_csv
+    from discl.datasets import from_args as dataset_from_args
+    from discl.runrecord import RunRecord, start
+
+    args = get_args_parser(default_dataset, description).parse_args(argv)
+    setup_logging(args.verbose)
+    config = from_args(PromptConfig, args)
+    config.check()
+    text_of = str
+    if config.data_csv:
+        dataset = dataset_from_args(args)
+        classes = sorted(read_hard_sample_csv(config.data_csv, dataset)["class_name"].unique())
+        text_of = dataset.text_name  # ask for the readable name, store under the CSV's class name
+    else:
+        classes = list(config.classes)
+
+    if config.backend == "template":
+        backend = functools.partial(template_prompts_for_class, n=config.num_prompts, seed=config.seed,
+                                    min_words=config.min_words)
+    else:
+        api_key = os.environ.get(API_KEY_ENV)
+        if not api_key and config.base_url == DEFAULT_BASE_URL:
+            raise InputError(None, f"set the environment variable {API_KEY_ENV} (the key is never read from a flag)")
+        client = ChatClient(base_url=config.base_url, model=config.llm_model, api_key=api_key,
+                            temperature=config.temperature, timeout=config.timeout,
+                            max_retries=config.request_retries, backoff=config.backoff)
+        backend = functools.partial(llm_prompts_for_class, client, n=config.num_prompts, min_words=config.min_words,
+                                    min_usable=min(MIN_USABLE, config.num_prompts))
+    with RunRecord("get_text_prompt", argv):
+        start(Path(config.prompt_json).resolve().parent, {**vars(config), "dataset": args.dataset})
+        try:
+            prompts = build_prompt_json(classes, config.prompt_json, lambda name: backend(text_of(name)),
+                                        n=config.num_prompts, min_usable=min(MIN_USABLE, config.num_prompts))
+        except LLMError as err:
+            log.error("%s (finished classes are saved in %s)", err, config.prompt_json)
+            return 1
+    count = sum(len(prompts[c]) for c in classes)
+    print(f"{len(classes)} classes, {count} prompts -> {config.prompt_json}")
+    return 0

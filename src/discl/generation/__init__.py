@@ -16,5 +16,6 @@ from discl.generation.plan import (Group, Plan, PromptSource, SourceImage, WorkI
                                    load_prompt_source, make_blocks, make_groups, make_plan, manifest_path,
                                    rank_share, read_retry_record, read_sources, retry_record_path, shard_classes,
                                    split_parts)
-from discl.generation.runner import (GenerationResult, Outcome, SpectrumGenerator, config_from_args,  # noqa: F401
-                                     get_args_parser, main, run, summary_line)
+from discl.generation.runner import (Estimate, GenerationResult, Outcome, SpectrumGenerator,  # noqa: F401
+                                     config_from_args, estimate, estimate_lines, get_args_parser, main, prepare, run,
+                                     summary_line)

@@ -1,7 +1,7 @@
 """The settings of one ``gene_img.py`` run: each default written once, in the dataclass that drives the parser.
 
 Flags are kebab-case; the reference's snake_case spellings (``--data_csv``, ``--output_path``,
-``--total_parts``, ``--prompt_json``) stay as aliases. Dataset-specific defaults (input size, the CLIP quality
+``--total_parts``, ``--prompt_json``) stay as aliases (the output folder is ``--output-dir`` as in every script). Dataset-specific defaults (input size, the CLIP quality
 retry, where prompts come from) are not written here: a field left at ``None`` means "the dataset's setting"
 (``discl.datasets``), resolved by the runner. ``GenerationConfig`` checks and normalises its values itself, so a
 config built in code is as safe as one built from the command line.
@@ -25,6 +25,7 @@ DEFAULT_STRENGTHS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 DEFAULT_SEEDS = (10, 20, 30, 40, 42, 50, 60, 70)
 DTYPES = ("fp16", "bf16", "fp32", "fp64")
 RETRY_TEXTS = ("prompt", "class")
+MAX_SIDE = 4096  # --resolution limit: SDXL works at <= 1024 px; beyond this a batch alone exhausts memory
 _LIST_FIELDS = ("strengths", "seeds")  # accept "0.1,0.2" as well as "0.1 0.2"
 
 
@@ -35,19 +36,20 @@ class GenerationConfig:
     dataset: str = option(help="registered dataset name (from --dataset)", cli=False)
     data_csv: Path = option(help="hard-sample CSV in the dataset's template columns (make_hard_samples.py)",
                             aliases=("--data_csv",))
-    output_path: Path = option(Path("data/train_new"), "output root of the synthetic images",
-                               aliases=("--output_path",))
+    output_dir: Path = option(Path("data/train_new"), "output root of the synthetic images (the reference's "
+                                                      "default)", aliases=("--output-path", "--output_path"))
     part: int = option(1, "which shard of the classes to generate (1-based)")
     total_parts: int = option(1, "number of shards the classes (sorted by name) are split into",
                               aliases=("--total_parts",))
-    image_root: Path | None = option(None, "folder that relative CSV filepaths are relative to; "
+    image_root: Path | None = option(None, "folder that relative image paths of the CSV are relative to; "
                                            "none: --data-root when given, else the working directory")
     prompt_json: Path | None = option(None, "class name -> list of LLM prompts (get_text_prompt.py); required by "
                                             "datasets whose prompts come from one (ImageNet-LT)",
                                       aliases=("--prompt_json",))
     backend: str = option(DEFAULT_BACKEND, "img2img model family", choices=tuple(BACKENDS), paper=PAPER)
-    model: str | None = option(None, "diffusers model id or folder; none: the backend's ("
-                                     + ", ".join(f"{n}: {c.default_model}" for n, c in BACKENDS.items()) + ")")
+    diffusion_model: str | None = option(None, "diffusers model id or folder; none: the backend's ("
+                                               + ", ".join(f"{n}: {c.default_model}" for n, c in BACKENDS.items())
+                                               + ")")
     variant: str | None = option("fp16", "weight variant to load ('' = the default files)", paper=PAPER)
     dtype: str = option("fp16", "compute precision (half precision becomes fp32 on CPU; fp64 = exact check mode)",
                         choices=DTYPES, paper=PAPER)
@@ -75,11 +77,19 @@ class GenerationConfig:
                              choices=RETRY_TEXTS)
     skip_bad: bool = option(False, "skip unreadable source images (listed in failures/) instead of failing")
     manifest_interval: float = option(300.0, "seconds between manifest refreshes during a run")
+    dry_run: bool = option(False, "print the images, UNet evaluations, disk space and GPU-hours this part would "
+                                  "take (resume-aware); load no model, write nothing")
+    seconds_per_image: float = option(1.0, "--dry-run: GPU seconds per synthetic image for the GPU-hours "
+                                           "estimate; the default is a planning figure for the SDXL refiner at "
+                                           "480x270 on an A100-class GPU: measure yours with a short run "
+                                           "(docs/generation.md)")
 
     def __post_init__(self) -> None:
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 (frozen dataclass)
         set_("data_csv", Path(self.data_csv))
-        set_("output_path", Path(self.output_path))
+        set_("output_dir", Path(self.output_dir))
+        if self.output_dir.exists() and not self.output_dir.is_dir():
+            raise InputError(self.output_dir, "--output-dir is a file, not a folder")
         for name in ("image_root", "prompt_json"):
             value = getattr(self, name)
             set_(name, Path(value) if value not in (None, "") else None)
@@ -103,6 +113,10 @@ class GenerationConfig:
             parse_resolution(self.resolution)  # syntax checked now, resolved against the dataset by the runner
         if self.max_retries < 0:
             raise InputError("--max-retries", f"must be >= 0, got {self.max_retries}")
+        if self.seconds_per_image <= 0:
+            raise InputError("--seconds-per-image", f"must be > 0, got {self.seconds_per_image}")
+        if self.manifest_interval < 0:
+            raise InputError("--manifest-interval", f"must be >= 0, got {self.manifest_interval}")
         if self.backend not in BACKENDS:
             raise InputError("--backend", f"unknown backend {self.backend!r}; one of {', '.join(BACKENDS)}")
         if self.dtype not in DTYPES:
@@ -112,8 +126,8 @@ class GenerationConfig:
 
     @property
     def model_id(self) -> str:
-        """The model to load: ``--model``, else the backend's default."""
-        return self.model or BACKENDS[self.backend].default_model
+        """The model to load: ``--diffusion-model``, else the backend's default."""
+        return self.diffusion_model or BACKENDS[self.backend].default_model
 
 
 @dataclass(frozen=True)
@@ -194,6 +208,9 @@ def parse_resolution(text: str | None) -> tuple[int, int] | None:
         raise InputError("--resolution", f"expected WIDTHxHEIGHT or 'native', got {text!r}") from None
     if width < 8 or height < 8:
         raise InputError("--resolution", f"sizes below 8 px make no image, got {text!r}")
+    if width > MAX_SIDE or height > MAX_SIDE:
+        raise InputError("--resolution", f"at most {MAX_SIDE} px a side (an image that size alone needs gigabytes), "
+                                         f"got {text!r}")
     return width, height
 
 

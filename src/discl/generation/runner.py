@@ -22,17 +22,18 @@ from typing import TYPE_CHECKING, Callable, Sequence
 import numpy as np
 import pandas as pd
 from PIL import Image
-from tqdm import tqdm
 
+from discl import runrecord
 from discl.errors import InputError
 from discl.fileio import atomic_save_image, atomic_write_csv, atomic_write_json
 from discl.generation.backend import Img2ImgBackend, backend_class
 from discl.generation.config import GenerationConfig, RetryPolicy, generation_parser, parse_resolution, retry_policy
-from discl.generation.plan import (FAILURE_COLUMNS, Group, PromptSource, SourceImage, WorkItem, batches,
+from discl.generation.plan import (FAILURE_COLUMNS, Group, Plan, PromptSource, SourceImage, WorkItem, batches,
                                    build_manifest, failure_record, failures_path, generator_seed, load_prompt_source,
                                    make_plan, manifest_path, part_sources, rank_world, read_sources,
                                    retry_record_path, stale_temp_files)
 from discl.manifest import write_manifest
+from discl.progress import progress
 from discl.seeding import make_generators
 
 if TYPE_CHECKING:
@@ -166,7 +167,8 @@ def preflight(sources: Sequence[SourceImage], data_csv: Path, size: tuple[int, i
               path_column: str = "filepath") -> tuple[list[SourceImage], list[dict]]:
     """Check every source image opens; set its pipeline input size. Unreadable: ``InputError`` or a failure record."""
     usable, failures = [], []
-    for source in tqdm(sources, desc="checking source images", unit="img", disable=len(sources) < 1000):
+    for source in progress(sources, desc="checking source images", unit="img",
+                           enabled=len(sources) >= 1000 and rank_world()[0] == 0):
         try:
             native = probe_size(source.real_path)
         except (OSError, ValueError) as err:
@@ -222,14 +224,21 @@ def _barrier() -> None:
     dist.barrier()
 
 
-def run(config: GenerationConfig, dataset: Dataset | None = None) -> GenerationResult:
-    """Generate the missing images of one part (this rank's share), then refresh the manifest and failures CSV."""
-    from discl.datasets import get_dataset
+@dataclass(frozen=True)
+class Prepared:
+    """A part's checked inputs and plan: what ``run`` generates and ``estimate`` counts."""
 
-    start = time.perf_counter()
-    dataset = dataset if dataset is not None else get_dataset(config.dataset)
-    rank, world, local_rank = rank_world()
-    # Every input is checked before anything is created or a model loaded: bad input leaves nothing behind.
+    dataset: Dataset
+    retry: RetryPolicy | None
+    prompts: PromptSource
+    part_classes: set[str]
+    sources: list[SourceImage]
+    failures: list[dict]
+    plan: Plan
+
+
+def prepare(config: GenerationConfig, dataset: Dataset, rank: int = 0, world: int = 1) -> Prepared:
+    """Check every input (CSV, prompts, source images) and plan the part; nothing is written, no model loaded."""
     retry = retry_policy(config, dataset.quality_retry)
     prompts = load_prompt_source(dataset, config.prompt_json, retry.text if retry else "prompt")
     sources = part_sources(read_sources(config.data_csv, dataset, config.image_root), config.part, config.total_parts)
@@ -238,9 +247,26 @@ def run(config: GenerationConfig, dataset: Dataset | None = None) -> GenerationR
         prompts.check(source, config.data_csv)
     sources, failures = preflight(sources, config.data_csv, input_size(config, dataset), config.skip_bad,
                                   dataset.csv_layout.path)
-    output = config.output_path
-    plan = make_plan(sources, config.strengths, config.seeds, config.batch_size, config.guidance_scale, output,
-                     retry is not None, rank, world)
+    plan = make_plan(sources, config.strengths, config.seeds, config.batch_size, config.guidance_scale,
+                     config.output_dir, retry is not None, rank, world)
+    return Prepared(dataset, retry, prompts, part_classes, sources, failures, plan)
+
+
+def run(config: GenerationConfig, dataset: Dataset | None = None) -> GenerationResult:
+    """Generate the missing images of one part (this rank's share), then refresh the manifest and failures CSV."""
+    from discl.config import to_plain
+    from discl.datasets import get_dataset
+
+    start = time.perf_counter()
+    dataset = dataset if dataset is not None else get_dataset(config.dataset)
+    rank, world, local_rank = rank_world()
+    # Every input is checked before anything is created or a model loaded: bad input leaves nothing behind.
+    prepared = prepare(config, dataset, rank, world)
+    retry, prompts, part_classes, failures, plan = (prepared.retry, prepared.prompts, prepared.part_classes,
+                                                    prepared.failures, prepared.plan)
+    sources = prepared.sources
+    output = config.output_dir
+    runrecord.start(output, {**to_plain(config), "data_root": None if dataset.root is None else str(dataset.root)})
     log.info("%s part %d/%d, rank %d/%d: %d classes, %d images, %d synthetic planned; this rank: %d done, %d to make",
              dataset.name, config.part, config.total_parts, rank, world, len(part_classes), len(sources),
              plan.planned, len(plan.done), plan.missing)
@@ -293,12 +319,15 @@ def _generate(config: GenerationConfig, todo: Sequence[Group], done: set[str], p
         from discl.clipscore import ClipEmbedder
 
         embedder = ClipEmbedder(retry.clip_model, device, batch_size=max(config.batch_size, 8))
-    backend = backend_class(config.backend).load(config.model, config.dtype, device, config.variant)
+    backend = backend_class(config.backend).load(config.diffusion_model, config.dtype, device, config.variant)
     engine = SpectrumGenerator(backend, guidance_scale=config.guidance_scale, steps=config.steps,
                                batch_size=config.batch_size, prompts=prompts, retry=retry, embedder=embedder)
-    output = config.output_path
+    output = config.output_dir
     total = sum(1 for g in todo for i in g.items if i.relpath(config.guidance_scale) not in done)
-    progress = tqdm(total=total, unit="img", desc=f"part {config.part}/{config.total_parts}", smoothing=0.05)
+    rank, world, _ = rank_world()
+    # one display per job: rank 0's share stands for the others'
+    desc = f"part {config.part}/{config.total_parts}" + (f" (rank 0 of {world})" if world > 1 else "")
+    bar = progress(total=total, unit="img", desc=desc, enabled=rank == 0)
     written = 0
 
     def save(outcome: Outcome) -> None:
@@ -314,7 +343,7 @@ def _generate(config: GenerationConfig, todo: Sequence[Group], done: set[str], p
         atomic_save_image(outcome.image, output / relpath, quality=config.jpeg_quality)
         done.add(relpath)
         written += 1
-        progress.update(1)
+        bar.update(1)
 
     block, pixels = None, {}
     last_refresh = time.monotonic()
@@ -331,7 +360,7 @@ def _generate(config: GenerationConfig, todo: Sequence[Group], done: set[str], p
         if refresh is not None and time.monotonic() - last_refresh > config.manifest_interval:
             refresh()
             last_refresh = time.monotonic()
-    progress.close()
+    bar.close()
     return written
 
 
@@ -347,11 +376,67 @@ def _write_failures(failures: list[dict], path: Path) -> Path | None:
 
 def summary_line(result: GenerationResult) -> str:
     """One human-readable line about a run."""
+    rate = f" ({result.seconds / result.written:.2f} s per image)" if result.written else ""
     line = (f"{result.written} images written, {result.existing} already there, {result.planned} planned in this "
-            f"part; {result.seconds:.1f} s; manifest {result.manifest}")
+            f"part; {result.seconds:.1f} s{rate}; manifest {result.manifest}")
     if result.failures:
         line += f"; {result.failures} unreadable source image(s) listed in {result.failures_csv}"
     return line
+
+
+# ------------------------------------------------------------------------------------------------ --dry-run
+
+JPEG_BYTES_PER_PIXEL = 0.25  # about 2 bits per pixel: a photograph as JPEG at quality 75
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """What one part still takes (``--dry-run``); ``*_max`` counts every quality retry as used."""
+
+    planned: int
+    existing: int
+    images: int
+    unet_evals: int
+    unet_evals_max: int
+    disk_bytes: int
+    gpu_hours: float
+    gpu_hours_max: float
+
+
+def estimate(config: GenerationConfig, dataset: Dataset | None = None) -> Estimate:
+    """Count the missing images of the part, their UNet evaluations (×2 with classifier-free guidance), their disk
+    space (``JPEG_BYTES_PER_PIXEL``) and GPU-hours at ``config.seconds_per_image``; loads no model."""
+    from discl.datasets import get_dataset
+    from discl.generation.config import denoising_steps
+
+    dataset = dataset if dataset is not None else get_dataset(config.dataset)
+    prepared = prepare(config, dataset)  # as one process: the whole part
+    plan = prepared.plan
+    todo = [item for group in plan.groups for item in group.items
+            if item.relpath(config.guidance_scale) not in plan.done]
+    guided = 2 if config.guidance_scale > 1 else 1  # diffusers runs the UNet on a doubled batch when scale > 1
+    evals = sum(denoising_steps(config.steps, item.strength) for item in todo) * guided
+    tries = 1 + prepared.retry.max_retries if prepared.retry is not None else 1
+    pixels = sum(item.source.size[0] * item.source.size[1] for item in todo)
+    hours = len(todo) * config.seconds_per_image / 3600
+    return Estimate(planned=plan.planned, existing=len(plan.done), images=len(todo), unet_evals=evals,
+                    unet_evals_max=evals * tries, disk_bytes=int(pixels * JPEG_BYTES_PER_PIXEL), gpu_hours=hours,
+                    gpu_hours_max=hours * tries)
+
+
+def estimate_lines(result: Estimate, config: GenerationConfig) -> str:
+    """The ``--dry-run`` report."""
+    retry = result.unet_evals_max != result.unet_evals
+    lines = [f"part {config.part}/{config.total_parts}: {result.planned} synthetic images planned "
+             f"({len(config.strengths)} strengths x {len(config.seeds)} seeds per hard image), {result.existing} "
+             f"already there, {result.images} to make",
+             f"UNet evaluations: {result.unet_evals:,} (int(steps x strength) steps per image, x2 for classifier-free "
+             f"guidance at scale {config.guidance_scale:g})"
+             + (f"; up to {result.unet_evals_max:,} if every quality retry is used" if retry else ""),
+             f"disk: about {result.disk_bytes / 1e9:.2f} GB of JPEGs (~{JPEG_BYTES_PER_PIXEL} bytes per pixel)",
+             f"GPU time: {result.gpu_hours:.2f} GPU-hours at {config.seconds_per_image:g} s per image "
+             "(--seconds-per-image)" + (f"; up to {result.gpu_hours_max:.2f} with every retry" if retry else "")]
+    return "\n".join(lines)
 
 
 # ------------------------------------------------------------------------------------------------ entry point
@@ -384,6 +469,10 @@ def main(argv: Sequence[str] | None = None, default_dataset: str | None = None,
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
     config = config_from_args(args)
-    result = run(config, dataset_from_args(args))
+    if config.dry_run:
+        print(estimate_lines(estimate(config, dataset_from_args(args)), config))
+        return 0
+    with runrecord.RunRecord("gene_img", argv):
+        result = run(config, dataset_from_args(args))
     print(summary_line(result))
     return 1 if result.failures and not config.skip_bad else 0
