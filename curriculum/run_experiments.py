@@ -92,7 +92,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{outcome.run.id:<32} {outcome.result:<8} {outcome.detail}"
               + (f" ({outcome.seconds:.0f} s)" if outcome.seconds else ""))
     bad = [o for o in outcomes if o.result in ("failed", "blocked")]
-    print(f"{len(outcomes) - len(bad)} of {len(outcomes)} runs complete"
+    before = sum(o.result == "skipped" for o in outcomes)
+    print(f"{len(outcomes) - len(bad)} of {len(outcomes)} runs complete ({before} already were)"
           + (f"; {len(bad)} failed or blocked" if bad else ""))
     return 1 if bad else 0
 

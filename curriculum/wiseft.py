@@ -14,6 +14,7 @@ from typing import Sequence
 
 from discl.cli import run_cli, setup_logging
 from discl.config import add_arguments, from_args
+from discl.runrecord import RunRecord
 from discl.wiseft import WiseFTConfig, report, run_wiseft
 
 
@@ -29,7 +30,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Evaluate every α, print the curve of the selection metric and the chosen α."""
     args = get_args_parser().parse_args(argv)
     setup_logging(args.verbose)
-    result = run_wiseft(from_args(WiseFTConfig, args))
+    with RunRecord("wiseft", argv):  # RUN_DIR/wiseft/run_records/: command, versions, times, log
+        result = run_wiseft(from_args(WiseFTConfig, args))
     print(report(result))
     return 0
 

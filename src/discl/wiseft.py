@@ -25,7 +25,8 @@ import pandas as pd
 import torch
 
 from discl import checkpoint as ckpt
-from discl.config import option
+from discl import runrecord
+from discl.config import option, to_plain
 from discl.errors import InputError
 from discl.fileio import atomic_write_csv, atomic_write_json
 from discl.metrics import is_better
@@ -121,6 +122,8 @@ def run_wiseft(config: WiseFTConfig) -> dict:
         interpolate(zero_shot, fine_tuned, 0.0)
     except ValueError as err:
         raise InputError(path, f"does not fit the run's model {args.get('model')!r}: {err}") from None
+    out = Path(config.output_dir) if config.output_dir else run_dir / "wiseft"
+    runrecord.start(out, {**to_plain(config), "run_args": args})  # every input checked: the run record starts
     batch = config.eval_batch_size or int(args.get("eval_batch_size", 256))
     workers = config.workers if config.workers is not None else int(args.get("workers", 0))
 
@@ -148,7 +151,6 @@ def run_wiseft(config: WiseFTConfig) -> dict:
               "zero_shot": _metrics_at(rows, 0.0, splits, dataset.metric_names),
               "fine_tuned": _metrics_at(rows, 1.0, splits, dataset.metric_names), "rows": rows}
     if info.is_main:
-        out = Path(config.output_dir) if config.output_dir else run_dir / "wiseft"
         atomic_write_csv(out / "wiseft.tsv", pd.DataFrame(rows), sep="\t")
         atomic_write_json(out / "wiseft.json", result)
         if config.plots:

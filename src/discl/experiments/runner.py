@@ -5,8 +5,9 @@ A run's state is read from its folder, never from a registry of launched jobs: `
 says every epoch finished, and WiSE-FT wrote ``wiseft/wiseft.json`` when the method asks for it), ``trained``
 (only WiSE-FT is left), ``incomplete`` (``checkpoints/last.pt`` exists: the trainer continues with
 ``--resume``), ``missing``. So the same command, run again after a crash, a preemption or a new seed in the
-file, does exactly the work that is left. Each run's folder gets ``run.json`` (the commands that made it) and
-``run.log`` (their output).
+file, does exactly the work that is left. Each run's folder gets ``experiment.json`` (the experiment, method,
+seed and the commands that made it) and ``experiment.log`` (their output); the scripts add their own
+``run_records/``.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from discl.fileio import atomic_write_json, atomic_write_text
 log = logging.getLogger(__name__)
 
 COMPLETE, TRAINED, INCOMPLETE, MISSING = "complete", "trained", "incomplete", "missing"
-RECORD, LOG = "run.json", "run.log"
+RECORD, LOG = "experiment.json", "experiment.log"
 BLOCKED = 3  # exit status of a run whose ``after`` runs are not complete
 
 
@@ -161,7 +162,7 @@ class Outcome:
 
 
 def execute(experiment: Experiment, run: Run, env: Mapping[str, str] | None = None) -> Outcome:
-    """Do what is left of ``run`` in this process's child processes, logging to its ``run.log``."""
+    """Do what is left of ``run`` in this process's child processes, logging to its ``experiment.log``."""
     status = run_status(run)
     if status == COMPLETE:
         return Outcome(run, "skipped", "complete")
