@@ -26,13 +26,13 @@ import pandas as pd
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
-from discl.config import add_arguments, option
+from discl import runrecord
+from discl.config import add_arguments, option, to_plain
 from discl.datasets.base import IMAGE_SUFFIXES, ClassInfo, Dataset
 from discl.errors import InputError
 from discl.fileio import atomic_write, atomic_write_bytes, atomic_write_csv, is_temp_file
 from discl.manifest import MANIFEST_COLUMNS, read_manifest, sample_id, validate_manifest
 from discl.models import HF_CLIP_ID
-from discl.runrecord import RECORDS_DIR
 
 log = logging.getLogger(__name__)
 
@@ -227,12 +227,13 @@ def file_fingerprint(path: str | os.PathLike) -> str:
 # Finding the synthetic images and their real sources
 
 _SUBFOLDER = re.compile(r"^Strength(\d+)_guidance(\d+)_seed(\d+)$")
-_NOT_CLASS_FOLDERS = {"manifests", "failures", CACHE_DIR, RECORDS_DIR}  # generation and scoring bookkeeping
+# generation and scoring bookkeeping, not class folders
+_NOT_CLASS_FOLDERS = {"manifests", "failures", CACHE_DIR, runrecord.RECORDS_DIR}
 LAYOUT = "<class>/Strength{100s}_guidance{10g}_seed{seed}/<stem>.jpg"
 
 
 class RealImageFinder:
-    """Resolves the real source of a synthetic image under ``--real_path`` (by path, then by file stem)."""
+    """Resolves the real source of a synthetic image under ``--image-root`` (by path, then by file stem)."""
 
     def __init__(self, real_root: str | os.PathLike):
         self.real_root = Path(real_root)
@@ -241,7 +242,7 @@ class RealImageFinder:
     def _stem_index(self) -> dict[str, Path]:
         if self._by_stem is None:
             if not self.real_root.is_dir():
-                raise InputError(self.real_root, "--real_path is not a folder")
+                raise InputError(self.real_root, "--image-root (--real_path) is not a folder")
             self._by_stem = {}
             for folder, _, files in os.walk(self.real_root):
                 for name in files:
@@ -563,15 +564,18 @@ class ScoringConfig:
 
     syn_path: str = option("", "generation output folder (manifests/*.csv, or the reference's "
                                "class/subfolder layout)", aliases=("--syn_path",), required=True)
-    real_path: str = option("", "folder holding the real source images", aliases=("--real_path",), required=True)
+    image_root: str | None = option(None, "folder the real source images are looked up in when a manifest's "
+                                          "real_path is relative or has moved (by path, file name, then stem); "
+                                          "none: --data-root when given, else the working directory",
+                                    aliases=("--real-path", "--real_path"))
     threshold: float | None = option(None, "keep an image when its image–text similarity is >= this (the "
                                            "dataset's clip_threshold)", paper="iWildCam 0.25, ImageNet-LT 0.30")
     resize: str | None = option(None, "WIDTHxHEIGHT applied to every image before embedding, or 'none' for the "
                                       "native size (the dataset's clip_resize)", paper="iWildCam 480x270")
-    model: str = option(HF_CLIP_ID, "transformers CLIP id or folder", paper="CLIP ViT-B/32")
+    clip_model: str = option(HF_CLIP_ID, "transformers CLIP id or folder", paper="CLIP ViT-B/32")
     batch_size: int = option(64, "images / texts per encoder call")
     device: str | None = option(None, "cuda, cpu, ...; none = cuda when available")
-    workers: int = option(4, "threads decoding images")
+    workers: int = option(4, "image-decoding worker threads")
     text: str = option("prompt", "score against each image's generation prompt (paper) or the dataset's class "
                                  "text (the reference's ImageNet-LT scorer: 'a photo of {class}')",
                        choices=TEXT_SOURCES)
@@ -642,7 +646,10 @@ def run_scoring(config: ScoringConfig, dataset: Dataset) -> tuple[pd.DataFrame, 
     syn_root = Path(config.syn_path)
     if not syn_root.is_dir():
         raise InputError(syn_root, "--syn_path is not a folder")
-    finder = RealImageFinder(config.real_path)
+    image_root = config.image_root or (str(dataset.root) if dataset.root is not None else ".")
+    if config.image_root and not Path(config.image_root).is_dir():
+        raise InputError(config.image_root, "--image-root (--real_path) is not a folder")
+    finder = RealImageFinder(image_root)
     if any(p for p in (syn_root / "manifests").glob("*.csv") if not is_temp_file(p)):
         table = collect_from_manifests(syn_root, finder)
         check_dataset_column(table, dataset)
@@ -654,7 +661,8 @@ def run_scoring(config: ScoringConfig, dataset: Dataset) -> tuple[pd.DataFrame, 
         table["text"] = table["class_name"].map(texts)
     else:
         table["text"] = table["prompt"]
-    embedder = ClipEmbedder(config.model, config.device or default_device(), config.batch_size)
+    runrecord.start(syn_root, {**to_plain(config), "dataset": dataset.name})  # inputs checked: the record starts
+    embedder = ClipEmbedder(config.clip_model, config.device or default_device(), config.batch_size)
     scorer = ClipScorer(embedder, syn_root / CACHE_DIR, resize, workers=config.workers)
     table, stats = scorer.score(table, text_column="text")
     paths = write_outputs(table, syn_root, threshold)
@@ -667,10 +675,12 @@ def main(argv: Sequence[str] | None = None, default_dataset: str | None = None,
          description: str | None = None) -> int:
     """Score and filter one generation output folder, write the outputs, print the per-guidance report."""
     from discl.cli import setup_logging
+    from discl.runrecord import RunRecord
 
     config, dataset, args = parse_args(argv, default_dataset, description)
     setup_logging(args.verbose)
-    table, stats, paths = run_scoring(config, dataset)
+    with RunRecord("comp_clip_scores", argv):
+        table, stats, paths = run_scoring(config, dataset)
     _, by_guidance = filter_reports(table)
     print(by_guidance.to_string(index=False, float_format="%.3f"))
     print(f"kept {int(table['keep'].sum())} of {len(table)} synthetic images (threshold {config.threshold}); "
