@@ -77,7 +77,7 @@ def test_clipscore_defaults_are_the_papers(dataset, threshold, resize):
 
     config, _, _ = parse_args(["--syn-path", "s", "--real-path", "r"], dataset)
     assert config.threshold == pytest.approx(threshold) and config.resize == resize
-    assert config.model == "openai/clip-vit-base-patch32"
+    assert config.clip_model == "openai/clip-vit-base-patch32"
 
 
 @pytest.mark.parametrize("dataset, min_guidance, levels, val_size",
