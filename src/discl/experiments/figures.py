@@ -33,17 +33,26 @@ def stage_spans(summary: dict) -> pd.DataFrame:
     return stages.assign(end_epoch=[e / per_epoch for e in ends])
 
 
+def axis_label(experiment: Experiment, frames: Sequence[pd.DataFrame]) -> str:
+    """The metrics of the table's columns, in % when scaled to it or already there (a value above 1)."""
+    names = ", ".join(dict.fromkeys(c.metric for c in experiment.columns))
+    columns = [f"{c.split}_{c.metric}" for c in experiment.columns]
+    scaled = [frame[c].abs().max() * experiment.scale for frame in frames for c in columns if c in frame.columns]
+    percent = experiment.scale == 100 or any(value > 1 for value in scaled)
+    return f"{names} (%)" if percent else names
+
+
 def write_figures(experiment: Experiment, rows: Sequence[Row], folder: Path) -> list[Path]:
     """Every figure the experiment's runs (and generation output) allow; returns the PNG paths."""
     from discl.plots.training import plot_curriculum_timeline, plot_metric_bands
 
     written: list[Path] = []
     panels = {c.title: f"{c.split}_{c.metric}" for c in experiment.columns}
-    ylabel = "metric (%)" if experiment.scale == 100 else "metric"
     training = [row for row in rows if not row.id.endswith(WISEFT_SUFFIX)]
     curves = {row.name: [pd.DataFrame(_summary(r.run.output_dir).get("epochs") or []) for r in row.runs if r.used]
               for row in training}
     curves = {name: frames for name, frames in curves.items() if frames}
+    ylabel = axis_label(experiment, [f for frames in curves.values() for f in frames])
     if curves:
         path = folder / "curves.png"
         plot_metric_bands(curves, panels, path, scale=experiment.scale, ylabel=ylabel)
