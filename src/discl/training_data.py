@@ -21,9 +21,10 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from discl import runrecord
 from discl.clipscore import SCORES_FILE, check_threshold, peek_dataset, read_scores
-from discl.config import add_arguments, option
-from discl.data.training_tables import TABLE_COLUMNS, write_training_table
+from discl.config import add_arguments, option, to_plain
+from discl.data.training_tables import TABLE_COLUMNS, finish_build, start_build, write_training_table
 from discl.datasets.base import Dataset, RealImages, frame_of, render
 from discl.errors import InputError
 from discl.fileio import atomic_write_csv
@@ -51,8 +52,8 @@ class BuildConfig:
 
     syn_path: str = option("", "generation output folder, scored by comp_clip_scores.py", aliases=("--syn_path",),
                            required=True)
-    save_folder: str = option("", "where the training tables are written", aliases=("--save_folder",),
-                              required=True)
+    save_folder: str = option("", "where the training tables are written (tables.json marks a complete set)",
+                              flag="--output-dir", aliases=("--save-folder", "--save_folder"), required=True)
     scores: str | None = option(None, f"scored manifest; none = SYN_PATH/{SCORES_FILE}")
     threshold: float | None = option(None, "re-filter on the image–text similarity; none = the scorer's keep "
                                            "column")
@@ -271,10 +272,14 @@ def write_tables(tables: CurriculumTables, dataset: Dataset, folder: str | os.Pa
     folder = Path(folder)
     names, templates = dataset.text_names(), list(dataset.caption_templates())
     paths = {"train": folder / OUTPUT_FILES[0], "validation": folder / OUTPUT_FILES[1], "levels": folder / "levels.csv"}
+    start_build(folder)  # a kill from here on leaves the folder marked incomplete: no table of it is read
     write_training_table(titled_rows(tables.train, names, templates), paths["train"])
     write_training_table(titled_rows(tables.validation, names, templates[:1]), paths["validation"])
     paths.update(dataset.write_reference_tables(tables, folder, Path(synthetic_root)))
     atomic_write_csv(paths["levels"], level_counts(tables))
+    finish_build(folder, {"dataset": dataset.name, "synthetic_root": str(synthetic_root), "levels": tables.levels,
+                          "train_rows": len(tables.train), "validation_images": int(tables.validation["key"].nunique()),
+                          "files": sorted(p.name for p in paths.values())})
     return paths
 
 
@@ -298,6 +303,8 @@ def run_build(config: BuildConfig, dataset: Dataset) -> tuple[CurriculumTables, 
     real = dataset_real_rows(dataset.training_images())
     synthetic = synthetic_rows(scores, real, syn_root, scores_path, config.threshold, min_guidance, levels)
     tables = build_curriculum(real, synthetic, val_size, config.random_state, config.max_val_fraction)
+    runrecord.start(config.save_folder, {**to_plain(config), "dataset": dataset.name,
+                                         "data_root": None if dataset.root is None else str(dataset.root)})
     return tables, write_tables(tables, dataset, config.save_folder, syn_root)
 
 
@@ -318,7 +325,7 @@ def get_args_parser(default_dataset: str | None = None, argv: Sequence[str] | No
                                      parents=[dataset_parser(required_root=True, default=default_dataset)])
     add_arguments(parser.add_argument_group("training tables"), BuildConfig,
                   defaults=dataset_defaults(peek_dataset(argv, default_dataset)))
-    parser.add_argument("-v", "--verbose", action="store_true")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return parser
 
 
@@ -340,7 +347,10 @@ def main(argv: Sequence[str] | None = None, default_dataset: str | None = None,
 
     config, dataset, args = parse_args(argv, default_dataset, description)
     setup_logging(args.verbose)
-    tables, paths = run_build(config, dataset)
+    if Path(config.save_folder).exists() and not Path(config.save_folder).is_dir():
+        raise InputError(config.save_folder, "--output-dir is a file, not a folder")
+    with runrecord.RunRecord("build_data", argv):
+        tables, paths = run_build(config, dataset)
     print(level_counts(tables).to_string(index=False))
     print(f"levels {tables.levels}; {tables.validation['key'].nunique()} validation images; "
           f"wrote {paths['train']} and {paths['validation']}")

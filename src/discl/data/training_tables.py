@@ -9,6 +9,11 @@ ImageNet-LT also gets the reference's list files, one ``relative/path label guid
 Real rows (guidance 100) are relative to the ImageNet-LT root (as in ``ImageNet_LT_train.txt``); synthetic rows
 (guidance < 100) are relative to the generation output root. ``data_roots.json`` beside the lists records both
 roots, so a reader needs no extra arguments.
+
+The tables of one build belong together (a training table with another build's validation table would probe
+other images): ``build_data.py`` marks its folder with ``tables.json`` saying ``"complete": false`` before it
+writes the first table and ``true`` after the last, and ``read_training_table`` refuses a table whose folder is
+marked incomplete — what a kill between the writes leaves.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from discl.fileio import atomic_write, atomic_write_csv, atomic_write_json
 from discl.guidance import REAL, REAL_SEED
 
 TABLE_COLUMNS = ["title", "filepath", "label", "strength", "guidance", "seed", "img_id"]
+BUILD_RECORD = "tables.json"
 IMAGENET_LT_COLUMNS = ["path", "label", "guidance"]
 DATA_ROOTS_FILE = "data_roots.json"
 
@@ -186,6 +192,35 @@ def read_imagenet_lt_list(path: str | os.PathLike, real_root: str | os.PathLike 
     return typed
 
 
+def start_build(folder: str | os.PathLike) -> None:
+    """Mark ``folder`` as being written: its tables do not belong together until :func:`finish_build`."""
+    atomic_write_json(Path(folder) / BUILD_RECORD, {"complete": False})
+
+
+def finish_build(folder: str | os.PathLike, info: dict) -> None:
+    """Mark ``folder``'s tables as one complete build (``info``: what was written, counts, sources)."""
+    atomic_write_json(Path(folder) / BUILD_RECORD, {"complete": True, **info})
+
+
+def build_complete(folder: str | os.PathLike) -> bool | None:
+    """``True``/``False`` from ``folder``'s build record; ``None`` for a folder without one (tables made by hand)."""
+    record = Path(folder) / BUILD_RECORD
+    if not record.is_file():
+        return None
+    try:
+        return bool(json.loads(record.read_text(encoding="utf-8")).get("complete"))
+    except (ValueError, AttributeError):
+        return False
+
+
+def check_build_complete(path: str | os.PathLike) -> None:
+    """A table from a build that did not finish is an ``InputError`` (see the module doc)."""
+    path = Path(path)
+    if build_complete(path.parent) is False:
+        raise InputError(path, f"comes from a build_data.py run that did not finish ({path.parent / BUILD_RECORD} "
+                               "is not complete): run build_data.py again")
+
+
 def read_training_table(path: str | os.PathLike, real_root: str | os.PathLike | None = None,
                         synthetic_root: str | os.PathLike | None = None) -> pd.DataFrame:
     """A training or curriculum-validation table with exactly the columns ``TABLE_COLUMNS``.
@@ -196,6 +231,7 @@ def read_training_table(path: str | os.PathLike, real_root: str | os.PathLike | 
     synthetic rows.
     """
     path = Path(path)
+    check_build_complete(path)
     if path.suffix.lower() != ".txt":
         return _read_tsv_table(path)[TABLE_COLUMNS]
     from discl.data.imagenet_lt import read_list
