@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from discl import runrecord
 from discl.config import add_arguments, option, to_plain
+from discl.csvwrite import write_csv
 from discl.datasets.base import IMAGE_SUFFIXES, ClassInfo, Dataset
 from discl.errors import InputError
 from discl.fileio import atomic_write, atomic_write_bytes, atomic_write_csv, is_temp_file
@@ -43,6 +44,7 @@ EMBEDDING_PICKLE = "clip_emb.pkl"
 REPORT_FILES = ("filter_report_by_class.csv", "filter_report_by_guidance.csv")
 HISTOGRAM_FILE = "clip_scores_hist.png"
 CACHE_DIR = "clip_cache"
+SCORE_CHUNK = 65536  # rows whose embeddings are gathered at once when the cosines are computed
 SCORE_COLUMNS_REQUIRED = ("clip_image_text", "clip_image_image", "keep")
 
 
@@ -212,7 +214,7 @@ class EmbeddingCache:
         stem = self.folder / f"{self.name}-{self._next_segment:05d}"
         with atomic_write(stem.with_suffix(".npy"), "wb") as handle:
             np.save(handle, np.concatenate(self._unsaved_blocks), allow_pickle=False)
-        atomic_write_csv(stem.with_suffix(".csv"), pd.DataFrame(self._unsaved_keys, columns=["key", "fingerprint"]))
+        write_csv(stem.with_suffix(".csv"), pd.DataFrame(self._unsaved_keys, columns=["key", "fingerprint"]))
         self._next_segment += 1
         self._unsaved_keys, self._unsaved_blocks = [], []
 
@@ -278,23 +280,29 @@ def collect_from_manifests(syn_root: str | os.PathLike, finder: RealImageFinder)
         first = table[duplicated].iloc[0]
         raise InputError(first["source"], f"sample_id {first['sample_id']!r} is listed in two manifests",
                          int(first["source_row"]), "sample_id")
-    synthetic_files, real_files = [], []
-    resolved: dict[str, Path | None] = {}
-    for record in tqdm(table.itertuples(index=False), total=len(table), desc="finding images", unit="img",
-                       disable=len(table) < 10000):
-        synthetic = syn_root / record.synthetic_path
-        if not synthetic.is_file():
-            raise InputError(record.source, f"synthetic image {synthetic} not found", record.source_row,
-                             "synthetic_path")
-        if record.real_path not in resolved:
-            resolved[record.real_path] = finder.find(record.real_path, record.image_stem)
-        if resolved[record.real_path] is None:
-            raise InputError(record.source, f"real image {record.real_path!r} not found under {finder.real_root}",
-                             record.source_row, "real_path")
-        synthetic_files.append(str(synthetic))
-        real_files.append(str(resolved[record.real_path]))
-    table["synthetic_file"] = synthetic_files
-    table["real_file"] = real_files
+    from discl.filescan import existing
+
+    synthetic_paths = table["synthetic_path"].tolist()
+    errors = []  # (row index, message, column): the first row with a problem is reported, as a row-by-row read
+    missing = np.flatnonzero(~existing(synthetic_paths, syn_root))
+    if missing.size:
+        errors.append((int(missing[0]), f"synthetic image {syn_root / synthetic_paths[missing[0]]} not found",
+                       "synthetic_path"))
+    # ~80 synthetic versions per real image: each real image is looked up once, with its first row's stem
+    real_paths, first_rows = np.unique(table["real_path"].to_numpy(dtype=str), return_index=True)
+    stems = table["image_stem"].to_numpy(dtype=object)
+    resolved = {}
+    for real_path, row in zip(real_paths, first_rows):
+        found = finder.find(real_path, stems[row])
+        if found is None:
+            errors.append((int(row), f"real image {real_path!r} not found under {finder.real_root}", "real_path"))
+        else:
+            resolved[real_path] = str(found)
+    if errors:
+        row, message, column = min(errors, key=lambda error: (error[0], error[2] != "synthetic_path"))
+        raise InputError(table["source"].iloc[row], message, int(table["source_row"].iloc[row]), column)
+    table["synthetic_file"] = [os.path.join(syn_root, p) for p in synthetic_paths]
+    table["real_file"] = table["real_path"].map(resolved)
     return table
 
 
@@ -413,12 +421,14 @@ class ClipScorer:
         return len(missing)
 
     def _encode_images(self, cache: EmbeddingCache, keys: Sequence[str], files: Sequence[str], desc: str) -> int:
-        todo: dict[str, tuple[str, str]] = {}
+        first_file: dict[str, str] = {}  # a real image is listed by each of its ~80 synthetic versions
         for key, file in zip(keys, files):
-            if key not in todo:
-                fingerprint = file_fingerprint(file)
-                if not cache.has(key, fingerprint):
-                    todo[key] = (file, fingerprint)
+            first_file.setdefault(key, file)
+        todo: dict[str, tuple[str, str]] = {}
+        for key, file in first_file.items():
+            fingerprint = file_fingerprint(file)
+            if not cache.has(key, fingerprint):
+                todo[key] = (file, fingerprint)
         if not todo:
             return 0
         items = list(todo.items())
@@ -454,14 +464,20 @@ class ClipScorer:
         resolved = {f: str(Path(f).resolve()) for f in table["real_file"].unique()}  # ~80 rows per real image
         real_keys = table["real_file"].map(resolved).tolist()
         stats = ScoringStats(rows=len(table))
-        stats.texts_encoded = self._encode_texts(table[text_column])
+        stats.texts_encoded = self._encode_texts(table[text_column].tolist())
         stats.real_encoded = self._encode_images(self.real, real_keys, table["real_file"].tolist(), "real images")
         stats.synthetic_encoded = self._encode_images(self.synthetic, table["synthetic_path"].tolist(),
                                                       table["synthetic_file"].tolist(), "synthetic images")
-        synthetic = self.synthetic.get(table["synthetic_path"].tolist())
-        # Embeddings are unit vectors, so the cosine is a dot product.
-        table["clip_image_text"] = np.sum(synthetic * self.texts.get(table[text_column].tolist()), axis=1)
-        table["clip_image_image"] = np.sum(synthetic * self.real.get(real_keys), axis=1)
+        synthetic_keys, texts = table["synthetic_path"].tolist(), table[text_column].tolist()
+        image_text, image_image = np.empty(len(table), np.float32), np.empty(len(table), np.float32)
+        # Embeddings are unit vectors, so the cosine is a dot product; rows in chunks keep the gathered
+        # embeddings small (617k × 512 floats would be 1.3 GB per array)
+        for start in range(0, len(table), SCORE_CHUNK):
+            rows = slice(start, start + SCORE_CHUNK)
+            synthetic = self.synthetic.get(synthetic_keys[rows])
+            image_text[rows] = np.sum(synthetic * self.texts.get(texts[rows]), axis=1)
+            image_image[rows] = np.sum(synthetic * self.real.get(real_keys[rows]), axis=1)
+        table["clip_image_text"], table["clip_image_image"] = image_text, image_image
         log.info("scored %d synthetic images; encoded %d texts, %d real and %d synthetic images (rest cached)",
                  stats.rows, stats.texts_encoded, stats.real_encoded, stats.synthetic_encoded)
         return table, stats
@@ -481,23 +497,35 @@ def apply_threshold(table: pd.DataFrame, threshold: float) -> pd.DataFrame:
 def reference_score_dict(table: pd.DataFrame) -> dict:
     """``clip_score.pkl``: ``{"{class}={subfolder}={stem}": [image–text, image–image]}``.
 
-    Each similarity is a float32 array of shape (1,): the reference's CSV builder reads ``value[0][0]``
-    (which fails on the plain scalars its own scorer wrote), and ``float(value[0])`` works as well.
+    Each similarity is a float32 array of shape (1,): the reference's CSV builder reads ``value[0][0]`` (which
+    fails on the plain scalars its own scorer wrote).
     """
     return {key: [np.array([text], np.float32), np.array([image], np.float32)]
-            for key, text, image in zip(table["sample_id"], table["clip_image_text"], table["clip_image_image"])}
+            for key, text, image in zip(table["sample_id"].tolist(), table["clip_image_text"].tolist(),
+                                        table["clip_image_image"].tolist())}
 
 
 def reference_filtered_list(table: pd.DataFrame) -> list:
     """``filtered_results.pkl``: kept entries as ``[[class folder, subfolder, stem], image–text, image–image]``."""
     kept = table[table["keep"].astype(bool)]
     return [[key.split("="), float(text), float(image)]
-            for key, text, image in zip(kept["sample_id"], kept["clip_image_text"], kept["clip_image_image"])]
+            for key, text, image in zip(kept["sample_id"].tolist(), kept["clip_image_text"].tolist(),
+                                        kept["clip_image_image"].tolist())]
+
+
+class _ScorePickler(pickle.Pickler):
+    """Writes a one-value float32 array as the call ``numpy.array([value], "float32")``: the same array when
+    loaded, at a fraction of the generic array pickle's cost (617k entries hold 1.2M of them)."""
+
+    def reducer_override(self, obj):
+        if type(obj) is np.ndarray and obj.shape == (1,) and obj.dtype == np.float32:
+            return np.array, ([float(obj[0])], "float32")
+        return NotImplemented
 
 
 def _write_pickle(path: Path, obj) -> None:
     with atomic_write(path, "wb") as handle:
-        pickle.dump(obj, handle, protocol=pickle.HIGHEST_PROTOCOL)
+        _ScorePickler(handle, protocol=pickle.HIGHEST_PROTOCOL).dump(obj)
 
 
 def write_reference_embeddings(table: pd.DataFrame, scorer: ClipScorer, syn_root: str | os.PathLike) -> int:
@@ -530,7 +558,7 @@ def write_outputs(table: pd.DataFrame, syn_root: str | os.PathLike, threshold: f
     syn_root = Path(syn_root)
     table = apply_threshold(table, threshold)
     paths = {name: syn_root / name for name in (SCORES_FILE, CLIP_SCORE_PICKLE, FILTERED_PICKLE, HISTOGRAM_FILE)}
-    atomic_write_csv(paths[SCORES_FILE], validate_manifest(table[MANIFEST_COLUMNS], paths[SCORES_FILE]))
+    write_csv(paths[SCORES_FILE], validate_manifest(table[MANIFEST_COLUMNS], paths[SCORES_FILE]))
     _write_pickle(paths[CLIP_SCORE_PICKLE], reference_score_dict(table))
     _write_pickle(paths[FILTERED_PICKLE], reference_filtered_list(table))
     by_class, by_guidance = filter_reports(table)

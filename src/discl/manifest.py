@@ -15,7 +15,6 @@ import numpy as np
 import pandas as pd
 
 from discl.errors import InputError
-from discl.fileio import atomic_write_csv
 from discl.guidance import level_from_strength, strength_percent
 
 MANIFEST_COLUMNS = [
@@ -82,25 +81,121 @@ def _parse_int(value) -> int:
         return int(number)
 
 
-def _as_int(value, file, row, column, minimum=None, maximum=INT64_MAX) -> int:
-    try:
-        number = _parse_int(value)
-    except (TypeError, ValueError, OverflowError):
-        raise InputError(file, f"expected an integer, got {value!r}", row, column) from None
-    if (minimum is not None and number < minimum) or (maximum is not None and number > maximum):
-        low = "-inf" if minimum is None else minimum
-        raise InputError(file, f"{number} outside [{low}, {maximum}]", row, column)
-    return number
+def _python(value):
+    """A NumPy scalar as the Python value a row of the frame holds (messages show ``10.5``, not ``np.float64``)."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
-def _as_float(value, file, row, column) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise InputError(file, f"expected a number, got {value!r}", row, column) from None
-    if math.isnan(number):
-        raise InputError(file, "value is missing", row, column)
-    return number
+# ---------------------------------------------------------------------------------------------- validation
+# Whole columns at once: every check is a boolean mask over the rows, registered in the order a row is read
+# (columns left to right as below, the duplicate check, then the names). The error raised is the one a row-by-row
+# reading would meet first: the smallest row with any failed check, and on that row the first check registered.
+# A check that needs a parsed value is masked by the parse, so a value that failed to parse only ever trips the
+# check that reports it.
+
+
+class _Checks:
+    """Failed-row masks in reading order; ``raise_first`` raises the ``InputError`` of the first failure."""
+
+    def __init__(self, file):
+        self.file = file
+        self._first: list[tuple[int, int, str, object]] = []  # (row index, order, column, message(index))
+
+    def add(self, failed: np.ndarray, column: str, message) -> None:
+        """Register a check: ``failed`` marks rows that fail; ``message(i)`` says why for row index ``i``."""
+        hits = np.flatnonzero(failed)
+        if hits.size:
+            self._first.append((int(hits[0]), len(self._first), column, message))
+
+    def raise_first(self) -> None:
+        """Raise the error of the earliest row (first registered check among equals), if any check failed."""
+        if self._first:
+            index, _, column, message = min(self._first, key=lambda hit: hit[:2])
+            raise InputError(self.file, message(index), index + 1, column)
+
+
+def _blank_mask(values: pd.Series) -> np.ndarray:
+    """Rows holding ``None``, a float NaN or ``""`` (``_is_blank``)."""
+    if values.dtype.kind == "f":
+        return values.isna().to_numpy()
+    blank = (values == "").to_numpy(dtype=bool, copy=True)
+    missing = np.flatnonzero(values.isna().to_numpy())
+    if missing.size:
+        raw = values.to_numpy(dtype=object)
+        blank[missing] = [_is_blank(raw[i]) for i in missing]
+    return blank
+
+
+def _int_column(values: pd.Series, checks: _Checks, column: str, minimum: int,
+                maximum: int = INT64_MAX) -> np.ndarray:
+    """The column as int64 (``_parse_int`` per value, in bulk where the values allow it); failures registered."""
+    raw = values.to_numpy(dtype=object)
+    numbers = None
+    if values.dtype.kind == "i":
+        numbers = values.to_numpy(dtype=np.int64)
+    elif pd.api.types.infer_dtype(values, skipna=False) in ("string", "integer", "empty"):
+        try:  # int() of each value: what _parse_int does first for text and integers
+            numbers = raw.astype(np.int64)
+        except (ValueError, OverflowError, TypeError):
+            numbers = None
+    parsed = np.ones(len(raw), dtype=bool)
+    exact: dict[int, int] = {}  # values outside int64, kept exactly for the message
+    if numbers is None:
+        numbers = np.zeros(len(raw), dtype=np.int64)
+        for i, value in enumerate(raw):
+            try:
+                number = _parse_int(value)
+            except (TypeError, ValueError, OverflowError):
+                parsed[i] = False
+                continue
+            if -INT64_MAX - 1 <= number <= INT64_MAX:
+                numbers[i] = number
+            else:
+                exact[i] = number
+    checks.add(~parsed, column, lambda i: f"expected an integer, got {_python(raw[i])!r}")
+    outside = parsed & ((numbers < minimum) | (numbers > maximum))
+    if exact:
+        outside[list(exact)] = True
+    checks.add(outside, column, lambda i: f"{exact.get(i, int(numbers[i]))} outside [{minimum}, {maximum}]")
+    return numbers
+
+
+def _float_column(values: pd.Series, checks: _Checks, column: str, optional: bool = False) -> np.ndarray:
+    """The column as float64 (``float()`` per value); unparsable and missing (NaN) values registered.
+
+    ``optional`` columns may be blank (NaN in the result); the others report a blank as missing.
+    """
+    raw = values.to_numpy(dtype=object)
+    blank = _blank_mask(values) if optional else np.zeros(len(raw), dtype=bool)
+    numbers = np.full(len(raw), np.nan)
+    parsed = np.zeros(len(raw), dtype=bool)
+    todo = np.flatnonzero(~blank)
+    if values.dtype.kind in "fiub":
+        numbers[todo] = values.to_numpy(dtype=np.float64)[todo]
+        parsed[todo] = True
+    else:
+        try:
+            # float() of each value, except that NumPy would turn None into NaN: float(None) is an error
+            if pd.api.types.infer_dtype(values.iloc[todo], skipna=False) not in _FLOAT_SAFE:
+                raise TypeError("values of several kinds")
+            numbers[todo] = raw[todo].astype(np.float64)
+            parsed[todo] = True
+        except (ValueError, TypeError, OverflowError):
+            for i in todo:
+                try:
+                    numbers[i] = float(raw[i])
+                    parsed[i] = True
+                except (TypeError, ValueError, OverflowError):
+                    pass
+    checks.add(~blank & ~parsed, column, lambda i: f"expected a number, got {_python(raw[i])!r}")
+    checks.add(~blank & parsed & np.isnan(numbers), column, lambda i: "value is missing")
+    return numbers
+
+
+_FLOAT_SAFE = ("string", "floating", "integer", "mixed-integer-float", "empty")
+_TEXT_COLUMNS = ("sample_id", "dataset", "class_name", "class_folder", "real_path", "image_stem", "prompt",
+                 "synthetic_path")
+_KEEP_VALUES = ("True", "False", "true", "false", "1", "0")
 
 
 def validate_manifest(frame: pd.DataFrame, file: str | os.PathLike = "<manifest>") -> pd.DataFrame:
@@ -108,74 +203,89 @@ def validate_manifest(frame: pd.DataFrame, file: str | os.PathLike = "<manifest>
     missing = [c for c in MANIFEST_COLUMNS if c not in frame.columns]
     if missing:
         raise InputError(file, f"missing column(s) {', '.join(missing)}; expected {', '.join(MANIFEST_COLUMNS)}")
-    seen: dict[str, int] = {}
-    for index, record in enumerate(frame[MANIFEST_COLUMNS].itertuples(index=False), start=1):
-        rec = record._asdict()
-        for column in ("sample_id", "dataset", "class_name", "class_folder", "real_path", "image_stem",
-                       "prompt", "synthetic_path"):
-            if _is_blank(rec[column]):
-                raise InputError(file, "value is missing", index, column)
-        if not DATASET_NAME.match(str(rec["dataset"])):
-            raise InputError(file, f"{rec['dataset']!r} is not a dataset name (letters, digits, '_', '.', '-')",
-                             index, "dataset")
-        _as_int(rec["class_id"], file, index, "class_id", minimum=0)
-        strength = _as_float(rec["strength"], file, index, "strength")
-        if not 0 < strength <= 1:
-            raise InputError(file, f"strength {strength} outside (0, 1]", index, "strength")
-        guidance = _as_int(rec["image_guidance"], file, index, "image_guidance", 0, 99)
-        if guidance != level_from_strength(strength):
-            raise InputError(file, f"image_guidance {guidance} does not match strength {strength} "
-                                   f"(expected {level_from_strength(strength)})", index, "image_guidance")
-        if _as_float(rec["text_guidance"], file, index, "text_guidance") <= 0:
-            raise InputError(file, "text guidance must be > 0", index, "text_guidance")
-        _as_int(rec["seed"], file, index, "seed", minimum=0)
-        _as_int(rec["generator_seed"], file, index, "generator_seed", minimum=0)
-        _as_int(rec["tries"], file, index, "tries", minimum=1)
-        for column in ("clip_image_text", "clip_image_image"):
-            if not _is_blank(rec[column]):
-                score = _as_float(rec[column], file, index, column)
-                if not -1.0 - 1e-6 <= score <= 1.0 + 1e-6:
-                    raise InputError(file, f"cosine similarity {score} outside [-1, 1]", index, column)
-        if not _is_blank(rec["keep"]) and str(rec["keep"]) not in ("True", "False", "true", "false", "1", "0"):
-            raise InputError(file, f"expected True/False, got {rec['keep']!r}", index, "keep")
-        if rec["sample_id"] in seen:
-            raise InputError(file, f"duplicate sample_id {rec['sample_id']!r} (first at row {seen[rec['sample_id']]})",
-                             index, "sample_id")
-        seen[rec["sample_id"]] = index
-        _check_names(rec, file, index)
-    return _typed(frame[MANIFEST_COLUMNS])
+    frame = frame[MANIFEST_COLUMNS].reset_index(drop=True)
+    checks = _Checks(file)
+    ok = np.ones(len(frame), dtype=bool)  # rows whose text columns are all present
+    for column in _TEXT_COLUMNS:
+        blank = _blank_mask(frame[column])
+        checks.add(blank, column, lambda i: "value is missing")
+        ok &= ~blank
+    text = {column: frame[column].astype(str) for column in _TEXT_COLUMNS}
+    names = text["dataset"]
+    bad_names = {n for n in names.unique() if isinstance(n, str) and not DATASET_NAME.match(n)}
+    checks.add(ok & names.isin(bad_names).to_numpy(), "dataset",
+               lambda i: f"{_python(frame['dataset'].iloc[i])!r} is not a dataset name (letters, digits, '_', '.', "
+                         "'-')")
+    class_id = _int_column(frame["class_id"], checks, "class_id", 0)
+    strength = _float_column(frame["strength"], checks, "strength")
+    strength_ok = ~np.isnan(strength) & (strength > 0) & (strength <= 1)
+    checks.add(~np.isnan(strength) & ~strength_ok, "strength", lambda i: f"strength {strength[i]} outside (0, 1]")
+    guidance = _int_column(frame["image_guidance"], checks, "image_guidance", 0, 99)
+    expected_guidance = np.where(strength_ok, 100 - np.rint(100 * np.where(strength_ok, strength, 0)), -1)
+    checks.add(strength_ok & (guidance >= 0) & (guidance <= 99) & (guidance != expected_guidance), "image_guidance",
+               lambda i: f"image_guidance {guidance[i]} does not match strength {strength[i]} "
+                         f"(expected {int(expected_guidance[i])})")
+    text_guidance = _float_column(frame["text_guidance"], checks, "text_guidance")
+    checks.add(text_guidance <= 0, "text_guidance", lambda i: "text guidance must be > 0")
+    seed = _int_column(frame["seed"], checks, "seed", 0)
+    generator_seed = _int_column(frame["generator_seed"], checks, "generator_seed", 0)
+    tries = _int_column(frame["tries"], checks, "tries", 1)
+    scores = {}
+    for column in ("clip_image_text", "clip_image_image"):
+        score = scores[column] = _float_column(frame[column], checks, column, optional=True)
+        checks.add((score < -1.0 - 1e-6) | (score > 1.0 + 1e-6), column,
+                   lambda i, score=score: f"cosine similarity {score[i]} outside [-1, 1]")
+    keep_blank = _blank_mask(frame["keep"])
+    keep_text = frame["keep"].astype(str)
+    checks.add(~keep_blank & ~keep_text.isin(_KEEP_VALUES).to_numpy(), "keep",
+               lambda i: f"expected True/False, got {_python(frame['keep'].iloc[i])!r}")
+    sample_ids = text["sample_id"]
+    duplicated = (ok & sample_ids.duplicated().to_numpy())
+    if duplicated.any():
+        first_row = dict(zip(sample_ids[::-1], range(len(sample_ids), 0, -1)))
+        checks.add(duplicated, "sample_id", lambda i: f"duplicate sample_id {sample_ids[i]!r} (first at row "
+                                                      f"{first_row[sample_ids[i]]})")
+    _check_names(text, strength, text_guidance, seed, ok, checks)
+    checks.raise_first()
+    keep = [None if blank else value in ("True", "true", "1") for blank, value in zip(keep_blank.tolist(),
+                                                                                        keep_text.tolist())]
+    typed = {column: text[column] for column in _TEXT_COLUMNS}
+    typed.update(class_id=class_id, strength=strength, image_guidance=guidance, text_guidance=text_guidance,
+                 seed=seed, generator_seed=generator_seed, tries=tries, keep=pd.Series(keep, dtype=object), **scores)
+    return pd.DataFrame({column: typed[column] for column in MANIFEST_COLUMNS})
 
 
-def _check_names(rec: dict, file, row: int) -> None:
+def _check_names(text: dict[str, pd.Series], strength: np.ndarray, text_guidance: np.ndarray, seed: np.ndarray,
+                 ok: np.ndarray, checks: _Checks) -> None:
     """``sample_id`` and ``synthetic_path`` must follow from the class folder, settings and stem (docs/DESIGN.md)."""
     for column in ("class_folder", "image_stem"):
-        if "=" in rec[column] or "/" in rec[column]:
-            # '=' separates the parts of the reference's clip_score.pkl keys; '/' would nest folders
-            raise InputError(file, f"{rec[column]!r} must not contain '=' or '/'", row, column)
-    strength, text_guidance, seed = float(rec["strength"]), float(rec["text_guidance"]), int(float(rec["seed"]))
-    subfolder = subfolder_name(strength, text_guidance, seed)
-    expected_id = sample_id(rec["class_folder"], subfolder, rec["image_stem"])
-    if rec["sample_id"] != expected_id:
-        raise InputError(file, f"expected {expected_id!r} (class_folder=subfolder=image_stem), got {rec['sample_id']!r}",
-                         row, "sample_id")
-    expected_path = synthetic_relpath(rec["class_folder"], strength, text_guidance, seed, rec["image_stem"])
+        # '=' separates the parts of the reference's clip_score.pkl keys; '/' would nest folders
+        checks.add(ok & text[column].str.contains("[=/]", regex=True).to_numpy(dtype=bool), column,
+                   lambda i, column=column: f"{text[column][i]!r} must not contain '=' or '/'")
+    # few distinct settings (strengths × seeds): each folder name is made once; rows that failed to parse a
+    # setting get a placeholder (their parse error comes first)
+    settings = pd.DataFrame({"strength": strength, "text_guidance": text_guidance, "seed": seed.astype(np.float64)})
+    codes = settings.groupby(list(settings.columns), sort=False, dropna=False).ngroup().to_numpy()
+    firsts = np.unique(codes, return_index=True)[1]
+    names = {}
+    for row in firsts:
+        try:
+            names[codes[row]] = subfolder_name(strength[row], text_guidance[row], int(float(seed[row])))
+        except (ValueError, OverflowError):
+            names[codes[row]] = ""
+    subfolder = pd.Series([names[c] for c in codes], dtype=object)
+    folder, stem = text["class_folder"], text["image_stem"]
+    expected_id = folder + "=" + subfolder + "=" + stem
+    checks.add(ok & (text["sample_id"] != expected_id).to_numpy(), "sample_id",
+               lambda i: f"expected {expected_id[i]!r} (class_folder=subfolder=image_stem), got "
+                         f"{text['sample_id'][i]!r}")
     # The suffix may differ: folders in the reference's layout also hold .JPEG / .png files.
-    if os.path.splitext(rec["synthetic_path"])[0] != os.path.splitext(expected_path)[0]:
-        raise InputError(file, f"expected {expected_path!r}, got {rec['synthetic_path']!r}", row, "synthetic_path")
-
-
-def _typed(frame: pd.DataFrame) -> pd.DataFrame:
-    frame = frame.copy()
-    for column in ("class_id", "image_guidance", "seed", "generator_seed", "tries"):
-        frame[column] = frame[column].map(_parse_int).astype("int64")
-    for column in ("strength", "text_guidance", "clip_image_text", "clip_image_image"):
-        frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
-    frame["keep"] = frame["keep"].map(
-        lambda v: None if _is_blank(v) else str(v) in ("True", "true", "1")).astype(object)
-    for column in ("sample_id", "dataset", "class_name", "class_folder", "real_path", "image_stem", "prompt",
-                   "synthetic_path"):
-        frame[column] = frame[column].astype(str)
-    return frame.reset_index(drop=True)
+    expected_base = folder + "/" + subfolder + "/" + stem
+    paths = text["synthetic_path"]
+    differs = np.flatnonzero(ok & (paths != expected_base + ".jpg").to_numpy())
+    wrong = np.zeros(len(paths), dtype=bool)
+    wrong[differs] = [os.path.splitext(paths[i])[0] != expected_base[i] for i in differs]
+    checks.add(wrong, "synthetic_path", lambda i: f"expected {expected_base[i] + '.jpg'!r}, got {paths[i]!r}")
 
 
 def read_manifest(path: str | os.PathLike) -> pd.DataFrame:
@@ -196,7 +306,7 @@ def read_manifests(paths) -> pd.DataFrame:
     """Read several manifests (e.g. one per shard) into one validated table."""
     frames = [read_manifest(p) for p in paths]
     if not frames:
-        return _typed(empty_manifest())
+        return validate_manifest(empty_manifest())
     merged = pd.concat(frames, ignore_index=True)
     duplicated = merged["sample_id"].duplicated()
     if duplicated.any():
@@ -206,4 +316,6 @@ def read_manifests(paths) -> pd.DataFrame:
 
 def write_manifest(frame: pd.DataFrame, path: str | os.PathLike) -> None:
     """Validate and write a manifest atomically."""
-    atomic_write_csv(path, validate_manifest(frame, path))
+    from discl.csvwrite import write_csv
+
+    write_csv(path, validate_manifest(frame, path))

@@ -32,6 +32,16 @@ def sample_seed(image_id: str, prompt: str, strength: float, seed: int) -> int:
     return stable_seed("discl-sample", image_id, prompt, float(strength), int(seed))
 
 
+def sample_seeds(image_ids: Sequence[str], prompts: Sequence[str], strengths: Sequence[float],
+                 seeds: Sequence[int]) -> list[int]:
+    """``sample_seed`` of many samples at once (the same values; the manifest refresh of a ~617k-image part)."""
+    mask = (1 << SEED_BITS) - 1
+    sha256 = hashlib.sha256
+    return [int.from_bytes(sha256(f"s:discl-sample\x1fs:{i}\x1fs:{p}\x1ff:{float(s):.6f}\x1fi:{int(d)}"
+                                  .encode("utf-8")).digest()[:8], "big") & mask
+            for i, p, s, d in zip(image_ids, prompts, strengths, seeds)]
+
+
 def make_generators(seeds: Sequence[int], device: str = "cpu") -> list:
     """One ``torch.Generator`` per sample, seeded with ``seeds`` (for batched, per-sample-exact diffusion)."""
     import torch

@@ -103,22 +103,30 @@ def synthetic_rows(scores: pd.DataFrame, real: pd.DataFrame, syn_root: str | os.
     else:
         keep = scores["clip_image_text"] >= check_threshold(threshold)
     by_stem = _real_by_stem(real)
-    keys = []
-    for row, (stem, class_id) in enumerate(zip(scores["image_stem"], scores["class_id"]), start=1):
-        match = by_stem.get(stem)
-        if match is None:
-            raise InputError(scores_file, f"real image {stem!r} is not in the training list", row, "image_stem")
-        if match == "":
-            raise InputError(scores_file, f"stem {stem!r} names several images of the training list", row,
+    stems = scores["image_stem"].astype(str).to_numpy(dtype=object)
+    class_ids = scores["class_id"].to_numpy(dtype="int64")
+    unique_stems, stem_codes = np.unique(stems, return_inverse=True)  # ~80 rows per real image: each looked up once
+    matches = [by_stem.get(stem) for stem in unique_stems]
+    missing = np.array([m is None for m in matches] or [False])[stem_codes]
+    ambiguous = np.array([m == "" for m in matches] or [False])[stem_codes]
+    labels = np.array([m[1] if isinstance(m, tuple) else -1 for m in matches] or [-1], dtype="int64")[stem_codes]
+    wrong = ~missing & ~ambiguous & (labels != class_ids)
+    bad = np.flatnonzero(missing | ambiguous | wrong)
+    if bad.size:
+        row = int(bad[0])
+        stem = stems[row]
+        if missing[row]:
+            raise InputError(scores_file, f"real image {stem!r} is not in the training list", row + 1, "image_stem")
+        if ambiguous[row]:
+            raise InputError(scores_file, f"stem {stem!r} names several images of the training list", row + 1,
                              "image_stem")
-        key, label = match
-        if label != class_id:
-            raise InputError(scores_file, f"class_id {class_id} but the training list labels {key!r} {label}", row,
-                             "class_id")
-        keys.append(key)
+        key, label = by_stem[stem]
+        raise InputError(scores_file, f"class_id {class_ids[row]} but the training list labels {key!r} {label}",
+                         row + 1, "class_id")
+    keys = [matches[code][0] for code in stem_codes] if len(stems) else []
     frame = pd.DataFrame({
         "key": keys, "path": scores["synthetic_path"].to_numpy(),
-        "filepath": [str(Path(syn_root) / p) for p in scores["synthetic_path"]],
+        "filepath": [os.path.join(syn_root, p) for p in scores["synthetic_path"]],
         "label": scores["class_id"].to_numpy(dtype="int64"),
         "strength": 100 - scores["image_guidance"].to_numpy(dtype="int64"),
         "guidance": scores["image_guidance"].to_numpy(dtype="int64"),
@@ -135,10 +143,17 @@ def synthetic_rows(scores: pd.DataFrame, real: pd.DataFrame, syn_root: str | os.
 def _real_by_stem(real: pd.DataFrame) -> dict[str, tuple[str, int] | str]:
     """File stem → (key, label); ``""`` marks a stem shared by several real images (ambiguous)."""
     index: dict[str, tuple[str, int] | str] = {}
-    for key, label in zip(real["key"], real["label"]):
-        stem = Path(key).stem
-        index[stem] = "" if stem in index else (key, int(label))
+    for key, label in zip(real["key"], real["label"].tolist()):
+        stem = _stem(key)
+        index[stem] = "" if stem in index else (key, label)
     return index
+
+
+def _stem(path: str) -> str:
+    """``Path(path).stem`` without building a path object (the real list has ~130k images)."""
+    name = path.rsplit("/", 1)[-1]
+    dot = name.rfind(".")
+    return name[:dot] if 0 < dot < len(name) - 1 else name
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -150,18 +165,10 @@ def assign_image_ids(frame: pd.DataFrame) -> pd.Series:
 
     Ids follow the first appearance of each image in ``frame`` (the real list's order).
     """
-    is_synthetic = frame["guidance"] != REAL
-    hard = set(frame.loc[is_synthetic, "key"])
-    ids: dict[str, int] = {}
-    next_hard, next_other = 0, -1
-    for key in frame["key"]:
-        if key in ids:
-            continue
-        if key in hard:
-            ids[key], next_hard = next_hard, next_hard + 1
-        else:
-            ids[key], next_other = next_other, next_other - 1
-    return frame["key"].map(ids).astype("int64")
+    codes, keys = pd.factorize(frame["key"])  # images in order of first appearance
+    hard = pd.Index(keys).isin(frame.loc[frame["guidance"] != REAL, "key"].unique())
+    ids = np.where(hard, np.cumsum(hard) - 1, -np.cumsum(~hard))
+    return pd.Series(ids[codes], index=frame.index, dtype="int64")
 
 
 def guidance_levels(frame: pd.DataFrame) -> list[int]:
@@ -171,9 +178,12 @@ def guidance_levels(frame: pd.DataFrame) -> list[int]:
 
 def validation_candidates(frame: pd.DataFrame, levels: Sequence[int]) -> list[str]:
     """Images (keys, in frame order) that have a row at every level in ``levels``."""
-    wanted = set(levels)
-    have = frame.groupby("key", sort=False)["guidance"].agg(lambda g: set(int(x) for x in g))
-    return [key for key, present in have.items() if wanted <= present]
+    wanted = sorted({int(g) for g in levels})
+    codes, keys = pd.factorize(frame["key"])  # images in order of first appearance
+    present = pd.DataFrame({"image": codes, "guidance": frame["guidance"].to_numpy()})
+    present = present[present["guidance"].isin(wanted)].drop_duplicates()
+    count = np.bincount(present["image"].to_numpy(), minlength=len(keys))
+    return [str(key) for key in np.asarray(keys)[count == len(wanted)]]
 
 
 def sample_validation(frame: pd.DataFrame, size: int, random_state: int = DEFAULT_RANDOM_STATE,
@@ -259,8 +269,11 @@ def level_counts(tables: CurriculumTables) -> pd.DataFrame:
 
 def titled_rows(frame: pd.DataFrame, text_names: Sequence[str], templates: Sequence) -> pd.DataFrame:
     """The canonical table: one copy of every row per caption template (all rows of template 1 first)."""
-    parts = [frame.assign(title=[render(template, text_names[label]) for label in frame["label"]])
-             for template in templates]
+    labels = frame["label"].to_numpy()
+    parts = []
+    for template in templates:
+        title = {label: render(template, text_names[label]) for label in np.unique(labels).tolist()}
+        parts.append(frame.assign(title=[title[label] for label in labels.tolist()]))
     out = pd.concat(parts, ignore_index=True) if parts else frame.assign(title=[])
     return out[TABLE_COLUMNS]
 

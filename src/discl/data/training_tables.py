@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from discl.errors import InputError
-from discl.fileio import atomic_write, atomic_write_csv, atomic_write_json
+from discl.fileio import atomic_write, atomic_write_json
 from discl.guidance import REAL, REAL_SEED
 
 TABLE_COLUMNS = ["title", "filepath", "label", "strength", "guidance", "seed", "img_id"]
@@ -94,7 +94,9 @@ def validate_training_table(frame: pd.DataFrame, file: str | os.PathLike = "<tab
 
 def write_training_table(frame: pd.DataFrame, path: str | os.PathLike) -> None:
     """Validate and write a training / curriculum-validation table (TSV with header) atomically."""
-    atomic_write_csv(path, validate_training_table(frame, path), sep="\t")
+    from discl.csvwrite import write_csv
+
+    write_csv(path, validate_training_table(frame, path), sep="\t")
 
 
 def _read_tsv_table(path: str | os.PathLike) -> pd.DataFrame:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Sequence
 
+import numpy as np
 import pandas as pd
 
 from discl.errors import InputError
@@ -149,6 +150,13 @@ def batches(items: Sequence, batch_size: int) -> list[list]:
     return [list(items[i:i + batch_size]) for i in range(0, len(items), batch_size)]
 
 
+def group_relpaths(group: Group, guidance_scale: float) -> list[str]:
+    """``item.relpath(guidance_scale)`` of every item of ``group``, in item order (the folder names computed once)."""
+    subfolders = [subfolder_name(group.strength, guidance_scale, seed) for seed in group.seeds]
+    return [f"{image.class_folder}/{subfolder}/{image.image_stem}.jpg" for image in group.images
+            for subfolder in subfolders]
+
+
 def generator_seed(item: WorkItem, prompt: str, attempt: int = 0) -> int:
     """The torch seed of an item's attempt (attempt > 0: a quality retry, which must not repeat attempt 0)."""
     image_id = item.source.image_id if attempt == 0 else f"{item.source.image_id}#retry{attempt}"
@@ -181,9 +189,9 @@ def make_plan(sources: Sequence[SourceImage], strengths: Sequence[float], seeds:
     part_groups = make_groups(make_blocks(sources, images_per_block(batch_size, len(seeds))), strengths, seeds)
     mine = set(rank_share(list(dict.fromkeys(g.images for g in part_groups)), rank, world_size))
     groups = [g for g in part_groups if g.images in mine]
-    done = {rel for g in groups for rel in (i.relpath(guidance_scale) for i in g.items)
-            if is_done(output, rel, with_record)}
-    todo = [g for g in groups if any(i.relpath(guidance_scale) not in done for i in g.items)]
+    relpaths = [group_relpaths(g, guidance_scale) for g in groups]
+    done = done_outputs(output, [rel for rels in relpaths for rel in rels], with_record)
+    todo = [g for g, rels in zip(groups, relpaths) if any(rel not in done for rel in rels)]
     return Plan(part_groups, groups, done, todo)
 
 
@@ -288,6 +296,27 @@ def retry_record_path(output: Path, relpath: str) -> Path:
     return output / MANIFEST_DIR / RETRY_DIR / Path(relpath).with_suffix(".json")
 
 
+def done_outputs(output: Path, relpaths: Sequence[str], with_record: bool) -> set[str]:
+    """The outputs that count as done (``is_done``), their folders listed once instead of one ``stat`` per image."""
+    from discl.filescan import existing
+
+    on_disk = [rel for rel, exists in zip(relpaths, existing(relpaths, output)) if exists]
+    if not with_record:
+        return set(on_disk)
+    return {rel for rel, record in zip(on_disk, retry_records(output, on_disk)) if record is not None}
+
+
+def retry_records(output: Path, relpaths: Sequence[str]) -> list[dict | None]:
+    """``read_retry_record`` of each output; only the records that exist are opened."""
+    from discl.filescan import existing
+
+    if not (output / MANIFEST_DIR / RETRY_DIR).is_dir():
+        return [None] * len(relpaths)
+    names = [f"{MANIFEST_DIR}/{RETRY_DIR}/{os.path.splitext(rel)[0]}.json" for rel in relpaths]
+    return [read_retry_record(output, rel) if exists else None
+            for rel, exists in zip(relpaths, existing(names, output))]
+
+
 def is_done(output: Path, relpath: str, with_record: bool) -> bool:
     """An output counts as done when its image exists (and, with the quality retry, its record parses)."""
     if not (output / relpath).is_file():
@@ -314,32 +343,49 @@ def failure_record(source: SourceImage, error: str) -> dict:
 def build_manifest(groups: Sequence[Group], output: Path, guidance_scale: float, dataset_name: str,
                    prompts: PromptSource, with_record: bool) -> pd.DataFrame:
     """Manifest rows (docs/DESIGN.md) for every item of ``groups`` whose output is on disk, in plan order."""
-    rows = []
-    for group in groups:
-        for item in group.items:
-            relpath = item.relpath(guidance_scale)
-            if not (output / relpath).is_file():
-                continue
-            # A retry record wins even when this run has the retry off: it says how the image on disk was made.
-            record = read_retry_record(output, relpath)
-            if record is not None:
-                prompt, tries, seed = record["prompt"], int(record["tries"]), int(record["generator_seed"])
-            elif with_record:
-                continue  # an image without its record is not finished (it is remade)
-            else:
-                prompt, tries = prompts.prompt(item), 1
-                seed = generator_seed(item, prompt)
-            source = item.source
-            rows.append({
-                "sample_id": sample_id(source.class_folder, subfolder_name(item.strength, guidance_scale, item.seed),
-                                       source.image_stem),
-                "dataset": dataset_name, "class_id": source.class_id, "class_name": source.class_name,
-                "class_folder": source.class_folder, "real_path": source.real_path, "image_stem": source.image_stem,
-                "prompt": prompt, "strength": item.strength, "image_guidance": level_from_strength(item.strength),
-                "text_guidance": guidance_scale, "seed": item.seed, "generator_seed": seed,
-                "synthetic_path": relpath, "tries": tries, "clip_image_text": None, "clip_image_image": None,
-                "keep": None})
-    return pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
+    from discl.filescan import existing
+    from discl.seeding import sample_seeds
+
+    items = [item for group in groups for item in group.items]
+    relpaths = [rel for group in groups for rel in group_relpaths(group, guidance_scale)]
+    on_disk = np.flatnonzero(existing(relpaths, output))
+    items, relpaths = [items[i] for i in on_disk], [relpaths[i] for i in on_disk]
+    # A retry record wins even when this run has the retry off: it says how the image on disk was made.
+    records = retry_records(output, relpaths)
+    if with_record:  # an image without its record is not finished (it is remade)
+        kept = [i for i, record in enumerate(records) if record is not None]
+        items, relpaths, records = [items[i] for i in kept], [relpaths[i] for i in kept], [records[i] for i in kept]
+    prompt = [prompts.prompt(item) if record is None else record["prompt"] for item, record in zip(items, records)]
+    derived = sample_seeds([item.source.image_id for item in items], prompt, [item.strength for item in items],
+                           [item.seed for item in items])
+    sources = [item.source for item in items]
+    strengths = np.array([item.strength for item in items], dtype=np.float64)
+    seeds = np.array([item.seed for item in items], dtype=np.int64)
+    subfolders = {(s, d): subfolder_name(s, guidance_scale, d) for s, d in set(zip(strengths.tolist(), seeds.tolist()))}
+    levels = {s: level_from_strength(s) for s in set(strengths.tolist())}
+    columns = {
+        "sample_id": [sample_id(src.class_folder, subfolders[(item.strength, item.seed)], src.image_stem)
+                      for src, item in zip(sources, items)],
+        "dataset": [dataset_name] * len(items),
+        "class_id": [src.class_id for src in sources],
+        "class_name": [src.class_name for src in sources],
+        "class_folder": [src.class_folder for src in sources],
+        "real_path": [src.real_path for src in sources],
+        "image_stem": [src.image_stem for src in sources],
+        "prompt": prompt,
+        "strength": strengths,
+        "image_guidance": [levels[s] for s in strengths.tolist()],
+        "text_guidance": [guidance_scale] * len(items),
+        "seed": seeds,
+        "generator_seed": [seed if record is None else int(record["generator_seed"])
+                           for seed, record in zip(derived, records)],
+        "synthetic_path": relpaths,
+        "tries": [1 if record is None else int(record["tries"]) for record in records],
+        "clip_image_text": [None] * len(items),
+        "clip_image_image": [None] * len(items),
+        "keep": [None] * len(items),
+    }
+    return pd.DataFrame(columns, columns=MANIFEST_COLUMNS)
 
 
 def stale_temp_files(output: Path, class_folders: Iterable[str], manifest: Path) -> list[Path]:

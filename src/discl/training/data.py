@@ -199,9 +199,11 @@ def check_labels(table: pd.DataFrame, num_classes: int, path) -> None:
 
 def check_files(table: pd.DataFrame, path) -> None:
     """Every image of a table exists (``InputError`` on the first missing one): fail before training, not in it."""
-    seen: set[str] = set()
-    for row, filepath in enumerate(table["filepath"], start=1):
-        if filepath not in seen:
-            if not os.path.isfile(filepath):
-                raise InputError(path, f"image {filepath} not found", row=row, column="filepath")
-            seen.add(filepath)
+    from discl.filescan import existing
+
+    filepaths = table["filepath"].to_numpy(dtype=object)
+    unique, first_rows = np.unique(filepaths.astype(str), return_index=True)
+    missing = first_rows[~existing(unique.tolist())]
+    if missing.size:
+        row = int(missing.min())
+        raise InputError(path, f"image {filepaths[row]} not found", row=row + 1, column="filepath")

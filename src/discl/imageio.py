@@ -1,0 +1,58 @@
+"""Decoding images at the size they are used: JPEG draft mode, then the resize (docs/performance.md).
+
+A JPEG stores 8×8 blocks of frequencies, so libjpeg can decode it directly at 1/2, 1/4 or 1/8 of its size for
+a fraction of the work (PIL's *draft mode*). iWildCam's 1920×1080 frames are shrunk to 480×270 for generation
+and scoring and to 224 for training: decoded at 1/4 they need no full-size decode at all. The reduction is
+always the largest power of two that keeps both sides at least the size asked for, so nothing is ever upsampled
+that a full decode would have had; the pixels differ from a full decode + resize by the difference between
+libjpeg's scaled inverse DCT and PIL's antialiased resampling (measured by ``bench/bench_decode.py``, documented
+in docs/performance.md). Other formats (PNG, WebP, …) are decoded in full, exactly as without draft mode.
+"""
+
+from __future__ import annotations
+
+import os
+
+from PIL import Image
+
+
+def _rgb(image: Image.Image) -> Image.Image:
+    """RGB pixels; an image already in RGB is returned as it is (``convert`` would copy it)."""
+    image.load()
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def decode(path: str | os.PathLike, at_least: tuple[int, int] | None = None) -> Image.Image:
+    """An RGB image; with ``at_least = (w, h)`` a JPEG is decoded at the largest 1/2, 1/4 or 1/8 reduction whose
+    sides are still ≥ ``(w, h)`` (other formats, and ``None``, decode in full)."""
+    with Image.open(path) as handle:
+        if at_least is not None:
+            handle.draft("RGB", (max(1, int(at_least[0])), max(1, int(at_least[1]))))
+        return _rgb(handle)
+
+
+def load_rgb(path: str | os.PathLike, size: tuple[int, int] | None = None, draft: bool = False) -> Image.Image:
+    """An RGB image resized to ``size`` with PIL's default (bicubic) resampling, as the reference resized.
+
+    ``draft=False`` is the reference's ``Image.open(path).convert("RGB").resize(size)`` exactly. ``draft=True``
+    decodes a JPEG at the largest power-of-two reduction that is still at least ``size`` first, and resizes
+    the reduced image over the same source area (a 1920×1080 frame asked at 480×270 comes out of the decoder at
+    that size and is not resampled at all).
+    """
+    with Image.open(path) as handle:
+        box = None
+        if draft and size is not None:
+            reduced = handle.draft("RGB", size)
+            box = reduced[1] if reduced is not None else None
+        image = _rgb(handle)
+    if size is None or (image.size == tuple(size) and box in (None, (0, 0, *size))):
+        return image
+    if box is not None and box != (0, 0, *image.size):
+        # the reduced image covers the source's area up to a fraction of a pixel: resample that exact area
+        return image.resize(size, box=box)
+    return image.resize(size)
+
+
+def at_least_side(side: int | None) -> tuple[int, int] | None:
+    """``(side, side)``: the draft size of a transform that resizes the shorter side to ``side`` (None: full)."""
+    return None if not side else (int(side), int(side))
