@@ -1,11 +1,11 @@
 """Draw the synthetic-to-real spectrum grid (the paper's Fig. 1) from a generation output folder, as PDF and PNG.
 
-    python data_generation/plot_spectrum.py --output_path data/iwildcam_syn --rows 4 --seed 10
+    python data_generation/plot_spectrum.py --syn-path data/iwildcam_syn --rows 4 --seed 10
 
 One row per class (its first source image), columns from the lowest image guidance to the real photo, tiles at
 the generated resolution, for one seed. Reads the manifests
-under <output_path>/manifests, so any run of gene_img.py (any dataset) works; a folder in the reference's
-layout (no manifests) needs --real_path and --dataset.
+under <syn-path>/manifests, so any run of gene_img.py (any dataset) works; a folder in the reference's
+layout (no manifests) needs --image-root (--real_path) and --dataset.
 """
 
 import argparse
@@ -24,14 +24,17 @@ from discl.plots.spectrum import read_output_manifests, save_spectrum
 class SpectrumConfig:
     """What to draw and where."""
 
-    output_path: str = option("", "gene_img.py output folder (holds manifests/)", aliases=("--output_path",),
-                              required=True)
-    real_path: str | None = option(None, "real images (only for a folder in the reference's layout, without "
-                                         "manifests)", aliases=("--real_path",))
+    output_path: str = option("", "gene_img.py output folder (holds manifests/)", flag="--syn-path",
+                              aliases=("--output-path", "--output_path"), required=True)
+    real_path: str | None = option(None, "folder of the real images (only for a folder in the reference's layout, "
+                                         "without manifests)", flag="--image-root",
+                                   aliases=("--real-path", "--real_path"))
     dataset: str | None = option(None, "registered dataset of a folder in the reference's layout (names its "
                                        "classes)")
-    figure: str | None = option(None, "PNG to write, with the PDF beside it; none = <output_path>/spectrum.png")
-    seed: int | None = option(None, "which seed's images; none = the smallest")
+    figure: str | None = option(None, "PNG to write, with the PDF beside it; none = <syn-path>/spectrum.png",
+                                aliases=("--output",))
+    seed: int | None = option(None, "which generation seed's images (one of gene_img.py's --seeds); none = the "
+                                    "smallest")
     rows: int = option(4, "classes shown (one row each)")
     classes: list[str] | None = option(None, "only these classes (name or folder)")
 
@@ -40,7 +43,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     """The command-line flags."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_arguments(parser, SpectrumConfig)
-    parser.add_argument("-v", "--verbose", action="store_true")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return parser
 
 
