@@ -82,10 +82,11 @@ def dataset_parser(required_root: bool = True, default: str | None = None) -> ar
     group = parser.add_argument_group("dataset")
     group.add_argument("--dataset", default=default, required=default is None,
                        help="registered dataset name or a module that registers one" +
-                            (f" (default: {default})" if default else ""))
+                            (f" (default: {default})" if default else " (required)"))
     group.add_argument("--data-root", "--root", dest="data_root", required=required_root, default=None,
                        help="dataset root: WILDS root holding iwildcam_v2.0/, ImageNet-LT root with its lists, "
-                            "or an ImageFolder root / CSV for the folder kind")
+                            "or an ImageFolder root / CSV for the folder kind"
+                            + (" (required)" if required_root else " (default: none)"))
     group.add_argument("--prompt-template", default=None,
                        help="folder kind: generation prompt with one {} for the class name "
                             "(default: 'a photo of a {}')")
@@ -95,7 +96,7 @@ def dataset_parser(required_root: bool = True, default: str | None = None) -> ar
     group.add_argument("--dataset-option", dest="dataset_options", action="append", default=[],
                        metavar="KEY=VALUE",
                        help="any other option of the dataset, repeatable (folder kind: val_fraction=0.1, "
-                            "val_seed=0; docs/own-dataset.md)")
+                            "val_seed=0; docs/own-dataset.md) (default: none)")
     return parser
 
 
