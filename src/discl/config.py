@@ -142,6 +142,7 @@ def add_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls
             kwargs["metavar"] = meta["metavar"]
         if required:
             kwargs["required"] = True
+            kwargs["help"] += " (required)"
         else:
             kwargs["default"] = default
             kwargs["help"] += f" (default: {_default_text(default)})"
