@@ -4,7 +4,9 @@ Single process:   python curriculum/iWildCam/train.py --data-root WILDS --train-
                       --val-table DATA/validate.csv --curriculum adaptive --output-dir OUT
 Multi-GPU (DDP):  torchrun --nproc_per_node N curriculum/iWildCam/train.py ...   (--batch-size is global)
 
-The same as ``curriculum/train.py --trainer flyp --dataset iwildcam`` (``--wilds-root`` = ``--data-root``).
+Without --curriculum this trains the FLYP baseline (real images only), not the paper's method: DisCL's
+iWildCam runs use --curriculum adaptive (as scripts/train_iwildcam.sh does). The same as
+``curriculum/train.py --trainer flyp --dataset iwildcam`` (``--wilds-root`` = ``--data-root``).
 """
 
 from __future__ import annotations
