@@ -1,40 +1,67 @@
 #!/usr/bin/env bash
-# The reference's ImageNet-LT training flow (curriculum_training/ImageNet/myshells/run_training.sh), end to end:
-#   1. build train.txt / validate.txt from the scored synthetic spectrum,
-#   2. train the plain long-tailed baseline with cross-entropy (the checkpoint the curriculum starts from),
-#   3. fine-tune it with the synthetic → real curriculum (10 → 30 → 50 → real at epochs 0, 14, 29, 44), $LOSS.
-# Paths come from the environment; every other setting is the paper's default (docs/train-imagenet-lt.md).
-#   INLT=/data/imagenet SYN=runs/gen/imagenet_lt OUT=runs/lt LOSS=balanced_softmax GPUS=4 bash scripts/train_imagenet_lt.sh
-# Skip step 2 with INIT=path/to/checkpoint.pt. Extra flags for step 3 go after the script name.
-# Re-running the script continues: step 1 is skipped once its lists exist, and steps 2 and 3 get --resume
-# when their checkpoints/last.pt exists.
+# DisCL Phase 2 on ImageNet-LT (the reference's curriculum_training/ImageNet/myshells/run_training.sh, runnable):
+#   1. train.txt / validate.txt from the scored spectrum (skipped once complete);
+#   2. the plain long-tailed baseline with cross-entropy: the checkpoint the curriculum starts from (INIT skips it);
+#   3. the synthetic -> real curriculum from it (10 -> 30 -> 50 -> real at epochs 0, 14, 29, 44), loss $LOSS.
+#   DATA_ROOT=/data/imagenet SYN=/data/syn/imagenet_lt OUT=runs/imagenet_lt bash scripts/train_imagenet_lt.sh
+# DATA_ROOT: the ImageNet root with ImageNet_LT_{train,val,test}.txt; SYN: the folder scored by
+# comp_clip_scores.py; OUT [runs/imagenet_lt]: lists in $OUT/data, runs in $OUT/baseline_ce, $OUT/discl_$LOSS_$MODE.
+# LOSS [ce] ce | balanced_softmax (the curriculum's; the baseline is CE); MODE [full] full | onlyfc;
+# NPROC [1] > 1 trains with torchrun; per-step flags: BUILD_ARGS (build_data.py, e.g. "--threshold 0.28
+# --val-size 200"), BASELINE_ARGS (train_baseline.py, e.g. "--epochs 30"), TRAIN_ARGS (train.py; flags after the
+# script name are added to it). Every other setting is the paper's (docs/train-imagenet-lt.md).
+# Rerun the same command to continue: complete lists are kept and a run with checkpoints/last.pt resumes.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-: "${INLT:?set INLT to the ImageNet-LT root (ImageNet_LT_{train,val,test}.txt and the images)}"
+source "$(dirname "$0")/flow_lib.sh"
+DATA_ROOT="${DATA_ROOT:-${INLT:-}}"
+: "${DATA_ROOT:?set DATA_ROOT to the ImageNet-LT root (ImageNet_LT_{train,val,test}.txt and the images)}"
 : "${SYN:?set SYN to the generation output folder scored by comp_clip_scores.py}"
 OUT="${OUT:-runs/imagenet_lt}"
-LOSS="${LOSS:-ce}"               # ce | balanced_softmax: the curriculum's loss (the baseline is always CE)
-MODE="${MODE:-full}"             # full | onlyfc (the reference script's modelver)
-GPUS="${GPUS:-1}"
-PY="${PY:-.venv/bin/python}"
-if [ "$GPUS" -gt 1 ]; then LAUNCH=("$PY" -m torch.distributed.run --standalone --nproc_per_node "$GPUS"); else LAUNCH=("$PY"); fi
+LOSS="${LOSS:-ce}"
+MODE="${MODE:-full}"
+NPROC="${NPROC:-${GPUS:-1}}"
+DATA="$OUT/data"
+stage_args BUILD "${BUILD_ARGS:-}"
+stage_args BASE "${BASELINE_ARGS:-}"
+stage_args TRAIN "${TRAIN_ARGS:-}"
+TRAIN+=("$@")
 
-# --resume when the run folder already holds a checkpoint, so an interrupted step continues
-resume_flag() { [ -f "$1/checkpoints/last.pt" ] && echo --resume || true; }
+need_file DATA_ROOT "$DATA_ROOT/ImageNet_LT_train.txt" "the ImageNet-LT training list"
+tables_complete "$DATA" || need_file SYN "$SYN/clip_scores.csv" "scored spectrum (comp_clip_scores.py writes it)"
+[ -z "${INIT:-}" ] || need_file INIT "$INIT" "starting checkpoint"
+[ "$LOSS" = ce ] || [ "$LOSS" = balanced_softmax ] || die "LOSS=$LOSS: expected ce or balanced_softmax"
+[ "$MODE" = full ] || [ "$MODE" = onlyfc ] || die "MODE=$MODE: expected full or onlyfc"
+not_a_file OUT "$OUT"
+[[ "$NPROC" =~ ^[1-9][0-9]*$ ]] || die "NPROC=$NPROC: expected a positive integer"
+if [ "$NPROC" -gt 1 ] && [ "$(gpu_count)" -lt "$NPROC" ]; then
+  die "NPROC=$NPROC but $(gpu_count) GPU(s) are visible"
+fi
+note_no_gpu
 
-if [ ! -f "$OUT/data/train.txt" ] || [ ! -f "$OUT/data/validate.txt" ]; then
-  "$PY" curriculum/ImageNet_LT/build_data.py --syn_path "$SYN" --data-root "$INLT" --save_folder "$OUT/data"
+resume_flag() { if [ -f "$1/checkpoints/last.pt" ]; then echo --resume; fi; }
+
+if tables_complete "$DATA"; then
+  step "lists: $DATA is complete (delete it to rebuild)"
+else
+  step "lists -> $DATA"
+  "$PY" "$REPO/curriculum/ImageNet_LT/build_data.py" --data-root "$DATA_ROOT" --syn-path "$SYN" --output-dir "$DATA" \
+    "${BUILD[@]}"
 fi
 
 if [ -z "${INIT:-}" ]; then
   # the paper starts from a model trained with CE on the real ImageNet-LT, whatever loss the curriculum uses
   BASELINE="$OUT/baseline_ce"
-  "${LAUNCH[@]}" curriculum/ImageNet_LT/train_baseline.py --data-root "$INLT" --loss ce \
-    --output-dir "$BASELINE" $(resume_flag "$BASELINE")
+  step "baseline (CE, real data) -> $BASELINE"
+  # shellcheck disable=SC2046  # resume_flag prints one flag or nothing
+  launch "$NPROC" "$REPO/curriculum/ImageNet_LT/train_baseline.py" --data-root "$DATA_ROOT" --loss ce \
+    --output-dir "$BASELINE" $(resume_flag "$BASELINE") "${BASE[@]}"
   INIT="$BASELINE/checkpoints/best.pt"
 fi
 
 RUN="$OUT/discl_${LOSS}_${MODE}"
-"${LAUNCH[@]}" curriculum/ImageNet_LT/train.py --data-root "$INLT" --train-table "$OUT/data/train.txt" \
-  --val-table "$OUT/data/validate.txt" --init "$INIT" --train-mode "$MODE" --loss "$LOSS" \
-  --output-dir "$RUN" $(resume_flag "$RUN") "$@"
+step "DisCL curriculum ($LOSS, $MODE) from $INIT -> $RUN"
+# shellcheck disable=SC2046
+launch "$NPROC" "$REPO/curriculum/ImageNet_LT/train.py" --data-root "$DATA_ROOT" --train-table "$DATA/train.txt" \
+  --val-table "$DATA/validate.txt" --init "$INIT" --train-mode "$MODE" --loss "$LOSS" \
+  --output-dir "$RUN" $(resume_flag "$RUN") "${TRAIN[@]}"
+step "done: $RUN"

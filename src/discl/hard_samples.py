@@ -21,11 +21,11 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
-from tqdm import tqdm
 
 from discl.config import option
 from discl.datasets.base import Dataset, RealImages
 from discl.errors import InputError
+from discl.progress import progress
 from discl.zeroshot import build_zeroshot_head, zeroshot_logits
 
 log = logging.getLogger(__name__)
@@ -236,7 +236,7 @@ def score_images(classifier: Classifier, images: RealImages, class_names: Sequen
     true_prob = torch.empty(len(labels))
     pred_id = torch.empty(len(labels), dtype=torch.long)
     pred_prob = torch.empty(len(labels))
-    for pixels, index, ok in tqdm(loader, desc="scoring", unit="batch"):
+    for pixels, index, ok in progress(loader, desc="scoring training images", unit="batch"):
         if not bool(ok.all()):
             raise InputError(images.paths[int(index[~ok][0])], "cannot read image")
         probs = classifier.logits(pixels.to(device)).float().softmax(dim=-1).cpu()

@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
-from tqdm import tqdm
 
 from discl.config import option
 from discl.errors import InputError
 from discl.fileio import atomic_write_json
+from discl.progress import progress
 from discl.seeding import derived_rng
 
 log = logging.getLogger(__name__)
@@ -280,7 +280,7 @@ def build_prompt_json(classes: Sequence[str], output: str | os.PathLike,
     todo = [name for name in _unique(classes) if name not in done]
     if done:
         log.info("%s: %d class(es) already complete, %d to do", output, len(done & set(classes)), len(todo))
-    for name in tqdm(todo, desc="prompts", unit="class"):
+    for name in progress(todo, desc="prompts", unit="class"):
         prompts[name] = make_prompts(name)
         atomic_write_json(output, prompts)
     if not todo and not output.exists():

@@ -150,11 +150,12 @@ class SpectrumGenerator:
 
 # ------------------------------------------------------------------------------------------------ source images
 
-def load_source(path: str | os.PathLike, size: tuple[int, int] | None) -> Image.Image:
-    """Decode a real image as RGB, resized to ``size`` (PIL's default resampling, as the reference) if given."""
-    with Image.open(path) as handle:
-        image = handle.convert("RGB")
-    return image.resize(size) if size is not None and image.size != size else image
+def load_source(path: str | os.PathLike, size: tuple[int, int] | None, draft: bool = False) -> Image.Image:
+    """Decode a real image as RGB, resized to ``size`` (PIL's default resampling, as the reference) if given; with
+    ``draft`` a JPEG is decoded at a reduced scale first (``discl.imageio``)."""
+    from discl.imageio import load_rgb
+
+    return load_rgb(path, size, draft=draft)
 
 
 def probe_size(path: str | os.PathLike) -> tuple[int, int]:
@@ -320,6 +321,8 @@ def _generate(config: GenerationConfig, todo: Sequence[Group], done: set[str], p
 
         embedder = ClipEmbedder(retry.clip_model, device, batch_size=max(config.batch_size, 8))
     backend = backend_class(config.backend).load(config.diffusion_model, config.dtype, device, config.variant)
+    if config.compile:
+        backend.compile_unet()
     engine = SpectrumGenerator(backend, guidance_scale=config.guidance_scale, steps=config.steps,
                                batch_size=config.batch_size, prompts=prompts, retry=retry, embedder=embedder)
     output = config.output_dir
@@ -352,7 +355,7 @@ def _generate(config: GenerationConfig, todo: Sequence[Group], done: set[str], p
             block, pixels = group.images, {}
             for source in block:
                 try:
-                    pixels[source.image_id] = load_source(source.real_path, source.size)
+                    pixels[source.image_id] = load_source(source.real_path, source.size, config.jpeg_draft)
                 except (OSError, ValueError) as err:
                     log.error("cannot read %s (CSV row %d): %s", source.real_path, source.csv_row, err)
                     failures.append(failure_record(source, f"cannot read image ({err})"))
@@ -424,6 +427,15 @@ def estimate(config: GenerationConfig, dataset: Dataset | None = None) -> Estima
                     gpu_hours_max=hours * tries)
 
 
+def size_text(size: float) -> str:
+    """``2.5e10`` → ``25.0 GB`` (decimal units)."""
+    for unit in ("B", "kB", "MB", "GB"):
+        if size < 1000:
+            return f"{size:.1f} {unit}" if unit != "B" else f"{int(size)} B"
+        size /= 1000
+    return f"{size:.1f} TB"
+
+
 def estimate_lines(result: Estimate, config: GenerationConfig) -> str:
     """The ``--dry-run`` report."""
     retry = result.unet_evals_max != result.unet_evals
@@ -433,7 +445,7 @@ def estimate_lines(result: Estimate, config: GenerationConfig) -> str:
              f"UNet evaluations: {result.unet_evals:,} (int(steps x strength) steps per image, x2 for classifier-free "
              f"guidance at scale {config.guidance_scale:g})"
              + (f"; up to {result.unet_evals_max:,} if every quality retry is used" if retry else ""),
-             f"disk: about {result.disk_bytes / 1e9:.2f} GB of JPEGs (~{JPEG_BYTES_PER_PIXEL} bytes per pixel)",
+             f"disk: about {size_text(result.disk_bytes)} of JPEGs (~{JPEG_BYTES_PER_PIXEL} bytes per pixel)",
              f"GPU time: {result.gpu_hours:.2f} GPU-hours at {config.seconds_per_image:g} s per image "
              "(--seconds-per-image)" + (f"; up to {result.gpu_hours_max:.2f} with every retry" if retry else "")]
     return "\n".join(lines)
