@@ -37,13 +37,35 @@ class DistInfo:
         return self.world_size > 1
 
 
+def check_device(device: str | None) -> str:
+    """The device to compute on: ``device``, else cuda when a GPU is visible, else cpu (said in the log).
+
+    Asking for cuda where no GPU is visible is an ``InputError`` naming ``CUDA_VISIBLE_DEVICES``, not a
+    traceback from deep inside torch.
+    """
+    from discl.errors import InputError
+
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if device is None:
+        if torch.cuda.is_available():
+            return "cuda"
+        log.warning("no GPU visible (CUDA_VISIBLE_DEVICES=%s): computing on the CPU", visible)
+        return "cpu"
+    if device.startswith("cuda"):
+        index = torch.device(device).index
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0 or (index is not None and index >= count):
+            raise InputError("--device", f"{device} asked for, but {count} GPU(s) are visible "
+                                         f"(CUDA_VISIBLE_DEVICES={visible}); use --device cpu or run on a GPU node")
+    return device
+
+
 def init_distributed(device: str | None = None) -> DistInfo:
     """Join the process group described by torchrun's environment (or stay single-process)."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = check_device(device)
     if device.startswith("cuda"):
         device = f"cuda:{local_rank}" if world_size > 1 or device == "cuda" else device
         torch.cuda.set_device(torch.device(device))

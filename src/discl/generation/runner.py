@@ -262,6 +262,7 @@ def run(config: GenerationConfig, dataset: Dataset | None = None) -> GenerationR
     dataset = dataset if dataset is not None else get_dataset(config.dataset)
     rank, world, local_rank = rank_world()
     # Every input is checked before anything is created or a model loaded: bad input leaves nothing behind.
+    _device(config, local_rank)
     prepared = prepare(config, dataset, rank, world)
     retry, prompts, part_classes, failures, plan = (prepared.retry, prepared.prompts, prepared.part_classes,
                                                     prepared.failures, prepared.plan)
@@ -305,9 +306,9 @@ def run(config: GenerationConfig, dataset: Dataset | None = None) -> GenerationR
 
 
 def _device(config: GenerationConfig, local_rank: int) -> str:
-    import torch
+    from discl.distributed import check_device
 
-    device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = check_device(config.device)
     return f"cuda:{local_rank}" if device == "cuda" else device  # one GPU per torchrun / accelerate process
 
 
