@@ -262,7 +262,7 @@ def run(config: GenerationConfig, dataset: Dataset | None = None) -> GenerationR
     dataset = dataset if dataset is not None else get_dataset(config.dataset)
     rank, world, local_rank = rank_world()
     # Every input is checked before anything is created or a model loaded: bad input leaves nothing behind.
-    _device(config, local_rank)
+    device = _device(config, local_rank)
     prepared = prepare(config, dataset, rank, world)
     retry, prompts, part_classes, failures, plan = (prepared.retry, prepared.prompts, prepared.part_classes,
                                                     prepared.failures, prepared.plan)
@@ -294,7 +294,7 @@ def run(config: GenerationConfig, dataset: Dataset | None = None) -> GenerationR
     if plan.todo:
         if rank == 0:
             refresh()  # on resume the manifest is rebuilt from the files on disk before any new work
-        written = _generate(config, plan.todo, plan.done, prompts, retry, local_rank, failures,
+        written = _generate(config, plan.todo, plan.done, prompts, retry, device, failures,
                             refresh if rank == 0 else None)
     if grouped:
         _barrier()
@@ -313,9 +313,8 @@ def _device(config: GenerationConfig, local_rank: int) -> str:
 
 
 def _generate(config: GenerationConfig, todo: Sequence[Group], done: set[str], prompts: PromptSource,
-              retry: RetryPolicy | None, local_rank: int, failures: list[dict],
+              retry: RetryPolicy | None, device: str, failures: list[dict],
               refresh: Callable[[], None] | None) -> int:
-    device = _device(config, local_rank)
     embedder = None
     if retry is not None:
         from discl.clipscore import ClipEmbedder
