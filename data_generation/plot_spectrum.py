@@ -14,6 +14,7 @@ from pathlib import Path
 
 from discl.cli import run_cli, setup_logging
 from discl.config import add_arguments, from_args, option
+from discl.errors import InputError
 from discl.plots.spectrum import read_output_manifests, save_spectrum
 
 # No ``from __future__ import annotations`` here: the config dataclass must resolve its types when this file
@@ -52,6 +53,8 @@ def main(argv=None) -> int:
     args = get_args_parser().parse_args(argv)
     setup_logging(args.verbose)
     config = from_args(SpectrumConfig, args)
+    if config.rows < 1:
+        raise InputError("--rows", f"must be >= 1, got {config.rows}")
     output = Path(config.output_path)
     figure = Path(config.figure) if config.figure else output / "spectrum.png"
     manifest = read_output_manifests(output, config.real_path, config.dataset)

@@ -674,12 +674,18 @@ def run_scoring(config: ScoringConfig, dataset: Dataset) -> tuple[pd.DataFrame, 
     syn_root = Path(config.syn_path)
     if not syn_root.is_dir():
         raise InputError(syn_root, "--syn_path is not a folder")
+    for flag, value, least in (("--batch-size", config.batch_size, 1), ("--workers", config.workers, 0)):
+        if value < least:
+            raise InputError(flag, f"must be >= {least}, got {value}")
     image_root = config.image_root or (str(dataset.root) if dataset.root is not None else ".")
     if config.image_root and not Path(config.image_root).is_dir():
         raise InputError(config.image_root, "--image-root (--real_path) is not a folder")
     finder = RealImageFinder(image_root)
     if any(p for p in (syn_root / "manifests").glob("*.csv") if not is_temp_file(p)):
         table = collect_from_manifests(syn_root, finder)
+        if table.empty:
+            raise InputError(syn_root / "manifests", "the manifests list no synthetic image (header only): nothing "
+                                                     "to score; has gene_img.py written any image?")
         check_dataset_column(table, dataset)
     else:
         log.info("no manifests in %s: walking the reference folder layout", syn_root)
@@ -689,8 +695,12 @@ def run_scoring(config: ScoringConfig, dataset: Dataset) -> tuple[pd.DataFrame, 
         table["text"] = table["class_name"].map(texts)
     else:
         table["text"] = table["prompt"]
+    try:
+        embedder = ClipEmbedder(config.clip_model, config.device or default_device(), config.batch_size)
+    except (OSError, ValueError) as err:  # transformers / huggingface_hub: not found, not cached, not a model id
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise InputError("--clip-model", f"cannot load {config.clip_model!r}: {first}") from None
     runrecord.start(syn_root, {**to_plain(config), "dataset": dataset.name})  # inputs checked: the record starts
-    embedder = ClipEmbedder(config.clip_model, config.device or default_device(), config.batch_size)
     scorer = ClipScorer(embedder, syn_root / CACHE_DIR, resize, workers=config.workers)
     table, stats = scorer.score(table, text_column="text")
     paths = write_outputs(table, syn_root, threshold)

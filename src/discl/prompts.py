@@ -387,6 +387,8 @@ def main(argv: Sequence[str] | None = None, default_dataset: str | None = "image
                             max_retries=config.request_retries, backoff=config.backoff)
         backend = functools.partial(llm_prompts_for_class, client, n=config.num_prompts, min_words=config.min_words,
                                     min_usable=min(MIN_USABLE, config.num_prompts))
+    if Path(config.prompt_json).exists():
+        load_prompt_json(config.prompt_json)  # a damaged JSON to resume is bad input: say so before writing
     with RunRecord("get_text_prompt", argv):
         start(Path(config.prompt_json).resolve().parent, {**vars(config), "dataset": args.dataset})
         try:

@@ -315,6 +315,9 @@ def run_build(config: BuildConfig, dataset: Dataset) -> tuple[CurriculumTables, 
         raise InputError(None, f"validation size must be >= 0, got {val_size}", column="--val-size")
     real = dataset_real_rows(dataset.training_images())
     synthetic = synthetic_rows(scores, real, syn_root, scores_path, config.threshold, min_guidance, levels)
+    if synthetic.empty:
+        raise InputError(scores_path, f"no synthetic image is kept ({len(scores)} scored; threshold, --min-guidance "
+                                      f"{min_guidance} and --guidance-levels leave none): a curriculum needs some")
     tables = build_curriculum(real, synthetic, val_size, config.random_state, config.max_val_fraction)
     runrecord.start(config.save_folder, {**to_plain(config), "dataset": dataset.name,
                                          "data_root": None if dataset.root is None else str(dataset.root)})

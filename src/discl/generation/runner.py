@@ -12,6 +12,7 @@ the shard count, rank count, kill/resume history or ``PYTHONHASHSEED`` (``discl.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import time
@@ -268,6 +269,8 @@ def run(config: GenerationConfig, dataset: Dataset | None = None) -> GenerationR
                                                     prepared.failures, prepared.plan)
     sources = prepared.sources
     output = config.output_dir
+    # the models too: one that cannot be loaded is bad input, and bad input leaves nothing behind
+    engine = load_engine(config, device, prompts, retry) if plan.todo else None
     runrecord.start(output, {**to_plain(config), "data_root": None if dataset.root is None else str(dataset.root)})
     log.info("%s part %d/%d, rank %d/%d: %d classes, %d images, %d synthetic planned; this rank: %d done, %d to make",
              dataset.name, config.part, config.total_parts, rank, world, len(part_classes), len(sources),
@@ -294,8 +297,7 @@ def run(config: GenerationConfig, dataset: Dataset | None = None) -> GenerationR
     if plan.todo:
         if rank == 0:
             refresh()  # on resume the manifest is rebuilt from the files on disk before any new work
-        written = _generate(config, plan.todo, plan.done, prompts, retry, device, failures,
-                            refresh if rank == 0 else None)
+        written = _generate(config, plan.todo, plan.done, engine, failures, refresh if rank == 0 else None)
     if grouped:
         _barrier()
     if rank == 0 or not grouped:
@@ -312,19 +314,36 @@ def _device(config: GenerationConfig, local_rank: int) -> str:
     return f"cuda:{local_rank}" if device == "cuda" else device  # one GPU per torchrun / accelerate process
 
 
-def _generate(config: GenerationConfig, todo: Sequence[Group], done: set[str], prompts: PromptSource,
-              retry: RetryPolicy | None, device: str, failures: list[dict],
-              refresh: Callable[[], None] | None) -> int:
+def load_engine(config: GenerationConfig, device: str, prompts: PromptSource,
+                retry: RetryPolicy | None) -> SpectrumGenerator:
+    """The img2img backend (and the retry's CLIP); a model that cannot be loaded is an ``InputError``."""
     embedder = None
     if retry is not None:
         from discl.clipscore import ClipEmbedder
 
-        embedder = ClipEmbedder(retry.clip_model, device, batch_size=max(config.batch_size, 8))
-    backend = backend_class(config.backend).load(config.diffusion_model, config.dtype, device, config.variant)
+        with _model_flag("--clip-model", retry.clip_model):
+            embedder = ClipEmbedder(retry.clip_model, device, batch_size=max(config.batch_size, 8))
+    with _model_flag("--diffusion-model", config.model_id):
+        backend = backend_class(config.backend).load(config.diffusion_model, config.dtype, device, config.variant)
     if config.compile:
         backend.compile_unet()
-    engine = SpectrumGenerator(backend, guidance_scale=config.guidance_scale, steps=config.steps,
-                               batch_size=config.batch_size, prompts=prompts, retry=retry, embedder=embedder)
+    return SpectrumGenerator(backend, guidance_scale=config.guidance_scale, steps=config.steps,
+                             batch_size=config.batch_size, prompts=prompts, retry=retry, embedder=embedder)
+
+
+@contextlib.contextmanager
+def _model_flag(flag: str, model: str):
+    """Turn a loader's error about a missing or unreadable model into a one-line ``InputError`` naming ``flag``."""
+    try:
+        yield
+    except (OSError, ValueError) as err:  # diffusers / transformers / huggingface_hub: not found, not cached, bad id
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise InputError(flag, f"cannot load {model!r}: {first}") from None
+
+
+def _generate(config: GenerationConfig, todo: Sequence[Group], done: set[str], engine: SpectrumGenerator,
+              failures: list[dict], refresh: Callable[[], None] | None) -> int:
+    retry = engine.retry
     output = config.output_dir
     total = sum(1 for g in todo for i in g.items if i.relpath(config.guidance_scale) not in done)
     rank, world, _ = rank_world()

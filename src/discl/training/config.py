@@ -89,6 +89,10 @@ class LoopConfig:
         if self.stage_data == "text-only" and self.curriculum != "none":
             raise InputError("--stage-data", "text-only adds guidance-0 images to the real data in every pass; it "
                                              f"runs with --curriculum none, not {self.curriculum}")
+        if self.workers < 0:
+            raise InputError("--workers", f"must be >= 0, got {self.workers}")
+        if Path(self.output_dir).exists() and not Path(self.output_dir).is_dir():
+            raise InputError(self.output_dir, "--output-dir is a file, not a folder")
         if self.tail_fraction is not None and not 0 <= self.tail_fraction < 1:
             raise InputError("--tail-fraction", f"expected a fraction in [0, 1) or 'none', got {self.tail_fraction}")
         for name in ("epochs", "batch_size", "eval_batch_size", "real_sample_size"):
