@@ -19,9 +19,9 @@
 set -euo pipefail
 source "$(dirname "$0")/flow_lib.sh"
 
-: "${DATASET:?set DATASET to a registered dataset (iwildcam, imagenet_lt, folder) or a module that registers one}"
-: "${DATA_ROOT:?set DATA_ROOT to the dataset root}"
-: "${SYN:?set SYN to the folder of the synthetic images}"
+require DATASET "set it to a registered dataset (iwildcam, imagenet_lt, folder) or a module that registers one"
+require DATA_ROOT "set it to the dataset root"
+require SYN "set it to the folder of the synthetic images"
 HARD_CSV="${HARD_CSV:-$SYN/hard_samples.csv}"
 PROMPT_BACKEND="${PROMPT_BACKEND:-openai}"
 TOTAL_PARTS="${TOTAL_PARTS:-1}"

@@ -9,11 +9,12 @@
 # step 4 scores (threshold 0.30). Every other variable (TOTAL_PARTS, PARTS, NPROC, STEPS, DRY_RUN, PROMPT_ARGS,
 # GEN_ARGS, SCORE_ARGS, PY) is scripts/data_generation.sh's; rerun the same command to resume.
 set -euo pipefail
+source "$(dirname "$0")/flow_lib.sh"
 export DATASET=imagenet_lt
 export DATA_ROOT="${DATA_ROOT:-${IMAGENET_ROOT:-}}" SYN="${SYN:-${OUTPUT:-}}"
-: "${DATA_ROOT:?set DATA_ROOT to the ImageNet root holding ImageNet_LT_train.txt}"
-: "${SYN:?set SYN to the folder of the synthetic images}"
-[ -f "$DATA_ROOT/ImageNet_LT_train.txt" ] || { echo "error: DATA_ROOT=$DATA_ROOT holds no ImageNet_LT_train.txt" >&2; exit 2; }
+require DATA_ROOT "set it to the ImageNet root holding ImageNet_LT_train.txt"
+require SYN "set it to the folder of the synthetic images"
+[ -f "$DATA_ROOT/ImageNet_LT_train.txt" ] || die "DATA_ROOT=$DATA_ROOT holds no ImageNet_LT_train.txt"
 export HARD_ARGS="${HARD_ARGS:---criterion none --tail-classes}"
 export PROMPT_JSON="${PROMPT_JSON:-$SYN/prompts.json}"
 exec bash "$(dirname "$0")/data_generation.sh"

@@ -9,9 +9,10 @@
 # Every other variable (TOTAL_PARTS, PARTS, NPROC, STEPS, DRY_RUN, HARD_ARGS, GEN_ARGS, SCORE_ARGS, PY) is
 # scripts/data_generation.sh's; rerun the same command to resume.
 set -euo pipefail
+source "$(dirname "$0")/flow_lib.sh"
 export DATASET=iwildcam
 export DATA_ROOT="${DATA_ROOT:-${WILDS_ROOT:-}}" SYN="${SYN:-${OUTPUT:-}}"
-: "${DATA_ROOT:?set DATA_ROOT to the WILDS root (the folder holding iwildcam_v2.0/)}"
-: "${SYN:?set SYN to the folder of the synthetic images}"
-[ -d "$DATA_ROOT/iwildcam_v2.0" ] || { echo "error: DATA_ROOT=$DATA_ROOT holds no iwildcam_v2.0/" >&2; exit 2; }
+require DATA_ROOT "set it to the WILDS root (the folder holding iwildcam_v2.0/)"
+require SYN "set it to the folder of the synthetic images"
+[ -d "$DATA_ROOT/iwildcam_v2.0" ] || die "DATA_ROOT=$DATA_ROOT holds no iwildcam_v2.0/"
 exec bash "$(dirname "$0")/data_generation.sh"

@@ -8,6 +8,8 @@ fi
 
 # die MESSAGE: one line on stderr, exit 2 (the entry scripts' code for bad input)
 die() { echo "error: $*" >&2; exit 2; }
+# require VAR MESSAGE: VAR must be set and not empty
+require() { [ -n "${!1:-}" ] || die "$1 is not set: $2"; }
 
 # stage_args NAME VALUE: the words of VALUE (shell quoting honoured: HARD_ARGS="--pretrained ''") into array NAME
 stage_args() {

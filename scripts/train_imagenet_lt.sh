@@ -14,8 +14,8 @@
 set -euo pipefail
 source "$(dirname "$0")/flow_lib.sh"
 DATA_ROOT="${DATA_ROOT:-${INLT:-}}"
-: "${DATA_ROOT:?set DATA_ROOT to the ImageNet-LT root (ImageNet_LT_{train,val,test}.txt and the images)}"
-: "${SYN:?set SYN to the generation output folder scored by comp_clip_scores.py}"
+require DATA_ROOT "set it to the ImageNet-LT root (ImageNet_LT_{train,val,test}.txt and the images)"
+require SYN "set it to the generation output folder scored by comp_clip_scores.py"
 OUT="${OUT:-runs/imagenet_lt}"
 LOSS="${LOSS:-ce}"
 MODE="${MODE:-full}"

@@ -13,8 +13,8 @@
 set -euo pipefail
 source "$(dirname "$0")/flow_lib.sh"
 DATA_ROOT="${DATA_ROOT:-${WILDS:-${WILDS_ROOT:-}}}"
-: "${DATA_ROOT:?set DATA_ROOT to the WILDS root (the folder holding iwildcam_v2.0/)}"
-: "${SYN:?set SYN to the generation output folder (scored by comp_clip_scores.py)}"
+require DATA_ROOT "set it to the WILDS root (the folder holding iwildcam_v2.0/)"
+require SYN "set it to the generation output folder (scored by comp_clip_scores.py)"
 OUT="${OUT:-runs/iwildcam}"
 NPROC="${NPROC:-1}"
 CURRICULUM="${CURRICULUM:-adaptive}"

@@ -635,7 +635,7 @@ def get_args_parser(default_dataset: str | None = None, argv: Sequence[str] | No
     parser = argparse.ArgumentParser(description=(description or __doc__).split("\n\n")[0],
                                      parents=[dataset_parser(required_root=False, default=default_dataset)])
     add_arguments(parser.add_argument_group("scoring"), ScoringConfig, defaults=defaults)
-    parser.add_argument("-v", "--verbose", action="store_true")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return parser
 
 

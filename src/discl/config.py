@@ -127,6 +127,7 @@ def add_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls
         if tp is bool:
             kwargs["default"] = default
             kwargs["action"] = argparse.BooleanOptionalAction
+            kwargs["help"] += f" (default: {'on' if default else 'none' if default is None else 'off'})"
             parser.add_argument(*names, **kwargs)
             continue
         origin = typing.get_origin(tp)
