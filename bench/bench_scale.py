@@ -61,6 +61,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--repeats", type=int, default=2, help="timed runs per step (the best is kept)")
     parser.add_argument("--no-memory", action="store_true", help="skip the tracemalloc run (peak memory)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folders")
+    parser.add_argument("--hf-home", help="an HF cache holding the tiny models (default: built in a temp folder)")
     return parser
 
 
@@ -337,14 +338,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     sizes = sorted(args.sizes)
     logging.basicConfig(level=logging.WARNING)
     top = Path(tempfile.mkdtemp(prefix="discl-bench-scale-"))
-    os.environ.update(HF_HOME=str(top / "hf_home"), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    # before any Hugging Face import: their cache constants are read at import time
+    os.environ.update(HF_HOME=args.hf_home or str(top / "hf_home"), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     try:
         import open_clip
 
         from discl.clipscore import ClipEmbedder
         from discl.tiny import install_tiny_models
 
-        install_tiny_models(top / "hf_home")
+        if not args.hf_home:
+            install_tiny_models(top / "hf_home")
         embedder = ClipEmbedder(device="cpu")  # the tiny CLIP under the real id: only its signature is used
         tokenizer = open_clip.get_tokenizer("ViT-B-16")
         results = {}

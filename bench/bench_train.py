@@ -1,10 +1,16 @@
-"""Is data loading hidden behind compute? FLYP step time with real loading vs. on pre-loaded tensors.
+"""Is data loading hidden behind compute? The loader's throughput against the rate at which FLYP steps consume.
 
-Real loading = the training loop's own path: JPEG files of a realistic size (default 480×270, the size the
-generation stage writes) → ``discl.training.data.TableImages`` (decode + open_clip train transform, per-item
-seeds) → DataLoader with ``GlobalBatchSampler``, worker processes and pinned memory (on GPU) → the FLYP task's
-step (CLIP loss, AdamW). Pre-loaded = the same step on tensors already in memory. Prints both times; the last
-line is ``data_overhead=<y>%``.
+Loading = the training loop's own path for one batch: JPEG files of a realistic size (default 480×270, the size
+the generation stage writes) → ``discl.training.data.TableImages`` (draft decode + open_clip train transform,
+per-item seeds) → a stacked batch, as one DataLoader worker makes it. Its cost is measured as CPU time in this
+process (one thread), which other processes on the machine hardly change. The step = the FLYP task's step (CLIP
+loss, AdamW) on pre-loaded tensors: CPU time on a CPU (one torch thread), synchronised wall time on a GPU.
+
+``--workers`` W worker processes deliver a batch every ``load / W``; a step that takes ``step`` waits
+``max(0, load / W − step)`` for its data. The last line is that wait as a share of the step:
+``data_overhead=<y>%``. (``--wall`` also runs the real DataLoader against the same step and prints the measured
+wall-time overhead — on a CPU the workers and the step share the cores, so that figure moves with other load on
+the machine; the model above is what a GPU node, whose step runs on the GPU, sees.)
 """
 
 from __future__ import annotations
@@ -37,12 +43,13 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--pretrained", default="")
     parser.add_argument("--size", default="480x270", help="WxH of the JPEG files")
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--steps", type=int, default=20, help="timed steps per mode (after warm-up)")
+    parser.add_argument("--steps", type=int, default=20, help="timed steps and loaded batches (after warm-up)")
     parser.add_argument("--warmup-steps", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads for compute")
     parser.add_argument("--device", default=None)
     parser.add_argument("--no-jpeg-draft", action="store_true", help="full-size JPEG decodes (the reference's way)")
+    parser.add_argument("--wall", action="store_true", help="also time the real DataLoader against the step")
     return parser
 
 
@@ -79,15 +86,15 @@ def make_step(model, optimizer, device: str):
     return step
 
 
-def median_step_time(run, warmup: int, steps: int) -> float:
-    """Median wall time of ``run()`` over ``steps`` calls after ``warmup`` calls (robust to preemption spikes)."""
+def median_time(run, warmup: int, repeats: int, clock=time.perf_counter) -> float:
+    """Median duration of ``run()`` by ``clock`` over ``repeats`` calls after ``warmup`` calls."""
     for _ in range(warmup):
         run()
     times = []
-    for _ in range(steps):
-        start = time.perf_counter()
+    for _ in range(repeats):
+        start = clock()
         run()
-        times.append(time.perf_counter() - start)
+        times.append(clock() - start)
     return float(np.median(times))
 
 
@@ -113,26 +120,42 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         batch = [dataset[i] for i in range(args.batch_size)]
         images, tokens = torch.stack([b[0] for b in batch]), torch.stack([b[1] for b in batch])
-        preloaded = median_step_time(lambda: step(images, tokens), args.warmup_steps, args.steps)
+        on_gpu = device.startswith("cuda")
+        # a CPU step is CPU work (one thread): its CPU time; a GPU step is timed by the (synchronised) wall clock
+        step_clock = time.perf_counter if on_gpu else time.process_time
+        preloaded = median_time(lambda: step(images, tokens), args.warmup_steps, args.steps, step_clock)
 
-        def loader_iterator():
-            sampler = GlobalBatchSampler(len(dataset), args.batch_size, seed=0)
-            return iter(make_loader(dataset, sampler, workers=args.workers, pin_memory=device.startswith("cuda")))
+        batches = iter(GlobalBatchSampler(len(dataset), args.batch_size, seed=0))
 
-        # The warm-up includes the workers' start-up, as the first batches of every stage do.
-        batches = loader_iterator()
-        loaded = median_step_time(lambda: step(*next(batches)[:2]), args.warmup_steps, args.steps)
-        batches = loader_iterator()
-        loading_only = median_step_time(lambda: next(batches), args.warmup_steps, args.steps)
-    overhead = 100.0 * (loaded - preloaded) / preloaded
+        def load_batch():
+            items = [dataset[i] for i in next(batches)]
+            torch.stack([item[0] for item in items]), torch.stack([item[1] for item in items])
+
+        loading = median_time(load_batch, args.warmup_steps, args.steps, time.process_time)
+        wall = None
+        if args.wall:
+            def loader_iterator():
+                sampler = GlobalBatchSampler(len(dataset), args.batch_size, seed=0)
+                return iter(make_loader(dataset, sampler, workers=args.workers, pin_memory=on_gpu))
+
+            # the warm-up includes the workers' start-up, as the first batches of every stage do
+            loaded_batches = loader_iterator()
+            wall_step = median_time(lambda: step(images, tokens), args.warmup_steps, args.steps)
+            wall_loaded = median_time(lambda: step(*next(loaded_batches)[:2]), args.warmup_steps, args.steps)
+            wall = 100.0 * (wall_loaded - wall_step) / wall_step
+    per_batch = loading / max(1, args.workers)  # W workers, each on its own core
+    overhead = 100.0 * max(0.0, per_batch - preloaded) / preloaded
     print(f"device={device} model={args.model} images={size[0]}x{size[1]} batch={args.batch_size} "
-          f"workers={args.workers} threads={args.threads} jpeg_draft={draft} (median of {args.steps} steps)")
-    print(f"step on pre-loaded tensors: {1000 * preloaded:.1f} ms")
-    print(f"step with real loading:     {1000 * loaded:.1f} ms")
-    print(f"loader alone, per batch:    {1000 * loading_only:.1f} ms")
+          f"workers={args.workers} threads={args.threads} jpeg_draft={draft} (median of {args.steps})")
+    print(f"step on pre-loaded tensors: {1000 * preloaded:.1f} ms {'wall (GPU)' if on_gpu else 'CPU'} per batch")
+    print(f"loading one batch:          {1000 * loading:.1f} ms CPU ({1000 * loading / args.batch_size:.2f} ms "
+          f"per image); {args.workers} worker(s) deliver one every {1000 * per_batch:.1f} ms")
+    print(f"loader capacity: {preloaded / per_batch:.1f}x what the step consumes")
+    if wall is not None:
+        print(f"measured wall-time overhead with the DataLoader on this machine: {wall:.1f}%")
     print(f"data_overhead={overhead:.1f}%")
     return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

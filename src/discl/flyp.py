@@ -25,6 +25,7 @@ from discl.datasets.base import Dataset, render
 from discl.lr import cosine_lr
 from discl.training.config import FLYP as PAPER
 from discl.training.data import Lookup
+from discl.training.precision import StepContext, micro_batches, restore_rng, rng_snapshot
 from discl.training.task import Task
 
 
@@ -106,12 +107,64 @@ class FlypTask(Task):
     def loss(self, model: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """CLIP's contrastive loss over the global batch."""
         image_features, text_features, logit_scale = model(images, targets)
+        return self._contrastive(image_features, text_features, logit_scale)
+
+    def _contrastive(self, image_features: torch.Tensor, text_features: torch.Tensor,
+                     logit_scale: torch.Tensor) -> torch.Tensor:
+        """The loss of features (gathered with their gradients over the ranks)."""
         if self.world_size == 1:
             return self.loss_fn(image_features, text_features, logit_scale)
         # open_clip gathers with torch.distributed.nn.all_gather, deprecated in favour of a private API
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=FutureWarning, message=".*all_gather is deprecated")
             return self.loss_fn(image_features, text_features, logit_scale)
+
+    def backward(self, model: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor,
+                 step: StepContext) -> float:
+        """The contrastive loss of the whole global batch, also when it runs as micro-batches.
+
+        Split naively, each micro-batch would contrast its rows with its own k-times fewer negatives: another loss.
+        With ``--accum-steps`` k > 1 the features of all micro-batches are computed first without a graph, the
+        loss of the whole batch (every negative, gathered over the ranks as without accumulation) gives their
+        gradients, and each micro-batch is run again with its graph to carry its slice of those gradients into the
+        weights (gradient caching, Gao et al. 2021): the gradients of the unsplit step, for one more forward
+        pass. The random state is replayed, so a re-run forward draws what the first did.
+        """
+        if step.accum_steps == 1:
+            return super().backward(model, images, targets, step)
+        parts = micro_batches(images, targets, step.accum_steps)
+        states, image_parts, text_parts = [], [], []
+        with torch.no_grad():
+            for part_images, part_tokens in parts:
+                states.append(rng_snapshot(step.device))
+                with step.autocast():
+                    image_features, text_features, logit_scale = model(step.to_device(part_images),
+                                                                       step.to_device(part_tokens))
+                image_parts.append(image_features)
+                text_parts.append(text_features)
+        after = rng_snapshot(step.device)
+        image_all = torch.cat(image_parts).requires_grad_()
+        text_all = torch.cat(text_parts).requires_grad_()
+        scale = logit_scale.detach().requires_grad_()
+        with step.autocast():
+            loss = self._contrastive(image_all, text_all, scale)
+        step.backward(loss)  # gradients of the features and the scale (leaves here), scaled like the loss
+        sizes = [len(part_images) for part_images, _ in parts]
+        image_grads, text_grads = image_all.grad.split(sizes), text_all.grad.split(sizes)
+        for index, (part_images, part_tokens) in enumerate(parts):
+            restore_rng(states[index], step.device)
+            last = index == len(parts) - 1
+            with step.sync(model, last):
+                with step.autocast():
+                    image_features, text_features, logit_scale = model(step.to_device(part_images),
+                                                                       step.to_device(part_tokens))
+                outputs, grads = [image_features, text_features], [image_grads[index], text_grads[index]]
+                if last:  # the scale's gradient once, in the backward that synchronises every parameter
+                    outputs.append(logit_scale)
+                    grads.append(scale.grad)
+                step.backward_from(outputs, grads)
+        restore_rng(after, step.device)
+        return float(loss.detach())
 
     def prepare_eval(self, model: torch.nn.Module, dataset: Dataset, device: str) -> None:
         """Rebuild the zero-shot head from the current weights (per class, the mean of the normalised template

@@ -11,6 +11,7 @@ registered dataset (``discl.training.loop``).
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -33,6 +34,7 @@ from discl.training.task import Task
 logger = logging.getLogger(__name__)
 
 LOSSES = ("ce", "balanced_softmax")
+MIN_CROP_AREA = 0.08  # RandomResizedCrop's default scale=(0.08, 1.0): the smallest share of the image a crop takes
 
 
 # ---------------------------------------------------------------------------------------------------- losses
@@ -151,3 +153,8 @@ class CETask(Task):
     def logits(self, model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
         """The classifier's plain logits (no prior at test time)."""
         return model(images)
+
+    def draft_size(self, model: torch.nn.Module) -> int | None:
+        """JPEGs may be decoded down to where the smallest random crop (8% of the area) still has ``crop_size``
+        pixels a side: large photos decode at 1/2 or less, ImageNet's ~500×375 in full (docs/performance.md)."""
+        return math.ceil(self.options.crop_size / math.sqrt(MIN_CROP_AREA))

@@ -84,6 +84,11 @@ class Img2ImgBackend:
         self.pipe = self.pipe.to(dtype)
         return self
 
+    def compile_unet(self, backend: str = "inductor") -> Img2ImgBackend:
+        """``torch.compile`` the UNet's forward in place: the denoising loop is nearly all of the compute."""
+        self.pipe.unet.compile(backend=backend)  # in place: the pipeline keeps its UNet object and config
+        return self
+
     def modules(self) -> list:
         """The model parts whose forwards make up the compute (the benchmark times them)."""
         vae = self.pipe.vae

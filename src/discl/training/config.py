@@ -16,6 +16,7 @@ from discl.config import option
 from discl.curriculum import ADAPTIVE_CHOICES, SCHEDULES
 from discl.errors import InputError
 from discl.training.stage_data import STAGE_DATA
+from discl.training.precision import PRECISIONS
 
 SPLIT_CONVENTIONS = ("reference", "standard")
 # Where a default comes from (shown in --help as "[paper: ...]").
@@ -81,6 +82,14 @@ class LoopConfig:
     wandb_project: str | None = option(None, "also log to this Weights & Biases project, when wandb is installed")
     jpeg_draft: bool = option(True, "decode training JPEGs at reduced size (≥ the model input) where the task "
                                     "allows it; --no-jpeg-draft decodes them fully")
+    precision: str = option("fp32", "training step precision: fp32, or autocast to bf16 / fp16 (fp16 with a gradient "
+                                    "scaler); weights, optimiser state and evaluation stay fp32 (docs/performance.md)",
+                            choices=PRECISIONS)
+    accum_steps: int = option(1, "cut each process's share of the global batch into this many micro-batches whose "
+                                 "gradients add up (same global batch and data order, less memory; "
+                                 "docs/performance.md)")
+    compile: bool = option(False, "torch.compile the trained model's forward in place (inductor; the first steps "
+                                   "compile, checkpoints keep their keys)")
 
     def check(self) -> None:
         """Values the parser cannot check alone (``InputError`` naming the flag)."""
@@ -95,7 +104,7 @@ class LoopConfig:
             raise InputError(self.output_dir, "--output-dir is a file, not a folder")
         if self.tail_fraction is not None and not 0 <= self.tail_fraction < 1:
             raise InputError("--tail-fraction", f"expected a fraction in [0, 1) or 'none', got {self.tail_fraction}")
-        for name in ("epochs", "batch_size", "eval_batch_size", "real_sample_size"):
+        for name in ("epochs", "batch_size", "eval_batch_size", "real_sample_size", "accum_steps"):
             if getattr(self, name) < 1:
                 raise InputError(f"--{name.replace('_', '-')}", f"expected a positive integer, got "
                                                                  f"{getattr(self, name)}")

@@ -23,6 +23,7 @@ from discl import distributed as D
 from discl.datasets.base import render
 from discl.errors import InputError
 from discl.guidance import REAL, REAL_SEED, REAL_STRENGTH
+from discl.imageio import at_least_side, decode
 from discl.seeding import stable_seed
 
 
@@ -62,11 +63,8 @@ class TableImages(torch.utils.data.Dataset):
         return len(self.paths)
 
     def load(self, index: int) -> Image.Image:
-        """The RGB image of item ``index`` (draft-decoded when asked)."""
-        with Image.open(self.paths[index]) as handle:
-            if self.draft_size:
-                handle.draft("RGB", (self.draft_size, self.draft_size))
-            return handle.convert("RGB")
+        """The RGB image of item ``index`` (draft-decoded when asked: ``discl.imageio``)."""
+        return decode(self.paths[index], at_least_side(self.draft_size))
 
     def __getitem__(self, index: int):
         image = self.load(index)

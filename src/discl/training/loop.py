@@ -36,6 +36,7 @@ from discl.progress import progress
 from discl.seeding import seed_everything, stable_seed
 from discl.stats import append_stats, truncate_stats
 from discl.training import outputs
+from discl.training import precision as P
 from discl.training.config import RESUME_KEYS, LoopConfig
 from discl.training.data import GlobalBatchSampler, TableImages, check_files, check_labels, make_loader, predict, \
     read_table, real_table
@@ -112,8 +113,13 @@ class Trainer:
         model = task.build(dataset, self.info.device, cfg.resume)
         self.draft_size = task.draft_size(model) if cfg.jpeg_draft else None
         parameters = task.trainable(model)
-        self.model = D.wrap_ddp(model, self.info)
+        self.step_context = P.StepContext(self.info.device, cfg.precision, cfg.accum_steps,
+                                          P.grad_scaler(self.info.device, cfg.precision))
         self.optimizer = task.optimizer(parameters)
+        self.memory = self._memory_estimate(model)  # before compiling: it measures one eager forward
+        if cfg.compile:
+            P.compile_module(model)
+        self.model = D.wrap_ddp(model, self.info)
         self.pin = self.info.device.startswith("cuda")
         self.step = 0
         self.start_epoch = 0
@@ -129,6 +135,39 @@ class Trainer:
                                              purge_step=self.step + 1 if cfg.resume else None)
 
     # -- set-up helpers --
+    def _memory_estimate(self, model: torch.nn.Module) -> P.MemoryEstimate:
+        """Parameters, gradients, optimiser state and one micro-batch's activations (measured on a batch of the
+        first image repeated); logged, and an ``InputError`` naming the ``--accum-steps`` that fits when the device
+        is too small."""
+        cfg, device = self.cfg, self.info.device
+        share = cfg.batch_size // self.info.world_size
+        micro = share // cfg.accum_steps
+        rows = self.table.iloc[np.arange(micro) % len(self.table)]
+        example = TableImages(rows["filepath"].tolist()[:1], self.task.targets(rows.iloc[:1]),
+                              self.task.train_transform, seed=0, draft_size=self.draft_size)[0][0]
+        images = example.unsqueeze(0).expand(micro, *example.shape).contiguous()
+        row_targets = self.task.targets(rows)
+        targets = torch.stack([row_targets[i] for i in range(micro)])
+        try:
+            with self.step_context.autocast():
+                activations = P.measure_activations(
+                    lambda: self.task.loss(model, images.to(device), targets.to(device)), model)
+        except RuntimeError as err:
+            if not P.is_out_of_memory(err):
+                raise
+            raise InputError("--accum-steps", P.out_of_memory_message(micro, cfg.accum_steps, share,
+                                                                      cfg.precision)) from None
+        trainable = self.task.trainable(model)
+        estimate = P.MemoryEstimate(parameters=P.tensor_bytes(model.parameters()),
+                                    gradients=P.tensor_bytes(trainable),
+                                    optimizer=P.optimizer_state_bytes(self.optimizer), activations=activations,
+                                    micro_batch=micro, accum_steps=cfg.accum_steps,
+                                    capacity=P.device_capacity(device))
+        if self.info.is_main:
+            log.info("%s", estimate.describe())
+        P.check_fits(estimate, share, cfg.precision)
+        return estimate
+
     def _read(self, path) -> pd.DataFrame:
         return read_table(path, self.dataset.root, self.cfg.synthetic_root)
 
@@ -142,6 +181,10 @@ class Trainer:
         if cfg.batch_size % self.info.world_size:
             raise InputError(None, f"--batch-size {cfg.batch_size} is not divisible by the "
                                    f"{self.info.world_size} processes")
+        if cfg.batch_size % (self.info.world_size * cfg.accum_steps):
+            raise InputError("--accum-steps", f"--batch-size {cfg.batch_size} is not divisible into "
+                                              f"{self.info.world_size} process(es) × {cfg.accum_steps} equal "
+                                              "micro-batches")
         self.task.check(cfg)
 
     def _levels(self) -> list[int]:
@@ -198,6 +241,8 @@ class Trainer:
         self.start_epoch = state["epoch"] + 1
         self.stage = trainer["stage"]
         self.stage_count = trainer["stage_count"]
+        if self.step_context.scaler is not None and trainer.get("grad_scaler"):
+            self.step_context.scaler.load_state_dict(trainer["grad_scaler"])
         self.best = state["best"]
         if self.info.is_main:
             # A run killed after writing its logs but before its checkpoint logged work that will be redone;
@@ -270,16 +315,26 @@ class Trainer:
 
     # -- the loop --
     def train_step(self, images: torch.Tensor, targets: torch.Tensor) -> float:
-        """One optimiser step of the task's loss on this rank's share of a global batch."""
-        device = self.info.device
+        """One optimiser step of the task's loss on this rank's share of a global batch (in ``--accum-steps``
+        micro-batches, under ``--precision``'s autocast)."""
         set_lr(self.optimizer, self.task.lr(self.step, self.total_steps))
-        loss = self.task.loss(self.model, images.to(device, non_blocking=True),
-                              targets.to(device, non_blocking=True))
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
+        try:
+            loss = self.task.backward(self.model, images, targets, self.step_context)
+        except RuntimeError as err:
+            if not P.is_out_of_memory(err):
+                raise
+            share = self.cfg.batch_size // self.info.world_size
+            raise InputError("--accum-steps", P.out_of_memory_message(
+                share // self.cfg.accum_steps, self.cfg.accum_steps, share, self.cfg.precision)) from None
+        scaler = self.step_context.scaler
+        if scaler is not None:  # fp16: unscale, skip a step with inf / NaN gradients, adapt the scale
+            scaler.step(self.optimizer)
+            scaler.update()
+        else:
+            self.optimizer.step()
         self.step += 1
-        return float(loss.detach())
+        return loss
 
     def train(self) -> dict | None:
         """Run the remaining epochs; rank 0 returns the summary (also written to ``summary.json``)."""
@@ -345,7 +400,9 @@ class Trainer:
             state = ckpt.training_state(
                 self.model, self.optimizer, epoch=epoch, step=self.step, schedule_state=self.schedule.state_dict(),
                 trainer_state={"stage": self.stage, "stage_count": self.stage_count,
-                               "steps_per_epoch": self.steps_per_epoch, "total_steps": self.total_steps},
+                               "steps_per_epoch": self.steps_per_epoch, "total_steps": self.total_steps,
+                               "grad_scaler": None if self.step_context.scaler is None
+                               else self.step_context.scaler.state_dict()},
                 args=self.run_args, best=self.best)
             ckpt.save_checkpoint(self.out / "checkpoints", state, is_best=improved)
             self._write_summary()

@@ -13,6 +13,7 @@ import torch
 
 from discl.datasets.base import Dataset
 from discl.training.config import LoopConfig
+from discl.training.precision import StepContext, micro_batches
 
 
 class Task:
@@ -62,6 +63,29 @@ class Task:
     def loss(self, model: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """The training loss of this rank's share of a global batch (the loop back-propagates it)."""
         raise NotImplementedError
+
+    def backward(self, model: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor,
+                 step: StepContext) -> float:
+        """Forward and backward of this rank's share of a global batch (the loop then steps); returns its loss.
+
+        With ``step.accum_steps`` = k > 1 the share runs as k equal micro-batches, each loss divided by k: the
+        gradients add up to the whole share's for a loss that is a mean over rows (cross-entropy). Layers that
+        mix rows (batch-norm statistics) see micro-batches, as they see per-process shares under DDP.
+        """
+        if step.accum_steps == 1:
+            with step.autocast():
+                loss = self.loss(model, step.to_device(images), step.to_device(targets))
+            step.backward(loss)
+            return float(loss.detach())
+        parts = micro_batches(images, targets, step.accum_steps)
+        total = 0.0
+        for index, (part_images, part_targets) in enumerate(parts):
+            with step.sync(model, last=index == len(parts) - 1):
+                with step.autocast():
+                    loss = self.loss(model, step.to_device(part_images), step.to_device(part_targets))
+                step.backward(loss / len(parts))
+            total += float(loss.detach())
+        return total / len(parts)
 
     def prepare_eval(self, model: torch.nn.Module, dataset: Dataset, device: str) -> None:
         """Called before each evaluation or probe with the bare model in eval mode (FLYP builds its head)."""
