@@ -175,6 +175,9 @@ CASES = [
     ("gene: dry run at 0 s per image", GENE, lambda w, o: _gene(w, o, "--dry-run", "--seconds-per-image", "0"),
      ["--seconds-per-image"]),
     ("gene: negative retries", GENE, lambda w, o: _gene(w, o, "--max-retries", "-1"), ["--max-retries"]),
+    ("gene: a folder split into other parts", GENE, lambda w, o: _gene(w, o, "--part", "1", "--total-parts", "2",
+                                                                       out=_copy(w, o)),
+     ["part001-of001.csv", "--total-parts"]),
     # --- comp_clip_scores.py -----------------------------------------------------------------------------------
     ("score: folder missing", SCORE, lambda w, o: _score(w, o), ["not a folder"]),
     ("score: header-only manifest", SCORE, lambda w, o: _score(w, _header_only(w, o)), ["manifests", "header only"]),

@@ -241,6 +241,7 @@ class Prepared:
 
 def prepare(config: GenerationConfig, dataset: Dataset, rank: int = 0, world: int = 1) -> Prepared:
     """Check every input (CSV, prompts, source images) and plan the part; nothing is written, no model loaded."""
+    check_part_count(config)
     retry = retry_policy(config, dataset.quality_retry)
     prompts = load_prompt_source(dataset, config.prompt_json, retry.text if retry else "prompt")
     sources = part_sources(read_sources(config.data_csv, dataset, config.image_root), config.part, config.total_parts)
@@ -252,6 +253,16 @@ def prepare(config: GenerationConfig, dataset: Dataset, rank: int = 0, world: in
     plan = make_plan(sources, config.strengths, config.seeds, config.batch_size, config.guidance_scale,
                      config.output_dir, retry is not None, rank, world)
     return Prepared(dataset, retry, prompts, part_classes, sources, failures, plan)
+
+
+def check_part_count(config: GenerationConfig) -> None:
+    """An output folder keeps one ``--total-parts``: manifests of another split would list images twice."""
+    folder = manifest_path(config.output_dir, config.part, config.total_parts).parent
+    mine = f"-of{config.total_parts:03d}.csv"
+    others = sorted(p.name for p in folder.glob("part*-of*.csv") if not p.name.endswith(mine))
+    if others:
+        raise InputError(folder, f"holds the manifest of a run split into other parts ({others[0]}); a folder keeps "
+                                 f"one --total-parts: use that split, or another --output-dir")
 
 
 def run(config: GenerationConfig, dataset: Dataset | None = None) -> GenerationResult:
