@@ -7,7 +7,8 @@
 
 ``--trainer flyp``: CLIP fine-tuned with its contrastive loss, evaluated with a zero-shot head; ``--trainer ce``:
 a classifier with cross-entropy or Balanced Softmax. Each trainer brings its defaults (see
-``--trainer NAME --help``). Multi-GPU: ``torchrun --nproc_per_node N curriculum/train.py ...`` (the batch is
+``--trainer NAME --help``); ``--trainer flyp`` without ``--curriculum`` trains the FLYP baseline, not the paper's
+method (DisCL's iWildCam runs use ``--curriculum adaptive``). Multi-GPU: ``torchrun --nproc_per_node N curriculum/train.py ...`` (the batch is
 global).
 """
 

@@ -456,3 +456,22 @@ def test_one_name_per_concept_across_scripts():
     # the reference's snake_case spellings still work
     assert {"--output_path", "--data_csv", "--total_parts", "--prompt_json"} <= flags[GENE]
     assert {"--syn_path", "--real_path"} <= flags[SCORE] and {"--syn_path", "--save_folder"} <= flags[BUILD]
+
+
+def test_console_commands_are_declared_and_callable():
+    import importlib
+    import tomllib
+
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    assert "pytest" not in " ".join(project["dependencies"])  # test-only packages stay out of the runtime list
+    assert project["requires-python"] == ">=3.11"
+    commands = project["scripts"]
+    assert {"discl-hard-samples", "discl-prompts", "discl-generate", "discl-clipscore", "discl-build-data",
+            "discl-train", "discl-tiny-world"} <= set(commands)
+    for target in commands.values():
+        module, name = target.split(":")
+        assert callable(getattr(importlib.import_module(module), name)), target
+    assert (REPO_ROOT / "LICENSE").read_text().startswith("MIT License")
+    pins = {line.split("==")[0] for line in (REPO_ROOT / "requirements.txt").read_text().splitlines()
+            if "==" in line}
+    assert "tensorboard" in pins
