@@ -2,7 +2,8 @@
 
 The JPEGs are camera-trap-sized frames made from the photos scikit-learn ships, tiled at their native
 resolution (3×3 crops of 640×360, so every frame has full-resolution detail, nothing is upsampled), saved at
-quality 95. Each is decoded three ways, interleaved image by image so machine load hits them alike:
+``--quality`` (85 by default; the decode of a better-compressed file gains more, of a less compressed one less:
+docs/performance.md has the sweep). Each is decoded three ways, interleaved image by image so machine load hits them alike:
 
 * the reference: ``Image.open(path).convert("RGB").resize(size)`` (full decode, PIL's bicubic resize);
 * ours, ``discl.imageio.load_rgb(path, size, draft=True)`` (decode at 1/2, 1/4 or 1/8, then resize);
@@ -15,7 +16,7 @@ pixels move: max, 99.9th percentile and mean |difference| in grey levels and the
 work, and its CPU time does not grow when other processes share the cores, unlike its wall time) and the
 largest difference of any pixel of any image, in grey levels.
 
-    python bench/bench_decode.py --images 12 --repeats 5
+    python bench/bench_decode.py --images 12 --repeats 5 [--quality 95]
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=12, help="distinct 1920x1080 JPEGs")
     parser.add_argument("--repeats", type=int, default=5, help="timed passes over the images (medians reported)")
-    parser.add_argument("--quality", type=int, default=95, help="JPEG quality of the test frames")
+    parser.add_argument("--quality", type=int, default=85,
+                        help="JPEG quality of the test frames (85: ~440 KB per frame, a camera-trap file's size)")
     return parser
 
 
@@ -107,6 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="discl-bench-decode-") as tmp:
         paths = make_frames(Path(tmp), args.images, args.quality)
+        kilobytes = float(np.mean([p.stat().st_size for p in paths])) / 1024
         results = {
             "480x270 (generation, scoring)": compare(
                 paths, lambda p: reference_resize(p, (480, 270)), lambda p: load_rgb(p, (480, 270), draft=True),
@@ -115,12 +118,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 paths, lambda p: shorter_side(Image.open(p).convert("RGB"), 224),
                 lambda p: shorter_side(decode(p, (224, 224)), 224), args.repeats),
         }
-    print(f"{args.images} JPEGs {FRAME[0]}x{FRAME[1]} (quality {args.quality}), median of {args.repeats} "
-          "interleaved passes")
+    print(f"{args.images} JPEGs {FRAME[0]}x{FRAME[1]} (quality {args.quality}, {kilobytes:.0f} KB each), median of "
+          f"{args.repeats} interleaved passes")
     for target, r in results.items():
         print(f"{target}: full decode + resize {1000 * r['full']:.1f} ms ({1000 * r['full_cpu']:.1f} ms CPU), "
-              f"draft {1000 * r['ours']:.1f} ms ({1000 * r['ours_cpu']:.1f} ms CPU); speedup {r['full'] / r['ours']:.2f} "
-              f"wall, {r['full_cpu'] / r['ours_cpu']:.2f} CPU")
+              f"draft {1000 * r['ours']:.1f} ms ({1000 * r['ours_cpu']:.1f} ms CPU); "
+              f"speedup {r['full'] / r['ours']:.2f} wall, {r['full_cpu'] / r['ours_cpu']:.2f} CPU")
         print(f"    |difference| max {r['max']}, 99.9th percentile {r['p999']:.0f}, mean {r['mean']:.2f} grey levels, "
               f"PSNR {r['psnr']:.1f} dB")
     # decoding is single-threaded CPU work: its CPU time does not grow when other processes share the cores

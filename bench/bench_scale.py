@@ -19,8 +19,10 @@ stage data               ``StageData.rows`` of every level + the FLYP targets (c
 epoch sampling           ``GlobalBatchSampler`` batches of one pass over the largest stage
 ======================  ==================================================================================
 
-Each step is timed (best of ``--repeats``) and its peak Python/NumPy allocation measured (tracemalloc, one more
-run). Last line: ``growth=<g> ratio=<r>``: ``g`` is the largest log-log slope of any step between the two
+Each step is timed in CPU time (best of ``--repeats`` runs, more for a short step until a second was timed: CPU
+time hardly moves when other processes share the cores) and its peak Python/NumPy allocation measured
+(tracemalloc, one more run). Steps that only shuffle or look up (a permutation, a hash set) grow a little faster
+than linearly once their arrays outgrow the CPU caches; ``pandas.read_csv`` itself shows the machine's share. Last line: ``growth=<g> ratio=<r>``: ``g`` is the largest log-log slope of any step between the two
 largest sizes (1 = linear), ``r`` is all the steps together at the largest size ÷ ``pandas.read_csv`` of that
 size's manifest.
 
@@ -232,7 +234,7 @@ def step_trainer_table(world: World) -> None:
 
 
 def step_stage_data(world: World) -> None:
-    from discl.training.data import Lookup
+    from discl.flyp import FlypOptions, FlypTask
     from discl.training.stage_data import StageData
 
     table = world.state["table"]
@@ -241,11 +243,11 @@ def step_stage_data(world: World) -> None:
     stage_data.check_levels(levels, world.state["train_csv"])
     largest = 0
     rng = np.random.default_rng(0)
-    tokenizer = world.state["tokenizer"]
+    task = FlypTask(FlypOptions())
+    task.tokenizer = world.state["tokenizer"]  # what FlypTask.build sets, without loading a model
     for level in levels:
         rows = stage_data.rows(level, rng).reset_index(drop=True)
-        unique, index = np.unique(rows["title"].astype(str).to_numpy(), return_inverse=True)
-        Lookup(tokenizer(list(unique)), index)  # FlypTask.targets
+        task.targets(rows)  # the caption tokens of the stage (each distinct caption tokenised once)
         rows["filepath"].tolist(), rows["guidance"].to_numpy(), rows["img_id"].to_numpy() >= 0
         largest = max(largest, len(rows))
     world.state["stage_rows"] = largest
@@ -285,14 +287,16 @@ def split_parts(world: World) -> None:
         atomic_write_csv(manifest_path(world.syn, k, len(parts)), chosen)
 
 
-def timed(fn: Callable[[], None], repeats: int) -> float:
-    """Best wall time of ``repeats`` runs."""
-    best = math.inf
-    for _ in range(repeats):
+def timed(fn: Callable[[], None], repeats: int, at_least: float = 1.0) -> float:
+    """Best CPU time (user + system, this process) of ``repeats`` runs, more for a short step until ``at_least``
+    seconds were timed: CPU time hardly moves when other processes share the cores, wall time does."""
+    best, spent, runs = math.inf, 0.0, 0
+    while runs < repeats or spent < at_least:
         gc.collect()
-        start = time.perf_counter()
+        start = time.process_time()
         fn()
-        best = min(best, time.perf_counter() - start)
+        elapsed = time.process_time() - start
+        best, spent, runs = min(best, elapsed), spent + elapsed, runs + 1
     return best
 
 

@@ -615,9 +615,9 @@ class ScoringConfig:
                        choices=TEXT_SOURCES)
     clip_emb_pkl: bool = option(False, "also write the reference's per-subfolder clip_emb.pkl (pickles)")
     jpeg_draft: bool = option(False, "decode JPEGs at 1/2, 1/4 or 1/8 scale (still >= --resize) before the resize: "
-                                     "~3.5x less decoding of 1920x1080 real photos; their image-image similarity "
-                                     "moves by ~1e-3, the image-text one (the filter) not at all "
-                                     "(docs/performance.md)")
+                                     "~3.5x less decoding of 1920x1080 real photos, whose image-image similarity "
+                                     "moves slightly; synthetic images under twice --resize (the generator's) and "
+                                     "so the image-text filter are unchanged (docs/performance.md)")
 
 
 def resize_text(size: tuple[int, int] | None) -> str:

@@ -100,9 +100,13 @@ class FlypTask(Task):
 
     def targets(self, rows: pd.DataFrame) -> Lookup:
         """Caption tokens per row, each distinct caption tokenised once (there are few per class)."""
-        unique, index = np.unique(rows["title"].astype(str).to_numpy(), return_inverse=True)
-        tokens = self.tokenizer(list(unique)) if len(unique) else torch.zeros(0, 1, dtype=torch.long)
-        return Lookup(tokens, index)
+        # hashed, not sorted: a stage of the real volume has ~900k rows and a few hundred captions
+        codes, unique = pd.factorize(rows["title"].astype(str).to_numpy())
+        order = np.argsort(unique)  # captions in sorted order, as before
+        index = np.empty(len(order), dtype=np.int64)
+        index[order] = np.arange(len(order))
+        tokens = self.tokenizer(list(unique[order])) if len(unique) else torch.zeros(0, 1, dtype=torch.long)
+        return Lookup(tokens, index[codes])
 
     def loss(self, model: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """CLIP's contrastive loss over the global batch."""

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from discl.errors import InputError
-from discl.guidance import level_from_strength, strength_percent
+from discl.guidance import strength_percent
 
 MANIFEST_COLUMNS = [
     "sample_id",
