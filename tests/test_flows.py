@@ -209,7 +209,15 @@ def run_block(text: str, lab: dict, monkeypatch) -> None:
         assert done.returncode == 0, f"{line}\n--- stdout\n{done.stdout[-3000:]}\n--- stderr\n{done.stderr[-6000:]}"
 
 
-@pytest.mark.usefixtures("one_torch_thread")
+@pytest.fixture()
+def umask_022():
+    """A lab's usual umask: group and others may read what is written."""
+    before = os.umask(0o022)
+    yield
+    os.umask(before)
+
+
+@pytest.mark.usefixtures("one_torch_thread", "umask_022")
 def test_the_documented_commands_run_as_written(lab, monkeypatch):
     for doc, index, values in PLAN:
         text = changed(blocks(doc)[index], lab, values)
@@ -218,6 +226,11 @@ def test_the_documented_commands_run_as_written(lab, monkeypatch):
         except BaseException as err:
             raise AssertionError(f"{doc}, block {index + 1}: {err}") from err
     root = lab["root"]
+    # everything the pipeline wrote (images, tables, checkpoints, records, events) is readable by the group under
+    # umask 022 (runs/tiny_world is the test harness's model cache, written by safetensors, not by the pipeline)
+    written = [p for top in ("runs", "data/syn") for p in (root / top).rglob("*")
+               if p.is_file() and "tiny_world" not in p.parts]
+    assert written and not [p for p in written if p.stat().st_mode & 0o044 != 0o044]
     # what the flows left: tables complete, runs with records and TensorBoard events, a scored spectrum
     assert json.loads((root / "runs/iwildcam/data/tables.json").read_text())["complete"]
     for run in ("runs/iwildcam/flyp_adaptive", "runs/imagenet_lt/discl_ce_full", "runs/lt/discl_ce"):
