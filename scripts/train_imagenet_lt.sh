@@ -6,7 +6,8 @@
 #   DATA_ROOT=/data/imagenet SYN=/data/syn/imagenet_lt OUT=runs/imagenet_lt bash scripts/train_imagenet_lt.sh
 # DATA_ROOT: the ImageNet root with ImageNet_LT_{train,val,test}.txt; SYN: the folder scored by
 # comp_clip_scores.py; OUT [runs/imagenet_lt]: lists in $OUT/data, runs in $OUT/baseline_ce, $OUT/discl_$LOSS_$MODE.
-# LOSS [ce] ce | balanced_softmax (the curriculum's; the baseline is CE); MODE [full] full | onlyfc;
+# LOSS [ce] ce | balanced_softmax (the curriculum's; the baseline is CE); MODE [full] full | onlyfc; CURRICULUM
+# [fixed] the schedule (the curriculum-validation hold-out is built only for adaptive, which probes it);
 # NPROC [1] > 1 trains with torchrun; per-step flags: BUILD_ARGS (build_data.py, e.g. "--threshold 0.28
 # --val-size 200"), BASELINE_ARGS (train_baseline.py, e.g. "--epochs 30"), TRAIN_ARGS (train.py; flags after the
 # script name are added to it). Every other setting is the paper's (docs/train-imagenet-lt.md).
@@ -19,6 +20,7 @@ require SYN "set it to the generation output folder scored by comp_clip_scores.p
 OUT="${OUT:-runs/imagenet_lt}"
 LOSS="${LOSS:-ce}"
 MODE="${MODE:-full}"
+CURRICULUM="${CURRICULUM:-fixed}"
 NPROC="${NPROC:-${GPUS:-1}}"
 DATA="$OUT/data"
 stage_args BUILD "${BUILD_ARGS:-}"
@@ -44,8 +46,10 @@ if tables_complete "$DATA"; then
   step "lists: $DATA is complete (delete it to rebuild)"
 else
   step "lists -> $DATA"
+  VAL=()
+  [ "$CURRICULUM" = adaptive ] || VAL=(--val-size 0)  # no hold-out the schedule never probes
   "$PY" "$REPO/curriculum/ImageNet_LT/build_data.py" --data-root "$DATA_ROOT" --syn-path "$SYN" --output-dir "$DATA" \
-    "${BUILD[@]}"
+    "${VAL[@]}" "${BUILD[@]}"
 fi
 
 if [ -z "${INIT:-}" ]; then
@@ -59,9 +63,10 @@ if [ -z "${INIT:-}" ]; then
 fi
 
 RUN="$OUT/discl_${LOSS}_${MODE}"
-step "DisCL curriculum ($LOSS, $MODE) from $INIT -> $RUN"
+[ "$CURRICULUM" = fixed ] || RUN="${RUN}_$CURRICULUM"
+step "DisCL curriculum ($CURRICULUM, $LOSS, $MODE) from $INIT -> $RUN"
 # shellcheck disable=SC2046
 launch "$NPROC" "$REPO/curriculum/ImageNet_LT/train.py" --data-root "$DATA_ROOT" --train-table "$DATA/train.txt" \
-  --val-table "$DATA/validate.txt" --init "$INIT" --train-mode "$MODE" --loss "$LOSS" \
+  --val-table "$DATA/validate.txt" --init "$INIT" --train-mode "$MODE" --loss "$LOSS" --curriculum "$CURRICULUM" \
   --output-dir "$RUN" $(resume_flag "$RUN") "${TRAIN[@]}"
 step "done: $RUN"

@@ -7,7 +7,7 @@
 # DATA_ROOT: the WILDS root (holding iwildcam_v2.0/); SYN: the folder scored by comp_clip_scores.py; OUT
 # [runs/iwildcam]: tables in $OUT/data, runs in $OUT/flyp_$CURRICULUM (and $OUT/flyp_none for the baseline).
 # NPROC [1] > 1 trains with torchrun on that many GPUs (--batch-size 256 stays the global batch).
-# CURRICULUM [adaptive]; per-step flags: BUILD_ARGS (build_data.py), BASELINE_ARGS, TRAIN_ARGS (train.py; flags
+# CURRICULUM [adaptive] (any other schedule: no curriculum-validation hold-out, it is never probed); per-step flags: BUILD_ARGS (build_data.py), BASELINE_ARGS, TRAIN_ARGS (train.py; flags
 # after the script name are added to TRAIN_ARGS). Every other setting is the paper's (docs/train-iwildcam.md).
 # Rerun the same command to continue: complete tables are kept and a run with checkpoints/last.pt resumes.
 set -euo pipefail
@@ -37,8 +37,10 @@ if tables_complete "$DATA"; then
   step "tables: $DATA is complete (delete it to rebuild)"
 else
   step "tables -> $DATA"
+  VAL=()
+  [ "$CURRICULUM" = adaptive ] || VAL=(--val-size 0)  # no hold-out the schedule never probes
   "$PY" "$REPO/curriculum/iWildCam/build_data.py" --data-root "$DATA_ROOT" --syn-path "$SYN" --output-dir "$DATA" \
-    "${BUILD[@]}"
+    "${VAL[@]}" "${BUILD[@]}"
 fi
 
 # --resume when the run folder holds a checkpoint, so rerunning the script continues an interrupted run
