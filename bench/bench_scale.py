@@ -287,12 +287,13 @@ def split_parts(world: World) -> None:
         atomic_write_csv(manifest_path(world.syn, k, len(parts)), chosen)
 
 
-def timed(fn: Callable[[], None], repeats: int, at_least: float = 1.0) -> float:
+def timed(fn: Callable[[], None], repeats: int, at_least: float = 1.0, most: int = 50) -> float:
     """Best CPU time (user + system, this process) of ``repeats`` runs, more for a short step until ``at_least``
-    seconds were timed: CPU time hardly moves when other processes share the cores, wall time does."""
+    seconds were timed (at most ``most`` runs): CPU time hardly moves when other processes share the cores, wall
+    time does."""
+    gc.collect()
     best, spent, runs = math.inf, 0.0, 0
-    while runs < repeats or spent < at_least:
-        gc.collect()
+    while runs < repeats or (spent < at_least and runs < most):
         start = time.process_time()
         fn()
         elapsed = time.process_time() - start

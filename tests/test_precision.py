@@ -247,3 +247,18 @@ def test_compiled_unet_generates_what_eager_does(hf_home):
     eager = generate()
     assert backend.compile_unet(backend="aot_eager") is backend
     assert int(np.abs(generate() - eager).max()) <= 1  # a grey level at most: kernels may round differently
+
+
+def test_the_fp16_gradient_scaler_is_checkpointed_and_resumed(datasets, tmp_path):
+    config = dict(output_dir=tmp_path / "run", workers=0, batch_size=BATCH, epochs=2, eval_splits=[], device="cpu",
+                  precision="fp16", plots=False)
+    first = Trainer(datasets["ce"], LoopConfig(stop_after_epoch=0, **config), _task("ce"))
+    first.train()
+    scale = first.step_context.scaler.get_scale()
+    first.close()
+    assert scale != torch.amp.GradScaler("cpu").get_scale()  # it moved (overflowing steps lowered it)
+    state = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
+    assert state["trainer"]["grad_scaler"]["scale"] == scale
+    resumed = Trainer(datasets["ce"], LoopConfig(resume=True, **config), _task("ce"))
+    assert resumed.step_context.scaler.get_scale() == scale
+    resumed.close()
