@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -150,7 +151,11 @@ def test_every_run_folder_records_config_command_versions_commit_times_and_a_dat
     assert "--guidance-levels 50 100" in record["command"] and record["argv"][:2] == ["--trainer", "ce"]
     assert record["packages"]["torch"] == torch.__version__.split("+")[0]
     assert record["packages"]["tensorboard"] and record["python"]
-    assert re.fullmatch(r"[0-9a-f]{40}", record["git"]["commit"])  # this checkout is a git repository
+    checkout = subprocess.run(["git", "-C", str(repo_root), "rev-parse", "HEAD"], capture_output=True, text=True)
+    if checkout.returncode == 0:  # a git checkout: its commit; a copy without .git: none
+        assert record["git"]["commit"] == checkout.stdout.strip() and isinstance(record["git"]["dirty"], bool)
+    else:
+        assert record["git"] is None
     assert record["start"] <= record["end"] and record["seconds"] >= 0
     log = (whole / RECORDS_DIR / record["log"]).read_text()
     dated = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d (INFO|WARNING) ")
