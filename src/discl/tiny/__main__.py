@@ -4,6 +4,8 @@ DIR/hf_home     an HF_HOME with tiny models under the real hub ids (export HF_HO
 DIR/iwildcam    a WILDS root dir holding a mini iwildcam_v2.0
 DIR/imagenet_lt a mini ImageNet-LT root with its txt lists
 DIR/folder      a mini ImageFolder root (train/ val/ test/<class>/) for the folder dataset kind
+DIR/digits      the digits world (docs/digits-world.md): DIR/digits/hf_home holds small models trained on real
+                handwritten digits under the same real ids, DIR/digits/lt a long-tailed digits ImageFolder root
 Everything already complete is kept as it is.
 """
 
@@ -64,6 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
     setup_logging(args.verbose)
     from discl.tiny import install_tiny_models, make_mini_folder, make_mini_imagenet_lt, make_mini_iwildcam
+    from discl.tiny.digits import install_digits_models, make_digits_lt
 
     out = args.out.resolve()
     hf_home = out / "hf_home"
@@ -71,6 +74,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     iwildcam = make_mini_iwildcam(out / "iwildcam", seed=args.seed)
     imagenet_lt = make_mini_imagenet_lt(out / "imagenet_lt", seed=args.seed)
     folder = make_mini_folder(out / "folder", seed=args.seed)
+    digits_installed = install_digits_models(out / "digits" / "hf_home")
+    digits = make_digits_lt(out / "digits" / "lt")
 
     print(f"models in {hf_home}:")
     for name, where in installed.items():
@@ -78,6 +83,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"iwildcam    {iwildcam}: {describe_iwildcam(iwildcam)}")
     print(f"imagenet_lt {imagenet_lt}: {describe_imagenet_lt(imagenet_lt)}")
     print(f"folder      {folder}: {describe_folder(folder)}")
+    print(f"digits models in {out / 'digits' / 'hf_home'}:")
+    for name, where in digits_installed.items():
+        print(f"  {name:45s} {where}")
+    print(f"digits      {digits}: {describe_folder(digits)}")
     if Path(os.environ.get("HF_HOME", "")).resolve() != hf_home.resolve():
         print(f"note: export HF_HOME={hf_home} HF_HUB_OFFLINE=1 so from_pretrained finds the tiny models")
     return 0

@@ -21,7 +21,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from discl.fileio import atomic_write_json, atomic_write_text
 from discl.generation.backend import SD15_ID
@@ -303,8 +303,14 @@ def install_model(hf_home: str | os.PathLike, repo_id: str) -> Path:
     Every id of ``install_tiny_models``, plus ``OPEN_CLIP_VIT_B16_OPENAI_ID`` (random full-size weights) and
     ``SD15_ID`` (a tiny Stable Diffusion 1.5 img2img pipeline).
     """
+    return install_snapshot(hf_home, repo_id, snapshot_hash(repo_id), {**_SAVERS, **_OPTIONAL_SAVERS}[repo_id],
+                            f"built by discl.tiny v{BUILDER_VERSION}")
+
+
+def install_snapshot(hf_home: str | os.PathLike, repo_id: str, commit: str, save: Callable[[Path], None],
+                     origin: str) -> Path:
+    """Write the snapshot ``commit`` of ``repo_id`` with ``save(folder)`` (skipped when complete); point main at it."""
     repo_dir = repo_cache_dir(hf_home, repo_id)
-    commit = snapshot_hash(repo_id)
     snapshot = repo_dir / "snapshots" / commit
     if not (snapshot / _DONE_MARKER).is_file():
         # Build in a staging folder and rename it into place, so a killed install never leaves a half snapshot
@@ -312,8 +318,8 @@ def install_model(hf_home: str | os.PathLike, repo_id: str) -> Path:
         (repo_dir / "snapshots").mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".tmp-", dir=repo_dir / "snapshots"))
         try:
-            {**_SAVERS, **_OPTIONAL_SAVERS}[repo_id](staging)
-            atomic_write_text(staging / _DONE_MARKER, f"{repo_id} built by discl.tiny v{BUILDER_VERSION}\n")
+            save(staging)
+            atomic_write_text(staging / _DONE_MARKER, f"{repo_id} {origin}\n")
             # Another process may have finished the same install meanwhile: keep its (identical) snapshot.
             if not (snapshot / _DONE_MARKER).is_file():
                 shutil.rmtree(snapshot, ignore_errors=True)  # an unmarked folder is not ours to trust
@@ -324,7 +330,7 @@ def install_model(hf_home: str | os.PathLike, repo_id: str) -> Path:
                         raise
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-        log.info("installed tiny %s at %s", repo_id, snapshot)
+        log.info("installed %s (%s) at %s", repo_id, origin, snapshot)
     refs_main = repo_dir / "refs" / "main"
     if not refs_main.is_file() or refs_main.read_text().strip() != commit:
         atomic_write_text(refs_main, commit)
