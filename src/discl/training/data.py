@@ -200,8 +200,10 @@ def check_files(table: pd.DataFrame, path) -> None:
     from discl.filescan import existing
 
     filepaths = table["filepath"].to_numpy(dtype=object)
-    unique, first_rows = np.unique(filepaths.astype(str), return_index=True)
-    missing = first_rows[~existing(unique.tolist())]
+    codes, unique = pd.factorize(filepaths)  # hashed: a table of the real volume has ~900k rows
+    first_rows = np.empty(len(unique), dtype=np.int64)
+    first_rows[codes[::-1]] = np.arange(len(codes))[::-1]  # the last write per file is its first row
+    missing = first_rows[~existing([str(path) for path in unique])]
     if missing.size:
         row = int(missing.min())
         raise InputError(path, f"image {filepaths[row]} not found", row=row + 1, column="filepath")
