@@ -193,7 +193,7 @@ def measure_activations(forward: Callable[[], torch.Tensor], model: torch.nn.Mod
     """Bytes saved for backward by ``forward()`` (a loss), which runs once with no lasting effect: the model's
     buffers (batch-norm statistics) and the random state are restored, no gradient is computed."""
     buffers = {name: buffer.detach().clone() for name, buffer in model.named_buffers()}
-    devices = [torch.device(b.device) for b in buffers.values() if b.device.type == "cuda"][:1]
+    devices = [p.device for p in model.parameters() if p.device.type == "cuda"][:1]
     with torch.random.fork_rng(devices=devices), counting_saved_tensors(list(model.parameters())) as total:
         loss = forward()
         del loss
