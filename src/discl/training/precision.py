@@ -18,7 +18,6 @@ memory estimate printed at start (docs/performance.md).
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 from dataclasses import dataclass
 from typing import Callable, Iterator
@@ -27,13 +26,11 @@ import torch
 
 from discl.errors import InputError
 
-log = logging.getLogger(__name__)
-
 PRECISIONS = ("fp32", "bf16", "fp16")
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 GIB = 2 ** 30
-# Room left on a device for what the estimate does not see: the allocator's fragmentation, cuDNN / cuBLAS
-# workspaces, the CUDA context, the evaluation pass.
+# The share of a device the estimate may fill; the rest is for what it does not see: the allocator's
+# fragmentation, cuDNN / cuBLAS workspaces, the CUDA context, the evaluation pass.
 HEADROOM = 0.85
 
 
