@@ -170,7 +170,8 @@ def test_memory_estimate_is_logged_and_activations_grow_with_the_micro_batch(dat
     parameters = sum(p.numel() * 4 for p in whole.model.parameters())
     assert estimate.parameters == estimate.gradients == parameters
     assert estimate.optimizer == 2 * parameters  # Adam's two moments
-    assert 1.6 < estimate.activations / half.memory.activations < 2.4
+    ratio = estimate.activations / half.memory.activations
+    assert 2.4 > ratio > 1.6
     whole.close(), half.close()
 
 
