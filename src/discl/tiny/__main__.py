@@ -26,6 +26,7 @@ def get_args_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True, type=Path, help="folder of the tiny world")
     parser.add_argument("--seed", type=int, default=0, help="seed of the mini datasets' pixels")
+    parser.add_argument("--digits-only", action="store_true", help="build only DIR/digits (the digits world)")
     parser.add_argument("--verbose", action="store_true")
     return parser
 
@@ -69,13 +70,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     from discl.tiny.digits import install_digits_models, make_digits_lt
 
     out = args.out.resolve()
+    digits_installed = install_digits_models(out / "digits" / "hf_home")
+    digits = make_digits_lt(out / "digits" / "lt")
+    print(f"digits models in {out / 'digits' / 'hf_home'}:")
+    for name, where in digits_installed.items():
+        print(f"  {name:45s} {where}")
+    print(f"digits      {digits}: {describe_folder(digits)}")
+    if args.digits_only:
+        return 0
     hf_home = out / "hf_home"
     installed = install_tiny_models(hf_home)
     iwildcam = make_mini_iwildcam(out / "iwildcam", seed=args.seed)
     imagenet_lt = make_mini_imagenet_lt(out / "imagenet_lt", seed=args.seed)
     folder = make_mini_folder(out / "folder", seed=args.seed)
-    digits_installed = install_digits_models(out / "digits" / "hf_home")
-    digits = make_digits_lt(out / "digits" / "lt")
 
     print(f"models in {hf_home}:")
     for name, where in installed.items():
@@ -83,10 +90,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"iwildcam    {iwildcam}: {describe_iwildcam(iwildcam)}")
     print(f"imagenet_lt {imagenet_lt}: {describe_imagenet_lt(imagenet_lt)}")
     print(f"folder      {folder}: {describe_folder(folder)}")
-    print(f"digits models in {out / 'digits' / 'hf_home'}:")
-    for name, where in digits_installed.items():
-        print(f"  {name:45s} {where}")
-    print(f"digits      {digits}: {describe_folder(digits)}")
     if Path(os.environ.get("HF_HOME", "")).resolve() != hf_home.resolve():
         print(f"note: export HF_HOME={hf_home} HF_HUB_OFFLINE=1 so from_pretrained finds the tiny models")
     return 0

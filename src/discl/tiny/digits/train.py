@@ -223,7 +223,7 @@ def train_vae(config: WorldConfig) -> tuple[AutoencoderKL, dict]:
         test, _ = split_pixels("test")
         test_mse = float(F.mse_loss(vae.decode(vae.encode(test * 2 - 1).latent_dist.mean).sample, test * 2 - 1))
     vae.register_to_config(scaling_factor=round(scaling, 5))
-    report = {"seconds": round(time.perf_counter() - started, 1), "final_loss": round(float(loss), 6),
+    report = {"seconds": round(time.perf_counter() - started, 1), "final_loss": round(float(loss.detach()), 6),
               "test_mse": round(test_mse, 6), "scaling_factor": vae.config.scaling_factor}
     log.info("VAE: %s", report)
     return vae, report
@@ -308,7 +308,7 @@ def train_unet(config: WorldConfig, clip: CLIPModel, vae: AutoencoderKL) -> tupl
             for average, current in zip(ema.parameters(), unet.parameters()):
                 average.lerp_(current, 1 - config.unet_ema)
         _progress("UNet", step, config.unet_steps, loss, started)
-    report = {"seconds": round(time.perf_counter() - started, 1), "final_loss": round(float(loss), 5)}
+    report = {"seconds": round(time.perf_counter() - started, 1), "final_loss": round(float(loss.detach()), 5)}
     log.info("UNet: %s", report)
     return ema, report
 
