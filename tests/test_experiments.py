@@ -227,8 +227,10 @@ def test_shipped_experiment_files(monkeypatch):
         experiment = load_experiment(path)
         R.check_commands(experiment)
         shapes[path.stem] = (len(experiment.methods), sorted({len(m.seeds) for m in experiment.methods}))
-    # the paper's two tables with 3 seeds, the ablations, the quickstart's 3 methods × 2 seeds
-    assert shapes == {"iwildcam": (3, [3]), "imagenet_lt": (4, [3]), "ablations": (9, [3]), "tiny": (3, [2])}
+    # the paper's two tables with 3 seeds, the ablations, the quickstart's 3 methods × 2 seeds, the digits world's
+    # CE / BS table with its controls × 5 seeds (docs/digits-world.md)
+    assert shapes == {"iwildcam": (3, [3]), "imagenet_lt": (4, [3]), "ablations": (9, [3]), "tiny": (3, [2]),
+                      "digits": (10, [5])}
     iwildcam = load_experiment(REPO_ROOT / "experiments" / "iwildcam.toml")
     assert {m.name: m.paper for m in iwildcam.methods}["FLYP + DisCL"] == {"OOD": (38.2, 0.5), "ID": (54.3, 1.4)}
     ablations = load_experiment(REPO_ROOT / "experiments" / "ablations.toml")

@@ -56,7 +56,14 @@ NOT_RUN = {
                       "stages are these flows on the same tiny world)",
     ("README.md", 3): "experiments over the paper's full matrix on real data and SLURM (quickstart stage 70 runs "
                       "the tiny matrix)",
-    ("README.md", 4): "benchmarks: timed on purpose; their tests run each at small sizes",
+    ("README.md", 4): "the digits experiment, 50 CPU training runs (28 min); tests/test_digits_world.py checks its "
+                      "world, experiments/digits.toml is parsed by tests/test_experiments.py",
+    ("README.md", 5): "benchmarks: timed on purpose; their tests run each at small sizes",
+    ("docs/digits-world.md", 0): "the digits world's stages: the quickstart runs them (stages 10-50) on the same "
+                                 "world, tests/test_digits_world.py checks the installed models",
+    ("docs/digits-world.md", 1): "retrains the committed weights (about 11 CPU-minutes); tests/test_digits_world.py "
+                                 "trains a few steps of each model twice and compares the bytes",
+    ("docs/digits-world.md", 2): "the digits experiment, 50 CPU training runs (28 min)",
     ("docs/experiments.md", 0): "the paper's experiment matrix on real data (quickstart stage 70 runs the tiny one)",
     ("docs/experiments.md", 1): "the experiment tables of the paper's matrix (needs its finished runs)",
 }

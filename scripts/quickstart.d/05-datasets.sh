@@ -1,4 +1,4 @@
-# Stage 05 — the dataset registry on the mini world (usage: docs/datasets.md).
+# Stage 05 — the dataset registry on the long-tailed digits and the mini world (usage: docs/datasets.md).
 # Sourced by scripts/quickstart.sh with PY, RUN and WORLD set; prints what a researcher would check first.
 mkdir -p "$RUN/datasets"
 "$PY" - "$WORLD" "$RUN/datasets" <<'PYEOF'
@@ -14,6 +14,11 @@ from discl.fileio import atomic_write_text
 
 world, out = Path(sys.argv[1]), Path(sys.argv[2])
 print(f"registered datasets: {', '.join(names())}")
+digits = get_dataset("folder", world / "digits" / "lt")
+print("long-tailed digits (an ImageFolder root, --dataset folder): " + ", ".join(
+    f"{name} {count} ({group})" for name, count, group in zip(digits.class_names(), digits.class_counts(),
+                                                              digits.class_groups()))
+      + f"; val {len(digits.eval_set('val').paths)}, test {len(digits.eval_set('test').paths)} held-out digits")
 wilds = get_dataset("iwildcam", world / "iwildcam")
 print("iWildCam classes: " + ", ".join(f"{y} {s} ({c})"
                                        for y, (s, c) in enumerate(zip(wilds.class_names(), wilds.text_names()))))

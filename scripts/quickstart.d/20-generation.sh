@@ -1,11 +1,14 @@
 # Stage 20 — the synthetic-to-real spectrum of the hard images (usage: docs/generation.md).
-# Sourced by scripts/quickstart.sh with PY, RUN and WORLD set. The diffusion model is the tiny SDXL refiner under
-# the real id (random weights, so the images are noise-like); sizes are tiny: 64x36 / native 48x48, 4 steps.
-# Inputs: $RUN/hard_samples/{iwildcam,imagenet_lt}.csv and imagenet_lt_prompts.json (stage 10).
-# Outputs: $RUN/gen/{iwildcam,imagenet_lt}/<class>/Strength*_guidance100_seed*/<image>.jpg, manifests/, spectrum.png.
+# Sourced by scripts/quickstart.sh with PY, RUN, WORLD and the DIGITS_* variables set. On the digits the model is the
+# trained refiner-layout pipeline (16 px, 20 steps): $RUN/gen/digits/spectrum.png shows each hard digit go from the
+# real image (right) to a prototypical digit of its class (left). On the mini worlds it is the tiny SDXL refiner
+# with random weights (noise-like images); sizes there are tiny: 64x36 / native 48x48, 4 steps.
+# Inputs: $RUN/hard_samples/{digits,iwildcam,imagenet_lt}.csv and imagenet_lt_prompts.json (stage 10).
+# Outputs: $RUN/gen/<dataset>/<class>/Strength*_guidance*_seed*/<image>.jpg, manifests/, spectrum.png;
+#          $RUN/gen/digits_no_cfg/ (the same digits without classifier-free guidance, for the filter in stage 30).
 GEN="$RUN/gen"
 HS="$RUN/hard_samples"
-for input in "$HS/iwildcam.csv" "$HS/imagenet_lt.csv" "$HS/imagenet_lt_prompts.json"; do
+for input in "$HS/digits.csv" "$HS/iwildcam.csv" "$HS/imagenet_lt.csv" "$HS/imagenet_lt_prompts.json"; do
   if [ ! -f "$input" ]; then
     echo "error: $input is missing (written by the hard-sample stage, 10-*.sh)" >&2
     return 1
@@ -15,6 +18,17 @@ mkdir -p "$GEN"
 # Library logs go to a file (shown on failure); the tiny models run fastest on one thread.
 gen_run() { local log="$1"; shift; if ! OMP_NUM_THREADS=1 "$@" 2>"$log"; then cat "$log" >&2; return 1; fi; }
 GEN_TINY=(--seeds 10 20 --steps 4 --batch-size 16 --device cpu)
+DIGITS_GEN=(--dataset folder --data-root "$DIGITS_LT" --data-csv "$HS/digits.csv" --strengths 0.1 0.2 0.3 0.4 0.5
+            0.6 0.7 0.8 0.9 1.0 --seeds 10 20 --steps 20 --batch-size 40 --device cpu --jpeg-quality 95)
+
+echo "-- digits: strengths 0.1 … 1.0 x seeds 10, 20 at the paper's text guidance 10, native 16 px, 20 steps"
+gen_run "$GEN/digits.log" env HF_HOME="$DIGITS_HF" "$PY" data_generation/gene_img.py "${DIGITS_GEN[@]}" \
+  --output-path "$GEN/digits" | sed 's/^/   /'
+gen_run "$GEN/digits_figure.log" "$PY" data_generation/plot_spectrum.py --output_path "$GEN/digits" --rows 10 \
+  | sed 's/^/   /'
+echo "-- digits again without classifier-free guidance (text guidance 1), for the CLIPScore filter of stage 30"
+gen_run "$GEN/digits_no_cfg.log" env HF_HOME="$DIGITS_HF" "$PY" data_generation/gene_img.py "${DIGITS_GEN[@]}" \
+  --guidance-scale 1 --output-path "$GEN/digits_no_cfg" | sed 's/^/   /'
 
 echo "-- iWildCam: strengths 0.3, 0.5 (guidance 70, 50: what training keeps) x seeds 10, 20, as 2 parts"
 for part in 1 2; do
