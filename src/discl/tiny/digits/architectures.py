@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from discl.tiny.digits.data import IMAGE_SIZE
-from discl.tiny.models import BOS, CLIP_CONTEXT, CLIP_VOCAB_SIZE, EOS  # noqa: F401  (BOS/EOS: the token ids)
+from discl.tiny.models import CLIP_CONTEXT, CLIP_VOCAB_SIZE
 
 if TYPE_CHECKING:
     import torch

@@ -68,8 +68,9 @@ def spectrum_table(pipe, model, processor, per_class: int = 3, strengths: Sequen
     sources, labels = held_out_sources(per_class)
     prompts = (labels + offset) % len(DIGIT_NAMES)
     source_pixels = np.stack([np.asarray(image, dtype=np.float32) / 255 for image in sources])
-    rows = [{"strength": 0.0, "source_class": own_class_share(class_scores(model, processor, sources), labels),
-             "prompt_class": own_class_share(class_scores(model, processor, sources), prompts), "pixel_rmse": 0.0}]
+    real = class_scores(model, processor, sources)
+    rows = [{"strength": 0.0, "source_class": own_class_share(real, labels),
+             "prompt_class": own_class_share(real, prompts), "pixel_rmse": 0.0}]
     for strength in strengths:
         images = img2img(pipe, sources, prompts, strength, steps, guidance_scale)
         scores = class_scores(model, processor, images)

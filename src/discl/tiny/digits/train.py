@@ -16,7 +16,6 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from tqdm import tqdm
 
 from discl.config import option
@@ -330,15 +329,3 @@ def train_world(config: WorldConfig) -> tuple[dict[str, Any], dict]:
         torch.use_deterministic_algorithms(deterministic)
     return {"clip": clip, "vae": vae, "unet": unet}, {"clip": clip_report, "vae": vae_report, "unet": unet_report}
 
-
-def digit_accuracy(clip: CLIPModel, images: list, labels: np.ndarray) -> float:
-    """Share of ``images`` (PIL) the CLIP's zero-shot head puts in ``labels``' classes."""
-    import torch
-
-    pixels = torch.stack([torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.float32) / 255).permute(2, 0, 1)
-                          for image in images])
-    with torch.no_grad():
-        text = _features(clip.get_text_features(**tokenize([ZEROSHOT_TEMPLATE.format(n) for n in DIGIT_NAMES])))
-        image = _features(clip.get_image_features(pixel_values=clip_normalise(pixels)))
-        scores = (image / image.norm(dim=-1, keepdim=True)) @ (text / text.norm(dim=-1, keepdim=True)).T
-    return float((scores.argmax(-1).numpy() == np.asarray(labels)).mean())
