@@ -184,7 +184,7 @@ def test_validation_reports_what_a_row_by_row_reading_reports():
 TEXTS = ["a", "a,b", 'say "hi"', "line\nbreak", "", " lead", "tab\there", "é ü", "None", "nan", "1.0", "x\r"]
 
 
-def _column(kind: str, n: int, rng: random.Random, np_rng: np.random.Generator) -> pd.Series:
+def _column(kind: str, n: int, rng: random.Random, np_rng: np.random.Generator, texts=TEXTS) -> pd.Series:
     if kind == "int":
         return pd.Series(np_rng.integers(-2 ** 62, 2 ** 62, n))
     if kind == "float":
@@ -198,9 +198,9 @@ def _column(kind: str, n: int, rng: random.Random, np_rng: np.random.Generator) 
     if kind == "bool":
         return pd.Series(np_rng.random(n) < 0.5)
     if kind == "object":
-        return pd.Series([rng.choice(TEXTS + [None, float("nan"), True, 0.1, 3, np.float32(0.3)]) for _ in range(n)],
+        return pd.Series([rng.choice(texts + [None, float("nan"), True, 0.1, 3, np.float32(0.3)]) for _ in range(n)],
                          dtype=object)
-    return pd.Series([rng.choice(TEXTS + [None]) for _ in range(n)], dtype="str")
+    return pd.Series([rng.choice(texts + [None]) for _ in range(n)], dtype="str")
 
 
 def test_csv_writer_writes_pandas_bytes(tmp_path):
@@ -216,6 +216,28 @@ def test_csv_writer_writes_pandas_bytes(tmp_path):
         write_csv(tmp_path / "t.csv", frame, sep=sep)
         assert (tmp_path / "t.csv").read_bytes() == frame.to_csv(sep=sep, index=False).encode("utf-8")
     assert [p.name for p in tmp_path.iterdir()] == ["t.csv"]  # atomic: no temp file left
+
+
+def test_csv_writer_quotes_like_the_csv_module_without_it(tmp_path, monkeypatch):
+    """Without line breaks (every manifest) the cells are quoted and joined here: csv.writer is never called."""
+    import discl.csvwrite
+
+    def no_csv_writer(*args, **kwargs):
+        raise AssertionError("the csv module was used")
+
+    monkeypatch.setattr(discl.csvwrite, "ROWS_PER_BLOCK", 3)  # several blocks
+    rng, np_rng = random.Random(2), np.random.default_rng(2)
+    texts = [t for t in TEXTS if "\n" not in t and "\r" not in t]
+    kinds = ("int", "float", "float32", "bool", "object", "str")
+    for trial in range(150):
+        n = rng.choice([0, 1, 7, 40])
+        frame = pd.DataFrame({(f"c{i}" if rng.random() < 0.8 else f'odd, "{i}"'):
+                              _column(rng.choice(kinds), n, rng, np_rng, texts) for i in range(rng.randint(2, 6))})
+        sep = rng.choice([",", "\t"])
+        with monkeypatch.context() as patched:  # pandas itself writes with the csv module
+            patched.setattr(discl.csvwrite.csv, "writer", no_csv_writer)
+            write_csv(tmp_path / "t.csv", frame, sep=sep)
+        assert (tmp_path / "t.csv").read_bytes() == frame.to_csv(sep=sep, index=False).encode("utf-8")
 
 
 # --- the existence scan and the seeds ----------------------------------------------------------------------------
