@@ -178,9 +178,8 @@ class EmbeddingCache:
             self._append(index["key"].tolist(), index["fingerprint"].tolist(), array.astype(np.float32))
 
     def _append(self, keys: Sequence[str], fingerprints: Sequence[str], embeddings: np.ndarray) -> None:
-        for offset, (key, fingerprint) in enumerate(zip(keys, fingerprints)):
-            self.rows[key] = self._total + offset
-            self.fingerprints[key] = fingerprint
+        self.rows.update(zip(keys, range(self._total, self._total + len(embeddings))))  # a repeated key: last wins
+        self.fingerprints.update(zip(keys, fingerprints))
         self._blocks.append(embeddings)
         self._total += len(embeddings)
 
@@ -201,7 +200,7 @@ class EmbeddingCache:
         if len(self._blocks) > 1:
             self._blocks = [np.concatenate(self._blocks)]
         array = self._blocks[0] if self._blocks else np.zeros((0, self.dim), np.float32)
-        return array[[self.rows[key] for key in keys]]
+        return array[list(map(self.rows.__getitem__, keys))]
 
     def put(self, keys: Sequence[str], fingerprints: Sequence[str], embeddings: np.ndarray) -> None:
         """Add entries; a key already present is replaced."""
@@ -427,13 +426,18 @@ class ClipScorer:
         return len(missing)
 
     def _encode_images(self, cache: EmbeddingCache, keys: Sequence[str], files: Sequence[str], desc: str) -> int:
-        first_file: dict[str, str] = {}  # a real image is listed by each of its ~80 synthetic versions
-        for key, file in zip(keys, files):
-            first_file.setdefault(key, file)
+        # a real image is listed by each of its ~80 synthetic versions: each key once, with its first listing's file
+        order = dict.fromkeys(keys)
+        if len(order) == len(keys):
+            first_file = dict(zip(keys, files))
+        else:
+            first_listing = dict(zip(reversed(keys), reversed(files)))
+            first_file = {key: first_listing[key] for key in order}
         todo: dict[str, tuple[str, str]] = {}
+        cached = cache.fingerprints
         for key, file in first_file.items():
             fingerprint = file_fingerprint(file)
-            if not cache.has(key, fingerprint):
+            if cached.get(key) != fingerprint:  # cache.has, without a method call per image
                 todo[key] = (file, fingerprint)
         if not todo:
             return 0
