@@ -126,7 +126,8 @@ def synthetic_rows(scores: pd.DataFrame, real: pd.DataFrame, syn_root: str | os.
     keys = [matches[code][0] for code in stem_codes] if len(stems) else []
     frame = pd.DataFrame({
         "key": keys, "path": scores["synthetic_path"].to_numpy(),
-        "filepath": [os.path.join(syn_root, p) for p in scores["synthetic_path"]],
+        # synthetic paths are relative (validated: class/subfolder/stem): joining is concatenating
+        "filepath": (os.path.join(syn_root, "") + scores["synthetic_path"].to_numpy(dtype=object)).tolist(),
         "label": scores["class_id"].to_numpy(dtype="int64"),
         "strength": 100 - scores["image_guidance"].to_numpy(dtype="int64"),
         "guidance": scores["image_guidance"].to_numpy(dtype="int64"),
