@@ -148,6 +148,31 @@ def test_reference_pickle_shapes_by_hand():
                                                pytest.approx(0.31), pytest.approx(0.9)]]
 
 
+def test_score_pickle_written_directly_loads_as_the_dict(monkeypatch):
+    """clip_score.pkl is written as opcodes: pickle.load must give reference_score_dict exactly."""
+    import pickle
+    import random
+
+    import discl.refpickle
+    from discl.refpickle import score_pickle_bytes
+
+    monkeypatch.setattr(discl.refpickle, "BLOCK", 7)  # several blocks
+    rng = random.Random(0)
+    for count in (0, 1, 6, 7, 8, 40):
+        keys = [f"c{rng.choice(['', 'é', '猫', 'x' * 300, chr(0xdc80)])}=Strength{i}_guidance100_seed1={i}"
+                for i in range(count)]
+        text = np.array([rng.uniform(-1, 1) for _ in keys], np.float32)
+        image = np.array([rng.choice([0.0, -0.0, 1.0, 1e-40, rng.random()]) for _ in keys], np.float32)
+        loaded = pickle.loads(score_pickle_bytes(keys, text, image))
+        expected = reference_score_dict(pd.DataFrame({"sample_id": keys, "clip_image_text": text,
+                                                      "clip_image_image": image}))
+        assert list(loaded) == list(expected)
+        for key in keys:
+            assert [type(a) for a in loaded[key]] == [np.ndarray, np.ndarray]
+            assert [(a.dtype, a.shape, a.tobytes()) for a in loaded[key]] == \
+                   [(a.dtype, a.shape, a.tobytes()) for a in expected[key]]
+
+
 # ------------------------------------------------------------------------------------------------- scoring
 def test_scores_match_transformers_one_image_at_a_time(scored, mini_iwildcam):
     """Independent computation: CLIPModel by its real id, batch 1, the same 480×270 resize."""

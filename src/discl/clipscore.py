@@ -34,6 +34,7 @@ from discl.errors import InputError
 from discl.fileio import atomic_write, atomic_write_bytes, atomic_write_csv, is_temp_file
 from discl.manifest import MANIFEST_COLUMNS, read_manifest, sample_id, validate_manifest
 from discl.models import HF_CLIP_ID
+from discl.refpickle import score_pickle_bytes
 
 log = logging.getLogger(__name__)
 
@@ -505,7 +506,8 @@ def apply_threshold(table: pd.DataFrame, threshold: float) -> pd.DataFrame:
 
 
 def reference_score_dict(table: pd.DataFrame) -> dict:
-    """``clip_score.pkl``: ``{"{class}={subfolder}={stem}": [image–text, image–image]}``.
+    """``clip_score.pkl``: ``{"{class}={subfolder}={stem}": [image–text, image–image]}`` (written by
+    ``discl.refpickle.score_pickle_bytes``; this is its specification).
 
     Each similarity is a float32 array of shape (1,): the reference's CSV builder reads ``value[0][0]`` (which
     fails on the plain scalars its own scorer wrote).
@@ -569,7 +571,8 @@ def write_outputs(table: pd.DataFrame, syn_root: str | os.PathLike, threshold: f
     table = apply_threshold(table, threshold)
     paths = {name: syn_root / name for name in (SCORES_FILE, CLIP_SCORE_PICKLE, FILTERED_PICKLE, HISTOGRAM_FILE)}
     write_csv(paths[SCORES_FILE], validate_manifest(table[MANIFEST_COLUMNS], paths[SCORES_FILE]))
-    _write_pickle(paths[CLIP_SCORE_PICKLE], reference_score_dict(table))
+    atomic_write_bytes(paths[CLIP_SCORE_PICKLE], score_pickle_bytes(  # pickle.load gives reference_score_dict
+        table["sample_id"].tolist(), table["clip_image_text"].to_numpy(), table["clip_image_image"].to_numpy()))
     _write_pickle(paths[FILTERED_PICKLE], reference_filtered_list(table))
     by_class, by_guidance = filter_reports(table)
     for name, report in zip(REPORT_FILES, (by_class, by_guidance)):
