@@ -5,6 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup_env.sh
+echo "== set-up: $SECONDS s"
 export PY="$PWD/.venv/bin/python"
 export RUN="${RUN:-$PWD/runs/quickstart}"
 export WORLD="$RUN/world"
@@ -20,6 +21,8 @@ echo "== worlds: tiny models under real ids in $HF_HOME, trained digits models i
 for stage in scripts/quickstart.d/*.sh; do
   [ -e "$stage" ] || continue
   echo "== $(basename "$stage" .sh)"
+  _stage_start=$SECONDS
   source "$stage"
+  echo "   ($(basename "$stage" .sh): $((SECONDS - _stage_start)) s)"
 done
-echo "== quickstart done: outputs in $RUN"
+echo "== quickstart done in $((SECONDS / 60)) min $((SECONDS % 60)) s (set-up included): outputs in $RUN"
