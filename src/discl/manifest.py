@@ -121,8 +121,9 @@ def _blank_mask(values: pd.Series) -> np.ndarray:
     blank = (values == "").to_numpy(dtype=bool, copy=True)
     missing = np.flatnonzero(values.isna().to_numpy())
     if missing.size:
-        raw = values.to_numpy(dtype=object)
-        blank[missing] = [_is_blank(raw[i]) for i in missing]
+        gaps = values.to_numpy(dtype=object)[missing]
+        # None and float NaN are blank; other missing markers (pd.NA, NaT, NumPy float32 NaN) are looked at one by one
+        blank[missing] = True if set(map(type, gaps)) <= {type(None), float} else [_is_blank(v) for v in gaps]
     return blank
 
 
