@@ -126,3 +126,25 @@ def test_written_files_follow_the_umask(tmp_path):
         assert stat.S_IMODE((tmp_path / "private.txt").stat().st_mode) == 0o600
     finally:
         os.umask(previous)
+
+
+def test_installed_snapshots_follow_the_umask(tmp_path):
+    """A model snapshot is built in a mkdtemp folder (0700) by libraries that may rename 0600 temp files into it:
+    installed, every folder and file has the umask's mode, so a lab sharing one cache can read it."""
+    import stat
+
+    from discl.tiny.models import install_snapshot
+
+    def save(folder):
+        (folder / "vae").mkdir()
+        os.close(os.open(folder / "vae" / "weights.safetensors", os.O_CREAT | os.O_WRONLY, 0o600))
+
+    previous = os.umask(0o022)
+    try:
+        snapshot = install_snapshot(tmp_path, "org/model", "0" * 40, save, "a test")
+    finally:
+        os.umask(previous)
+    modes = {path.relative_to(snapshot).as_posix(): stat.S_IMODE(path.stat().st_mode)
+             for path in [snapshot, *snapshot.rglob("*")]}
+    assert modes["."] == modes["vae"] == 0o755 and modes["vae/weights.safetensors"] == 0o644
+    assert {mode for name, mode in modes.items() if (snapshot / name).is_file()} == {0o644}  # the marker too

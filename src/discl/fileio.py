@@ -30,6 +30,18 @@ def created_file_mode() -> int:
     return 0o666 & ~_process_umask()
 
 
+def share_tree(folder: str | os.PathLike) -> None:
+    """Give ``folder`` and everything in it the modes the umask allows (``mkdtemp`` folders and the temp files some
+    libraries rename into place are private: 0700 / 0600)."""
+    mask = _process_umask()
+    for root, dirs, files in os.walk(folder):
+        os.chmod(root, 0o777 & ~mask)
+        for name in files:
+            path = os.path.join(root, name)
+            if not os.path.islink(path):
+                os.chmod(path, 0o666 & ~mask)
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8",
                  durable: bool = True) -> Iterator[IO]:

@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator
 
-from discl.fileio import atomic_write_json, atomic_write_text
+from discl.fileio import atomic_write_json, atomic_write_text, share_tree
 from discl.generation.backend import SD15_ID
 from discl.models import HF_CLIP_ID, OPEN_CLIP_CONFIG_DIR, REFINER_ID, quiet_hf_loading
 
@@ -320,6 +320,7 @@ def install_snapshot(hf_home: str | os.PathLike, repo_id: str, commit: str, save
         try:
             save(staging)
             atomic_write_text(staging / _DONE_MARKER, f"{repo_id} {origin}\n")
+            share_tree(staging)  # readable by lab-mates sharing the cache, as the umask allows
             # Another process may have finished the same install meanwhile: keep its (identical) snapshot.
             if not (snapshot / _DONE_MARKER).is_file():
                 shutil.rmtree(snapshot, ignore_errors=True)  # an unmarked folder is not ours to trust
