@@ -24,7 +24,6 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
-from tqdm import tqdm
 
 from discl import runrecord
 from discl.config import add_arguments, option, to_plain
@@ -34,6 +33,7 @@ from discl.errors import InputError
 from discl.fileio import atomic_write, atomic_write_bytes, atomic_write_csv, is_temp_file
 from discl.manifest import MANIFEST_COLUMNS, read_manifest, sample_id, validate_manifest
 from discl.models import HF_CLIP_ID
+from discl.progress import progress
 from discl.refpickle import score_pickle_bytes
 
 log = logging.getLogger(__name__)
@@ -454,7 +454,7 @@ class ClipScorer:
 
             pending = read(batches[0])
             try:
-                for index, batch in enumerate(tqdm(batches, desc=desc, unit="batch", disable=len(batches) <= 1)):
+                for index, batch in enumerate(progress(batches, desc=desc, unit="batch", enabled=len(batches) > 1)):
                     images = [future.result() for future in pending]
                     if index + 1 < len(batches):
                         pending = read(batches[index + 1])
