@@ -292,7 +292,8 @@ def collect_from_manifests(syn_root: str | os.PathLike, finder: RealImageFinder)
         errors.append((int(missing[0]), f"synthetic image {syn_root / synthetic_paths[missing[0]]} not found",
                        "synthetic_path"))
     # ~80 synthetic versions per real image: each real image is looked up once, with its first row's stem
-    real_paths, first_rows = np.unique(table["real_path"].to_numpy(dtype=str), return_index=True)
+    codes, real_paths = pd.factorize(table["real_path"])  # in order of first appearance
+    first_rows = np.unique(codes, return_index=True)[1]
     stems = table["image_stem"].to_numpy(dtype=object)
     resolved = {}
     for real_path, row in zip(real_paths, first_rows):
@@ -304,7 +305,8 @@ def collect_from_manifests(syn_root: str | os.PathLike, finder: RealImageFinder)
     if errors:
         row, message, column = min(errors, key=lambda error: (error[0], error[2] != "synthetic_path"))
         raise InputError(table["source"].iloc[row], message, int(table["source_row"].iloc[row]), column)
-    table["synthetic_file"] = [os.path.join(syn_root, p) for p in synthetic_paths]
+    # synthetic paths are relative (validated: class/subfolder/stem): joining is concatenating
+    table["synthetic_file"] = (os.path.join(syn_root, "") + table["synthetic_path"].to_numpy(dtype=object)).tolist()
     table["real_file"] = table["real_path"].map(resolved)
     return table
 
