@@ -26,9 +26,9 @@ gen_run "$GEN/digits.log" env HF_HOME="$DIGITS_HF" "$PY" data_generation/gene_im
   --output-path "$GEN/digits" | sed 's/^/   /'
 gen_run "$GEN/digits_figure.log" "$PY" data_generation/plot_spectrum.py --output_path "$GEN/digits" --rows 10 \
   | sed 's/^/   /'
-echo "-- digits again without classifier-free guidance (text guidance 1), for the CLIPScore filter of stage 30"
+echo "-- digits again without classifier-free guidance (text guidance 1, seed 10), for the CLIPScore filter of stage 30"
 gen_run "$GEN/digits_no_cfg.log" env HF_HOME="$DIGITS_HF" "$PY" data_generation/gene_img.py "${DIGITS_GEN[@]}" \
-  --guidance-scale 1 --output-path "$GEN/digits_no_cfg" | sed 's/^/   /'
+  --seeds 10 --guidance-scale 1 --output-path "$GEN/digits_no_cfg" | sed 's/^/   /'
 
 echo "-- iWildCam: strengths 0.3, 0.5 (guidance 70, 50: what training keeps) x seeds 10, 20, as 2 parts"
 for part in 1 2; do
