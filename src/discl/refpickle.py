@@ -16,6 +16,7 @@ import numpy as np
 
 BLOCK = 65536  # entries laid out at once (their index arrays take ~30 MB)
 
+
 def _unicode_op(text: str) -> bytes:
     """BINUNICODE: a str of any length."""
     data = text.encode("utf-8", "surrogatepass")
