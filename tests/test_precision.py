@@ -133,8 +133,12 @@ def test_autocast_computes_in_bfloat16():
 
 @pytest.mark.parametrize("name", ["ce"])
 def test_compiled_step_equals_eager(name, datasets, tmp_path):
+    """The whole step through dynamo and AOT autograd (forward and backward graphs). The ``aot_eager`` backend runs
+    them without generated kernels: inductor's CPU C++ kernels of this step corrupted the heap on one of our 2-core
+    machines (torch 2.14.1, AMD EPYC, AVX2), in the backward, not reproducibly outside the suite; on GPUs inductor
+    generates Triton kernels instead (docs/performance.md)."""
     eager = _trainer(name, datasets, tmp_path)
-    compiled = _trainer(name, datasets, tmp_path, compile=True)
+    compiled = _trainer(name, datasets, tmp_path, compile=True, compile_backend="aot_eager")
     images, targets = _batch(eager)
     before = _parameters(eager)
     losses = [trainer.train_step(images, targets) for trainer in (eager, compiled)]
@@ -147,8 +151,8 @@ def test_compiled_step_equals_eager(name, datasets, tmp_path):
 
 
 def test_compiled_contrastive_forward_equals_eager(datasets, tmp_path):
-    """FLYP's forward through dynamo and AOT autograd (the ``aot_eager`` backend: the inductor code generation is
-    what the CE test compiles; here the open_clip graph capture, on a budget of seconds)."""
+    """FLYP's forward through dynamo and AOT autograd (the ``aot_eager`` backend, as in the CE test: here the
+    open_clip graph capture, on a budget of seconds)."""
     trainer = _trainer("flyp", datasets, tmp_path)
     images, tokens = _batch(trainer)
     model = copy.deepcopy(trainer.model)

@@ -16,7 +16,7 @@ from discl.config import option
 from discl.curriculum import ADAPTIVE_CHOICES, SCHEDULES
 from discl.errors import InputError
 from discl.training.stage_data import STAGE_DATA
-from discl.training.precision import PRECISIONS
+from discl.training.precision import COMPILE_BACKENDS, PRECISIONS
 
 SPLIT_CONVENTIONS = ("reference", "standard")
 # Where a default comes from (shown in --help as "[paper: ...]").
@@ -88,8 +88,11 @@ class LoopConfig:
     accum_steps: int = option(1, "cut each process's share of the global batch into this many micro-batches whose "
                                  "gradients add up (same global batch and data order, less memory; "
                                  "docs/performance.md)")
-    compile: bool = option(False, "torch.compile the trained model's forward in place (inductor; the first steps "
-                                   "compile, checkpoints keep their keys)")
+    compile: bool = option(False, "torch.compile the trained model's forward in place (the first steps compile, "
+                                   "checkpoints keep their keys)")
+    compile_backend: str = option("inductor", "torch.compile backend of --compile: inductor generates kernels (Triton on "
+                                              "GPUs); aot_eager captures the graph and its backward without generating "
+                                              "code (docs/performance.md)", choices=COMPILE_BACKENDS)
 
     def check(self) -> None:
         """Values the parser cannot check alone (``InputError`` naming the flag)."""

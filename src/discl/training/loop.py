@@ -118,7 +118,7 @@ class Trainer:
         self.optimizer = task.optimizer(parameters)
         self.memory = self._memory_estimate(model)  # before compiling: it measures one eager forward
         if cfg.compile:
-            P.compile_module(model)
+            P.compile_module(model, cfg.compile_backend)
         self.model = D.wrap_ddp(model, self.info)
         self.pin = self.info.device.startswith("cuda")
         self.step = 0

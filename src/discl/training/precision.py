@@ -9,8 +9,8 @@ memory estimate printed at start (docs/performance.md).
   ``per-device × devices × k`` rows and the data order does not change. How a task splits its loss is its own
   business (``Task.backward``): a per-row mean (CE) is the mean of the micro-batch means; a contrastive loss keeps
   the negatives of the whole batch (``discl.flyp``).
-* **Compilation** (``--compile``): ``torch.compile`` of the model's forward, in place, so checkpoints keep their
-  keys.
+* **Compilation** (``--compile``, ``--compile-backend``): ``torch.compile`` of the model's forward, in place, so
+  checkpoints keep their keys.
 * **Memory estimate**: parameters, gradients, optimiser state and the activations saved for backward, measured on
   one micro-batch; a device too small for it is an ``InputError`` naming the ``--accum-steps`` that would fit.
 """
@@ -27,6 +27,7 @@ import torch
 from discl.errors import InputError
 
 PRECISIONS = ("fp32", "bf16", "fp16")
+COMPILE_BACKENDS = ("inductor", "aot_eager")
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 GIB = 2 ** 30
 # The share of a device the estimate may fill; the rest is for what it does not see: the allocator's
