@@ -90,9 +90,10 @@ class LoopConfig:
                                  "docs/performance.md)")
     compile: bool = option(False, "torch.compile the trained model's forward in place (the first steps compile, "
                                    "checkpoints keep their keys)")
-    compile_backend: str = option("inductor", "torch.compile backend of --compile: inductor generates kernels (Triton on "
-                                              "GPUs); aot_eager captures the graph and its backward without generating "
-                                              "code (docs/performance.md)", choices=COMPILE_BACKENDS)
+    compile_backend: str = option("inductor", "torch.compile backend of --compile: inductor generates kernels "
+                                              "(Triton on GPUs); aot_eager captures the graph and its backward "
+                                              "without generating code (docs/performance.md)",
+                                  choices=COMPILE_BACKENDS)
 
     def check(self) -> None:
         """Values the parser cannot check alone (``InputError`` naming the flag)."""
