@@ -31,7 +31,7 @@ from discl.csvwrite import write_csv
 from discl.datasets.base import IMAGE_SUFFIXES, ClassInfo, Dataset
 from discl.errors import InputError
 from discl.fileio import atomic_write, atomic_write_bytes, atomic_write_csv, is_temp_file
-from discl.manifest import MANIFEST_COLUMNS, read_manifest, sample_id, validate_manifest
+from discl.manifest import MANIFEST_COLUMNS, read_manifest, sample_id, synthetic_files, validate_manifest
 from discl.models import HF_CLIP_ID
 from discl.progress import progress
 from discl.refpickle import score_pickle_bytes
@@ -305,8 +305,7 @@ def collect_from_manifests(syn_root: str | os.PathLike, finder: RealImageFinder)
     if errors:
         row, message, column = min(errors, key=lambda error: (error[0], error[2] != "synthetic_path"))
         raise InputError(table["source"].iloc[row], message, int(table["source_row"].iloc[row]), column)
-    # synthetic paths are relative (validated: class/subfolder/stem): joining is concatenating
-    table["synthetic_file"] = (os.path.join(syn_root, "") + table["synthetic_path"].to_numpy(dtype=object)).tolist()
+    table["synthetic_file"] = synthetic_files(syn_root, table["synthetic_path"])
     table["real_file"] = table["real_path"].map(resolved)
     return table
 
@@ -429,13 +428,10 @@ class ClipScorer:
         return len(missing)
 
     def _encode_images(self, cache: EmbeddingCache, keys: Sequence[str], files: Sequence[str], desc: str) -> int:
-        # a real image is listed by each of its ~80 synthetic versions: each key once, with its first listing's file
-        order = dict.fromkeys(keys)
-        if len(order) == len(keys):
-            first_file = dict(zip(keys, files))
-        else:
-            first_listing = dict(zip(reversed(keys), reversed(files)))
-            first_file = {key: first_listing[key] for key in order}
+        # a real image is listed by each of its ~80 synthetic versions: each key once (in order of first listing),
+        # with its first listing's file
+        first_listing = dict(zip(reversed(keys), reversed(files)))
+        first_file = {key: first_listing[key] for key in dict.fromkeys(keys)}
         todo: dict[str, tuple[str, str]] = {}
         cached = cache.fingerprints
         for key, file in first_file.items():
@@ -527,19 +523,9 @@ def reference_filtered_list(table: pd.DataFrame) -> list:
                                         kept["clip_image_image"].tolist())]
 
 
-class _ScorePickler(pickle.Pickler):
-    """Writes a one-value float32 array as the call ``numpy.array([value], "float32")``: the same array when
-    loaded, at a fraction of the generic array pickle's cost (617k entries hold 1.2M of them)."""
-
-    def reducer_override(self, obj):
-        if type(obj) is np.ndarray and obj.shape == (1,) and obj.dtype == np.float32:
-            return np.array, ([float(obj[0])], "float32")
-        return NotImplemented
-
-
 def _write_pickle(path: Path, obj) -> None:
     with atomic_write(path, "wb") as handle:
-        _ScorePickler(handle, protocol=pickle.HIGHEST_PROTOCOL).dump(obj)
+        pickle.dump(obj, handle, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def write_reference_embeddings(table: pd.DataFrame, scorer: ClipScorer, syn_root: str | os.PathLike) -> int:

@@ -34,7 +34,7 @@ def share_tree(folder: str | os.PathLike) -> None:
     """Give ``folder`` and everything in it the modes the umask allows (``mkdtemp`` folders and the temp files some
     libraries rename into place are private: 0700 / 0600)."""
     mask = _process_umask()
-    for root, dirs, files in os.walk(folder):
+    for root, _, files in os.walk(folder):
         os.chmod(root, 0o777 & ~mask)
         for name in files:
             path = os.path.join(root, name)

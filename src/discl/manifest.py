@@ -289,6 +289,12 @@ def _check_names(text: dict[str, pd.Series], strength: np.ndarray, text_guidance
     checks.add(wrong, "synthetic_path", lambda i: f"expected {expected_base[i] + '.jpg'!r}, got {paths[i]!r}")
 
 
+def synthetic_files(syn_root: str | os.PathLike, synthetic_paths: pd.Series) -> list[str]:
+    """``os.path.join(syn_root, path)`` of every row, as one concatenation: validated synthetic paths are relative
+    (``class/subfolder/stem.ext``)."""
+    return (os.path.join(syn_root, "") + synthetic_paths.to_numpy(dtype=object)).tolist()
+
+
 def read_manifest(path: str | os.PathLike) -> pd.DataFrame:
     """Read and validate one manifest CSV."""
     path = Path(path)

@@ -29,6 +29,7 @@ from discl.datasets.base import Dataset, RealImages, frame_of, render
 from discl.errors import InputError
 from discl.fileio import atomic_write_csv
 from discl.guidance import REAL, REAL_SEED, REAL_STRENGTH
+from discl.manifest import synthetic_files
 
 log = logging.getLogger(__name__)
 
@@ -126,8 +127,7 @@ def synthetic_rows(scores: pd.DataFrame, real: pd.DataFrame, syn_root: str | os.
     keys = [matches[code][0] for code in stem_codes] if len(stems) else []
     frame = pd.DataFrame({
         "key": keys, "path": scores["synthetic_path"].to_numpy(),
-        # synthetic paths are relative (validated: class/subfolder/stem): joining is concatenating
-        "filepath": (os.path.join(syn_root, "") + scores["synthetic_path"].to_numpy(dtype=object)).tolist(),
+        "filepath": synthetic_files(syn_root, scores["synthetic_path"]),
         "label": scores["class_id"].to_numpy(dtype="int64"),
         "strength": 100 - scores["image_guidance"].to_numpy(dtype="int64"),
         "guidance": scores["image_guidance"].to_numpy(dtype="int64"),
