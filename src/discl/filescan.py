@@ -8,6 +8,7 @@ type), where one ``stat`` per file costs a system call and a path parse each.
 from __future__ import annotations
 
 import os
+from itertools import repeat
 from typing import Iterable
 
 import numpy as np
@@ -17,11 +18,23 @@ def _listing(folder: str) -> frozenset[str] | None:
     """Names of the regular files (or links to them) in ``folder``; None when it is not a readable folder."""
     try:
         with os.scandir(folder) as entries:
-            return frozenset(entry.name for entry in entries if entry.is_file())
+            return frozenset([entry.name for entry in entries if entry.is_file()])
     except (FileNotFoundError, NotADirectoryError):
         return None
     except OSError:
         return frozenset()  # unreadable: every file is asked for by its own stat below
+
+
+class _Listings(dict):
+    """Folder (as written in the paths) → its listing, made on first use."""
+
+    def __init__(self, base: str):
+        super().__init__()
+        self.base = base
+
+    def __missing__(self, folder: str) -> frozenset[str] | None:
+        names = self[folder] = _listing(os.path.join(self.base, folder) if self.base else (folder or "."))
+        return names
 
 
 def existing(paths: Iterable[str], root: str | os.PathLike | None = None) -> np.ndarray:
@@ -29,14 +42,9 @@ def existing(paths: Iterable[str], root: str | os.PathLike | None = None) -> np.
     listing per distinct folder; a name the listing lacks in an existing folder is asked for by ``isfile`` (a
     case-insensitive file system may still have it)."""
     paths = list(paths)
-    found = np.zeros(len(paths), dtype=bool)
     base = os.fspath(root) if root is not None else ""
-    folders: dict[str, frozenset[str] | None] = {}
-    for index, path in enumerate(paths):
-        folder, _, name = path.rpartition("/")
-        if folder not in folders:
-            folders[folder] = _listing(os.path.join(base, folder) if base else (folder or "."))
-        names = folders[folder]
-        if names is not None:
-            found[index] = name in names or os.path.isfile(os.path.join(base, path))
-    return found
+    listings = _Listings(base)
+    found = [names is not None and (name in names or os.path.isfile(os.path.join(base, path)))
+             for path, (folder, _, name) in zip(paths, map(str.rpartition, paths, repeat("/", len(paths))))
+             for names in (listings[folder],)]
+    return np.array(found, dtype=bool)

@@ -6,6 +6,7 @@ See ``docs/DESIGN.md`` for the column meanings. ``validate_manifest`` checks a t
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import re
@@ -43,6 +44,7 @@ INT64_MAX = 2 ** 63 - 1  # integer columns are stored as int64
 
 
 
+@functools.lru_cache(maxsize=65536)  # a run has few settings (strengths × seeds) and up to ~617k images
 def subfolder_name(strength: float, text_guidance: float, seed: int) -> str:
     """The reference's per-setting folder, ``Strength{int(100s)}_guidance{int(10g)}_seed{seed}``."""
     return f"Strength{strength_percent(strength)}_guidance{int(round(10 * text_guidance))}_seed{int(seed)}"
@@ -118,7 +120,7 @@ def _blank_mask(values: pd.Series) -> np.ndarray:
     """Rows holding ``None``, a float NaN or ``""`` (``_is_blank``)."""
     if values.dtype.kind == "f":
         return values.isna().to_numpy()
-    blank = (values == "").to_numpy(dtype=bool, copy=True)
+    blank = values.to_numpy(dtype=object) == ""  # NumPy's loop: pandas' string comparison also builds a NA mask
     missing = np.flatnonzero(values.isna().to_numpy())
     if missing.size:
         gaps = values.to_numpy(dtype=object)[missing]
@@ -258,35 +260,48 @@ def validate_manifest(frame: pd.DataFrame, file: str | os.PathLike = "<manifest>
 
 def _check_names(text: dict[str, pd.Series], strength: np.ndarray, text_guidance: np.ndarray, seed: np.ndarray,
                  ok: np.ndarray, checks: _Checks) -> None:
-    """``sample_id`` and ``synthetic_path`` must follow from the class folder, settings and stem (docs/DESIGN.md)."""
-    for column in ("class_folder", "image_stem"):
+    """``sample_id`` and ``synthetic_path`` must follow from the class folder, settings and stem (docs/DESIGN.md).
+
+    Few distinct class folders, stems and settings: each check and each name part is made once per distinct value
+    (``pd.factorize``), and the expected names of the rows are one concatenation of a (folder, setting) prefix and
+    a stem.
+    """
+    folder_codes, folders = pd.factorize(text["class_folder"])  # -1 marks a missing value: such a row is not ok
+    stem_codes, stems = pd.factorize(text["image_stem"])
+    folders, stems = folders.to_numpy(dtype=object), stems.to_numpy(dtype=object)
+    for column, codes, uniques in (("class_folder", folder_codes, folders), ("image_stem", stem_codes, stems)):
         # '=' separates the parts of the reference's clip_score.pkl keys; '/' would nest folders
-        checks.add(ok & text[column].str.contains("[=/]", regex=True).to_numpy(dtype=bool), column,
+        forbidden = np.array([("=" in u or "/" in u) for u in uniques] + [False], dtype=bool)
+        checks.add(ok & forbidden[codes], column,
                    lambda i, column=column: f"{text[column][i]!r} must not contain '=' or '/'")
     # few distinct settings (strengths × seeds): each folder name is made once; rows that failed to parse a
     # setting get a placeholder (their parse error comes first)
     settings = pd.DataFrame({"strength": strength, "text_guidance": text_guidance, "seed": seed.astype(np.float64)})
-    codes = settings.groupby(list(settings.columns), sort=False, dropna=False).ngroup().to_numpy()
-    firsts = np.unique(codes, return_index=True)[1]
-    names = {}
-    for row in firsts:
+    setting_codes = settings.groupby(list(settings.columns), sort=False, dropna=False).ngroup().to_numpy()
+    subfolders = {}
+    for row in np.unique(setting_codes, return_index=True)[1]:
         try:
-            names[codes[row]] = subfolder_name(strength[row], text_guidance[row], int(float(seed[row])))
+            subfolders[setting_codes[row]] = subfolder_name(strength[row], text_guidance[row], int(float(seed[row])))
         except (ValueError, OverflowError):
-            names[codes[row]] = ""
-    subfolder = pd.Series([names[c] for c in codes], dtype=object)
-    folder, stem = text["class_folder"], text["image_stem"]
-    expected_id = folder + "=" + subfolder + "=" + stem
-    checks.add(ok & (text["sample_id"] != expected_id).to_numpy(), "sample_id",
-               lambda i: f"expected {expected_id[i]!r} (class_folder=subfolder=image_stem), got "
-                         f"{text['sample_id'][i]!r}")
+            subfolders[setting_codes[row]] = ""
+    pair_codes, pairs = pd.factorize(folder_codes.astype(np.int64) * (len(subfolders) + 1) + setting_codes)
+    pair_folder, pair_setting = np.divmod(pairs, len(subfolders) + 1)
+    id_prefix = np.array([f"{folders[f]}={subfolders[s]}=" if f >= 0 else ""
+                          for f, s in zip(pair_folder.tolist(), pair_setting.tolist())] + [""], dtype=object)
+    path_prefix = np.array([f"{folders[f]}/{subfolders[s]}/" if f >= 0 else ""
+                            for f, s in zip(pair_folder.tolist(), pair_setting.tolist())] + [""], dtype=object)
+    row_stems = np.append(stems, "")[stem_codes]
+    expected_id = id_prefix[pair_codes] + row_stems
+    sample_ids = text["sample_id"].to_numpy(dtype=object)
+    checks.add(ok & (sample_ids != expected_id), "sample_id",
+               lambda i: f"expected {expected_id[i]!r} (class_folder=subfolder=image_stem), got {sample_ids[i]!r}")
     # The suffix may differ: folders in the reference's layout also hold .JPEG / .png files.
-    expected_base = folder + "/" + subfolder + "/" + stem
-    paths = text["synthetic_path"]
-    differs = np.flatnonzero(ok & (paths != expected_base + ".jpg").to_numpy())
+    expected_path = path_prefix[pair_codes] + np.append(stems + ".jpg", "")[stem_codes]
+    paths = text["synthetic_path"].to_numpy(dtype=object)
+    differs = np.flatnonzero(ok & (paths != expected_path))
     wrong = np.zeros(len(paths), dtype=bool)
-    wrong[differs] = [os.path.splitext(paths[i])[0] != expected_base[i] for i in differs]
-    checks.add(wrong, "synthetic_path", lambda i: f"expected {expected_base[i] + '.jpg'!r}, got {paths[i]!r}")
+    wrong[differs] = [os.path.splitext(paths[i])[0] != path_prefix[pair_codes[i]] + row_stems[i] for i in differs]
+    checks.add(wrong, "synthetic_path", lambda i: f"expected {expected_path[i]!r}, got {paths[i]!r}")
 
 
 def synthetic_files(syn_root: str | os.PathLike, synthetic_paths: pd.Series) -> list[str]:

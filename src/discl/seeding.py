@@ -34,12 +34,22 @@ def sample_seed(image_id: str, prompt: str, strength: float, seed: int) -> int:
 
 def sample_seeds(image_ids: Sequence[str], prompts: Sequence[str], strengths: Sequence[float],
                  seeds: Sequence[int]) -> list[int]:
-    """``sample_seed`` of many samples at once (the same values; the manifest refresh of a ~617k-image part)."""
+    """``sample_seed`` of many samples at once (the same values; the manifest refresh of a ~617k-image part).
+
+    The seeds of one image, prompt and strength share the hash of their common prefix: it is hashed once and copied.
+    """
     mask = (1 << SEED_BITS) - 1
-    sha256 = hashlib.sha256
-    return [int.from_bytes(sha256(f"s:discl-sample\x1fs:{i}\x1fs:{p}\x1ff:{float(s):.6f}\x1fi:{int(d)}"
-                                  .encode("utf-8")).digest()[:8], "big") & mask
-            for i, p, s, d in zip(image_ids, prompts, strengths, seeds)]
+    prefixes: dict[tuple, object] = {}
+    derived = []
+    for image_id, prompt, strength, seed in zip(image_ids, prompts, strengths, seeds):
+        key = (image_id, prompt, strength)
+        if key not in prefixes:
+            prefixes[key] = hashlib.sha256(f"s:discl-sample\x1fs:{image_id}\x1fs:{prompt}\x1ff:{float(strength):.6f}"
+                                           "\x1fi:".encode("utf-8"))
+        digest = prefixes[key].copy()
+        digest.update(str(int(seed)).encode("ascii"))
+        derived.append(int.from_bytes(digest.digest()[:8], "big") & mask)
+    return derived
 
 
 def make_generators(seeds: Sequence[int], device: str = "cpu") -> list:

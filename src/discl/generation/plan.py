@@ -211,7 +211,7 @@ class PromptSource:
         self.prompts = prompts
         self.prompt_file = prompt_file
         self.retry_text = retry_text
-        self._class_prompts: dict[str, str] = {}
+        self._drawn: dict[tuple[str, int, int], str] = {}  # (class, seed, attempt) → prompt
 
     def check(self, source: SourceImage, csv_path: Path) -> None:
         """Fail early (naming the CSV row) for a class the prompts cannot serve."""
@@ -221,15 +221,18 @@ class PromptSource:
 
     def prompt(self, item: WorkItem, attempt: int = 0) -> str:
         """The diffusion prompt of ``item``'s attempt ``attempt``."""
-        from discl import prompts
+        return self.class_prompt(item.source.class_name, item.seed, attempt)
 
-        name = item.source.class_name
-        if self.prompts is not None:
-            return prompts.imagenet_lt_prompt(prompts.draw_prompt(self.prompts, name, item.seed, attempt,
-                                                                  source=self.prompt_file))
-        if name not in self._class_prompts:
-            self._class_prompts[name] = self.dataset.generation_prompt(name)
-        return self._class_prompts[name]
+    def class_prompt(self, class_name: str, seed: int, attempt: int = 0) -> str:
+        """The prompt of an image of ``class_name`` generated with ``seed`` (drawn once per class, seed, attempt)."""
+        key = (class_name, seed, attempt)
+        if key not in self._drawn:
+            from discl import prompts
+
+            self._drawn[key] = (self.dataset.generation_prompt(class_name) if self.prompts is None else
+                                prompts.imagenet_lt_prompt(prompts.draw_prompt(self.prompts, class_name, seed, attempt,
+                                                                               source=self.prompt_file)))
+        return self._drawn[key]
 
     def score_text(self, item: WorkItem, prompt: str) -> str:
         """The text the retry compares the image with."""
@@ -346,44 +349,44 @@ def build_manifest(groups: Sequence[Group], output: Path, guidance_scale: float,
     from discl.filescan import existing
     from discl.seeding import sample_seeds
 
-    items = [item for group in groups for item in group.items]
+    # one entry per item in plan order (group, image, seed), as plain lists: no object per item
+    sources = [image for group in groups for image in group.images for _ in group.seeds]
+    strengths = [group.strength for group in groups for _ in range(len(group.images) * len(group.seeds))]
+    seeds = [seed for group in groups for _ in group.images for seed in group.seeds]
     relpaths = [rel for group in groups for rel in group_relpaths(group, guidance_scale)]
     on_disk = np.flatnonzero(existing(relpaths, output))
-    items, relpaths = [items[i] for i in on_disk], [relpaths[i] for i in on_disk]
     # A retry record wins even when this run has the retry off: it says how the image on disk was made.
-    records = retry_records(output, relpaths)
+    records = retry_records(output, [relpaths[i] for i in on_disk])
     if with_record:  # an image without its record is not finished (it is remade)
-        kept = [i for i, record in enumerate(records) if record is not None]
-        items, relpaths, records = [items[i] for i in kept], [relpaths[i] for i in kept], [records[i] for i in kept]
-    prompt = [prompts.prompt(item) if record is None else record["prompt"] for item, record in zip(items, records)]
-    derived = sample_seeds([item.source.image_id for item in items], prompt, [item.strength for item in items],
-                           [item.seed for item in items])
-    sources = [item.source for item in items]
-    strengths = np.array([item.strength for item in items], dtype=np.float64)
-    seeds = np.array([item.seed for item in items], dtype=np.int64)
-    subfolders = {(s, d): subfolder_name(s, guidance_scale, d) for s, d in set(zip(strengths.tolist(), seeds.tolist()))}
-    levels = {s: level_from_strength(s) for s in set(strengths.tolist())}
+        on_disk, records = on_disk[[r is not None for r in records]], [r for r in records if r is not None]
+    sources, relpaths = [sources[i] for i in on_disk], [relpaths[i] for i in on_disk]
+    strengths, seeds = [strengths[i] for i in on_disk], [seeds[i] for i in on_disk]
+    prompt = [prompts.class_prompt(src.class_name, seed) if record is None else record["prompt"]
+              for src, seed, record in zip(sources, seeds, records)]
+    derived = sample_seeds([src.image_id for src in sources], prompt, strengths, seeds)
+    subfolders = {key: subfolder_name(key[0], guidance_scale, key[1]) for key in set(zip(strengths, seeds))}
+    levels = {s: level_from_strength(s) for s in set(strengths)}
     columns = {
-        "sample_id": [sample_id(src.class_folder, subfolders[(item.strength, item.seed)], src.image_stem)
-                      for src, item in zip(sources, items)],
-        "dataset": [dataset_name] * len(items),
+        "sample_id": [sample_id(src.class_folder, subfolders[key], src.image_stem)
+                      for src, key in zip(sources, zip(strengths, seeds))],
+        "dataset": [dataset_name] * len(sources),
         "class_id": [src.class_id for src in sources],
         "class_name": [src.class_name for src in sources],
         "class_folder": [src.class_folder for src in sources],
         "real_path": [src.real_path for src in sources],
         "image_stem": [src.image_stem for src in sources],
         "prompt": prompt,
-        "strength": strengths,
-        "image_guidance": [levels[s] for s in strengths.tolist()],
-        "text_guidance": [guidance_scale] * len(items),
-        "seed": seeds,
+        "strength": np.array(strengths, dtype=np.float64),
+        "image_guidance": [levels[s] for s in strengths],
+        "text_guidance": [guidance_scale] * len(sources),
+        "seed": np.array(seeds, dtype=np.int64),
         "generator_seed": [seed if record is None else int(record["generator_seed"])
                            for seed, record in zip(derived, records)],
         "synthetic_path": relpaths,
         "tries": [1 if record is None else int(record["tries"]) for record in records],
-        "clip_image_text": [None] * len(items),
-        "clip_image_image": [None] * len(items),
-        "keep": [None] * len(items),
+        "clip_image_text": [None] * len(sources),
+        "clip_image_image": [None] * len(sources),
+        "keep": [None] * len(sources),
     }
     return pd.DataFrame(columns, columns=MANIFEST_COLUMNS)
 
