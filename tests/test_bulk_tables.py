@@ -9,6 +9,8 @@ import math
 import os
 import random
 import re
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -16,7 +18,8 @@ import pytest
 
 from discl.csvwrite import write_csv
 from discl.errors import InputError
-from discl.filescan import existing
+from discl.data.training_tables import _int_column
+from discl.filescan import existing, join_names
 from discl.guidance import level_from_strength
 from discl.manifest import (DATASET_NAME, INT64_MAX, MANIFEST_COLUMNS, sample_id, subfolder_name, synthetic_relpath,
                             validate_manifest)
@@ -263,3 +266,66 @@ def test_batched_generator_seeds_equal_the_single_ones():
     assert sample_seeds(ids, prompts, strengths, seeds) == [sample_seed(*a) for a in zip(ids, prompts, strengths,
                                                                                         seeds)]
     assert re.fullmatch(r"\d+", str(sample_seeds(ids[:1], prompts[:1], strengths[:1], seeds[:1])[0]))
+
+
+def test_seeds_sharing_an_image_prompt_and_strength_equal_the_single_ones():
+    rng = random.Random(3)
+    keys = [(f"class/img{i}", rng.choice(["p", "q"]), rng.choice([0.1, 0.5])) for i in range(20)]
+    rows = [(*rng.choice(keys), rng.choice([10, 20, 30, 2 ** 62])) for _ in range(400)]  # prefixes repeat, mixed
+    assert sample_seeds(*zip(*rows)) == [sample_seed(*row) for row in rows]
+
+
+# --- paths, integer cells and the WILDS train split in bulk ------------------------------------------------------
+
+def test_joined_names_are_path_joins():
+    for names in (["a.jpg", "b c.jpg", "é.JPEG", "..x", ".hidden"], ["a.jpg", "sub/b.jpg"], ["a.jpg", "."],
+                  ["a.jpg", ""], ["a.jpg", ".."], []):
+        for folder in ("/data/train", "/data/train/", "rel", Path("/x")):
+            assert join_names(folder, names) == [str(Path(folder) / name) for name in names]
+
+
+def test_integer_cells_parse_as_pandas_to_numeric():
+    cells = [["1", "-2", "007", "9007199254740993"], ["1-2"], ["-"], ["", "1"], ["--1"], ["99999999999999999999"],
+             ["1_0"], [" 5"], ["١"], ["1.0"], ["-0"], ["1e3"], ["+4"], ["3", "x"], ["inf"], ["-1e19"]]
+    for column in cells:
+        frame = pd.DataFrame({"c": pd.Series(column, dtype="str")})
+        try:
+            got = _int_column(frame, "c", "t.tsv")
+        except InputError as error:
+            got = (error.row, error.message)
+        numbers = pd.to_numeric(frame["c"], errors="coerce").to_numpy(dtype="float64")
+        bad = np.flatnonzero(~np.isfinite(numbers) | (numbers != np.round(numbers)))
+        huge = np.flatnonzero(np.abs(numbers) >= 2.0 ** 63)
+        if bad.size:
+            expected = (int(bad[0]) + 1, f"expected an integer, got {column[bad[0]]!r}")
+        elif huge.size:
+            expected = (int(huge[0]) + 1, f"{int(numbers[huge[0]])} outside [{-2 ** 63}, {2 ** 63 - 1}]")
+        else:
+            expected = numbers.astype("int64")
+        assert np.array_equal(got, expected) if not (bad.size or huge.size) else got == expected, column
+
+
+def test_wilds_splits_read_from_the_metadata_equal_the_wilds_loader(mini_iwildcam, tmp_path):
+    from discl.data import iwildcam as wilds_iwildcam
+    from discl.datasets import get_dataset
+
+    loaded = wilds_iwildcam.load_dataset(mini_iwildcam)
+    for split, code in loaded.split_dict.items():
+        rows, names, labels = wilds_iwildcam.read_split(mini_iwildcam, split)
+        assert rows.tolist() == np.flatnonzero(loaded.split_array == code).tolist()
+        assert names == [str(n) for n in loaded._input_array[rows]]
+        assert labels.tolist() == loaded.y_array[rows].tolist()
+    images = get_dataset("iwildcam", mini_iwildcam).training_images()
+    train = np.flatnonzero(loaded.split_array == loaded.split_dict["train"])
+    folder = (Path(loaded.data_dir) / "train").resolve()
+    assert images.paths == [str(folder / str(n)) for n in loaded._input_array[train]]
+    assert images.keys == [os.path.relpath(p, mini_iwildcam.resolve()) for p in images.paths]
+    # a split WILDS does not know is named with its row
+    root = tmp_path / "wilds"
+    shutil.copytree(mini_iwildcam, root)
+    metadata = pd.read_csv(root / "iwildcam_v2.0" / "metadata.csv")
+    metadata.loc[3, "split"] = "training"
+    metadata.to_csv(root / "iwildcam_v2.0" / "metadata.csv", index=False)
+    with pytest.raises(InputError, match="unknown split 'training'") as caught:
+        wilds_iwildcam.read_split(root, "train")
+    assert (caught.value.row, caught.value.column) == (4, "split")

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 from itertools import repeat
-from typing import Iterable
+from pathlib import Path
+from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -48,3 +49,13 @@ def existing(paths: Iterable[str], root: str | os.PathLike | None = None) -> np.
              for path, (folder, _, name) in zip(paths, map(str.rpartition, paths, repeat("/", len(paths))))
              for names in (listings[folder],)]
     return np.array(found, dtype=bool)
+
+
+def join_names(folder: str | os.PathLike, names: Sequence[str]) -> list[str]:
+    """``str(Path(folder) / name)`` of each name; one concatenation for plain file names (no ``/``, not ``""``,
+    ``.`` or ``..``), which is the same text (the iWildCam train split: ~130k names in one folder)."""
+    folder = str(Path(folder))
+    plain = "\x00".join(names)
+    if "/" in plain or any(name in ("", ".", "..") for name in names):
+        return [str(Path(folder) / name) for name in names]
+    return (os.path.join(folder, "") + np.asarray(names, dtype=object)).tolist() if names else []

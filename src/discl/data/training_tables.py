@@ -41,20 +41,35 @@ def _first_bad(mask: np.ndarray) -> int | None:
     return int(hits[0]) + 1 if hits.size else None
 
 
+def _plain_integers(cells: np.ndarray) -> np.ndarray | None:
+    """The cells as float64 when every one is a plain decimal integer (``-``, digits), as ``pd.to_numeric`` reads
+    them, in one pass; None otherwise (the caller asks ``pd.to_numeric``)."""
+    if not len(cells) or pd.api.types.infer_dtype(cells, skipna=False) != "string":
+        return None
+    text = "\x00".join(cells).encode("utf-8")
+    if text.translate(None, b"0123456789\x00-"):
+        return None
+    if b"-" in text and text.count(b"-") != text.count(b"\x00-") + text.startswith(b"-"):
+        return None  # a '-' inside a cell
+    try:
+        return cells.astype(np.int64).astype(np.float64)
+    except (ValueError, OverflowError):  # an empty cell, a lone '-', more than 63 bits
+        return None
+
+
 def _int_column(frame: pd.DataFrame, column: str, file, lo: int | None = None, hi: int | None = None) -> np.ndarray:
     """Parse one column as integers, raising on the first non-integer or out-of-range value."""
     raw = frame[column]
-    numbers = pd.to_numeric(raw, errors="coerce").to_numpy(dtype="float64")
-    bad = np.isnan(numbers) | (numbers != np.round(numbers))
+    numbers = _plain_integers(raw.to_numpy(dtype=object))
+    if numbers is None:
+        numbers = pd.to_numeric(raw, errors="coerce").to_numpy(dtype="float64")
+    bad = ~np.isfinite(numbers) | (numbers != np.round(numbers))  # 'inf' parses as a number, not an integer
     row = _first_bad(bad)
     if row is not None:
         raise InputError(file, f"expected an integer, got {raw.iloc[row - 1]!r}", row, column)
-    out_of_range = np.zeros(len(numbers), dtype=bool)
-    if lo is not None:
-        out_of_range |= numbers < lo
-    if hi is not None:
-        out_of_range |= numbers > hi
-    row = _first_bad(out_of_range)
+    lo = -2 ** 63 if lo is None else lo  # the columns are int64
+    hi = 2 ** 63 - 1 if hi is None else hi
+    row = _first_bad((numbers < lo) | (numbers > hi) | (numbers >= 2.0 ** 63))
     if row is not None:
         raise InputError(file, f"{int(numbers[row - 1])} outside [{lo}, {hi}]", row, column)
     return numbers.astype("int64")
@@ -62,7 +77,11 @@ def _int_column(frame: pd.DataFrame, column: str, file, lo: int | None = None, h
 
 def _blank_check(frame: pd.DataFrame, column: str, file) -> None:
     values = frame[column]
-    blank = values.isna().to_numpy() | (values.astype(str).str.strip() == "").to_numpy()
+    cells = values.to_numpy(dtype=object)
+    if pd.api.types.infer_dtype(values, skipna=False) == "string":  # str.strip() == "": empty or all whitespace
+        blank = (cells == "") | np.fromiter(map(str.isspace, cells), dtype=bool, count=len(cells))
+    else:
+        blank = values.isna().to_numpy() | (values.astype(str).str.strip() == "").to_numpy()
     row = _first_bad(blank)
     if row is not None:
         raise InputError(file, "value is missing", row, column)
@@ -112,7 +131,7 @@ def _read_tsv_table(path: str | os.PathLike) -> pd.DataFrame:
         raise InputError(path, f"not a valid tab-separated table ({err})") from None
     typed = validate_training_table(frame, path)
     base = path.resolve().parent
-    typed["filepath"] = [p if os.path.isabs(p) else str(base / p) for p in typed["filepath"]]
+    typed["filepath"] = [p if os.path.isabs(p) else str(base / p) for p in typed["filepath"].to_numpy(dtype=object)]
     return typed
 
 

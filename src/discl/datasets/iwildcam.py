@@ -18,6 +18,7 @@ from discl.data import iwildcam as wilds_iwildcam
 from discl.datasets import register
 from discl.datasets.base import ClassInfo, CsvLayout, Dataset, EvalSet, RealImages
 from discl.errors import InputError
+from discl.filescan import join_names
 
 IWILDCAM_CSV_LAYOUT = CsvLayout("label id", "label name", "filepath", "img_name",
                                 ("label id", "label name", "filepath", "img_name"), index=True,
@@ -57,11 +58,12 @@ class IWildCam(Dataset):
             self._wilds = wilds_iwildcam.load_dataset(self.require_root())
         return self._wilds
 
-    def _image_paths(self, indices: np.ndarray) -> list[str]:
-        dataset = self.wilds()
+    def _image_folder(self) -> Path:
         # WILDS keeps every image under <data dir>/train/ and the file names in _input_array (see get_input).
-        folder = (Path(dataset.data_dir) / "train").resolve()
-        return [str(folder / str(name)) for name in dataset._input_array[indices]]
+        return (wilds_iwildcam.data_dir(self.require_root()) / "train").resolve()
+
+    def _image_paths(self, indices: np.ndarray) -> list[str]:
+        return join_names(self._image_folder(), [str(name) for name in self.wilds()._input_array[indices]])
 
     def _split_indices(self, split: str) -> np.ndarray:
         dataset = self.wilds()
@@ -97,21 +99,18 @@ class IWildCam(Dataset):
         if list_file is not None:
             raise InputError("--list", "the iwildcam dataset has no list files: its training images are the "
                                        "WILDS train split")
-        dataset = self.wilds()
-        train = self._split_indices("train")
-        paths = self._image_paths(train)
-        labels = [int(y) for y in dataset.y_array[train]]
-        rows = (train + 1).tolist()  # metadata.csv data rows
+        rows, names, labels = wilds_iwildcam.read_split(self.require_root(), "train")  # WILDS' train split
         metadata = wilds_iwildcam.data_dir(self.require_root()) / "metadata.csv"
-        if not labels:
+        if not names:
             raise InputError(metadata, "no training images")
         num_classes = len(self.class_names())
-        bad = next((i for i, label in enumerate(labels) if not 0 <= label < num_classes), None)
-        if bad is not None:
-            raise InputError(metadata, f"label {labels[bad]} outside 0..{num_classes - 1}", row=rows[bad], column="y")
-        base = self.require_root().resolve()
-        keys = [os.path.relpath(path, base) for path in paths]
-        return RealImages(paths, labels, keys, source=metadata, rows=rows)
+        bad = np.flatnonzero((labels < 0) | (labels >= num_classes))
+        if bad.size:
+            raise InputError(metadata, f"label {labels[bad[0]]} outside 0..{num_classes - 1}", row=int(rows[bad[0]]) + 1,
+                             column="y")
+        folder = self._image_folder()
+        keys = join_names(os.path.relpath(folder, self.require_root().resolve()), names)  # iwildcam_v2.0/train/…
+        return RealImages(join_names(folder, names), labels.tolist(), keys, source=metadata, rows=(rows + 1).tolist())
 
     def zeroshot_templates(self) -> Sequence[str]:
         """FLYP / WiSE-FT's iWildCam templates."""
@@ -154,8 +153,7 @@ class IWildCam(Dataset):
     # ----------------------------------------------------------------------------------- training, evaluation
     def class_counts(self) -> list[int]:
         """Training images per label (the WILDS train split)."""
-        dataset = self.wilds()
-        labels = np.asarray(dataset.y_array[self._split_indices("train")], dtype=np.int64)
+        labels = wilds_iwildcam.read_split(self.require_root(), "train")[2]
         return np.bincount(labels, minlength=len(self.class_names())).tolist()
 
     def eval_set(self, split: str) -> EvalSet:
