@@ -19,7 +19,7 @@ import pytest
 from discl.csvwrite import write_csv
 from discl.errors import InputError
 from discl.data.training_tables import _int_column
-from discl.filescan import existing, join_names
+from discl.filescan import existing, join_names, resolved_paths
 from discl.guidance import level_from_strength
 from discl.manifest import (DATASET_NAME, INT64_MAX, MANIFEST_COLUMNS, sample_id, subfolder_name, synthetic_relpath,
                             validate_manifest)
@@ -329,3 +329,14 @@ def test_wilds_splits_read_from_the_metadata_equal_the_wilds_loader(mini_iwildca
     with pytest.raises(InputError, match="unknown split 'training'") as caught:
         wilds_iwildcam.read_split(root, "train")
     assert (caught.value.row, caught.value.column) == (4, "split")
+
+
+def test_resolved_paths_are_path_resolve(tmp_path, monkeypatch):
+    (tmp_path / "real" / "sub").mkdir(parents=True)
+    (tmp_path / "real" / "sub" / "a.jpg").touch()
+    (tmp_path / "linked").symlink_to(tmp_path / "real")
+    (tmp_path / "real" / "link.jpg").symlink_to(tmp_path / "real" / "sub" / "a.jpg")
+    monkeypatch.chdir(tmp_path)
+    paths = [str(tmp_path / "linked" / "sub" / "a.jpg"), "linked/sub/a.jpg", "real/link.jpg", "real/sub/../link.jpg",
+             "real/sub/missing.jpg", "a.jpg", "real/sub/.", "real/sub/..", "real/sub/", "", "linked//sub/a.jpg"]
+    assert resolved_paths(paths) == [str(Path(p).resolve()) for p in paths]

@@ -26,11 +26,13 @@ import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
 from discl import runrecord
+from discl.bulk import gc_paused
 from discl.config import add_arguments, option, to_plain
 from discl.csvwrite import write_csv
 from discl.datasets.base import IMAGE_SUFFIXES, ClassInfo, Dataset
 from discl.errors import InputError
 from discl.fileio import atomic_write, atomic_write_bytes, atomic_write_csv, is_temp_file
+from discl.filescan import existing, resolved_paths
 from discl.manifest import MANIFEST_COLUMNS, read_manifest, sample_id, synthetic_files, validate_manifest
 from discl.models import HF_CLIP_ID
 from discl.progress import progress
@@ -264,6 +266,7 @@ class RealImageFinder:
         return self._stem_index().get(stem or Path(real_path).stem)
 
 
+@gc_paused
 def collect_from_manifests(syn_root: str | os.PathLike, finder: RealImageFinder) -> pd.DataFrame:
     """All rows of ``<syn_root>/manifests/*.csv`` with the synthetic and real image files resolved."""
     syn_root = Path(syn_root)
@@ -283,8 +286,6 @@ def collect_from_manifests(syn_root: str | os.PathLike, finder: RealImageFinder)
         first = table[duplicated].iloc[0]
         raise InputError(first["source"], f"sample_id {first['sample_id']!r} is listed in two manifests",
                          int(first["source_row"]), "sample_id")
-    from discl.filescan import existing
-
     synthetic_paths = table["synthetic_path"].tolist()
     errors = []  # (row index, message, column): the first row with a problem is reported, as a row-by-row read
     missing = np.flatnonzero(~existing(synthetic_paths, syn_root))
@@ -427,20 +428,23 @@ class ClipScorer:
             self.texts.save()
         return len(missing)
 
-    def _encode_images(self, cache: EmbeddingCache, keys: Sequence[str], files: Sequence[str], desc: str) -> int:
-        # a real image is listed by each of its ~80 synthetic versions: each key once (in order of first listing),
-        # with its first listing's file
-        first_listing = dict(zip(reversed(keys), reversed(files)))
-        first_file = {key: first_listing[key] for key in dict.fromkeys(keys)}
-        todo: dict[str, tuple[str, str]] = {}
+    @staticmethod
+    @gc_paused
+    def _stale(cache: EmbeddingCache, keys: Sequence[str], files: Sequence[str]) -> list[tuple[str, tuple[str, str]]]:
+        """``(key, (file, fingerprint))`` of each key the cache lacks or holds for another version of its file; a
+        real image is listed by each of its ~80 synthetic versions: each key once (in order of first listing), with
+        its first listing's file."""
+        codes, unique = pd.factorize(np.asarray(keys, dtype=object))  # in order of first appearance
+        first_files = np.asarray(files, dtype=object)[np.unique(codes, return_index=True)[1]].tolist()
         cached = cache.fingerprints
-        for key, file in first_file.items():
-            fingerprint = file_fingerprint(file)
-            if cached.get(key) != fingerprint:  # cache.has, without a method call per image
-                todo[key] = (file, fingerprint)
-        if not todo:
+        return [(key, (file, fingerprint)) for key, file, fingerprint in
+                zip(unique.tolist(), first_files, map(file_fingerprint, first_files))
+                if cached.get(key) != fingerprint]  # cache.has, without a method call per image
+
+    def _encode_images(self, cache: EmbeddingCache, keys: Sequence[str], files: Sequence[str], desc: str) -> int:
+        items = self._stale(cache, keys, files)
+        if not items:
             return 0
-        items = list(todo.items())
         chunk = self.embedder.batch_size
         batches = [items[start:start + chunk] for start in range(0, len(items), chunk)]
         since_save = 0
@@ -470,7 +474,8 @@ class ClipScorer:
     def score(self, table: pd.DataFrame, text_column: str = "prompt") -> tuple[pd.DataFrame, ScoringStats]:
         """Fill ``clip_image_text`` / ``clip_image_image`` for every row (encoding only what is not cached)."""
         table = table.copy()
-        resolved = {f: str(Path(f).resolve()) for f in table["real_file"].unique()}  # ~80 rows per real image
+        real_files = table["real_file"].unique().tolist()  # ~80 rows per real image
+        resolved = dict(zip(real_files, resolved_paths(real_files)))
         real_keys = table["real_file"].map(resolved).tolist()
         stats = ScoringStats(rows=len(table))
         stats.texts_encoded = self._encode_texts(table[text_column].tolist())
@@ -551,6 +556,7 @@ def filter_reports(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     return by_class, by_guidance
 
 
+@gc_paused
 def write_outputs(table: pd.DataFrame, syn_root: str | os.PathLike, threshold: float) -> dict[str, Path]:
     """Write ``clip_scores.csv``, the reference pickles, the two filter reports and the histogram figure."""
     from discl.plots.scores import plot_score_histograms

@@ -59,3 +59,19 @@ def join_names(folder: str | os.PathLike, names: Sequence[str]) -> list[str]:
     if "/" in plain or any(name in ("", ".", "..") for name in names):
         return [str(Path(folder) / name) for name in names]
     return (os.path.join(folder, "") + np.asarray(names, dtype=object)).tolist() if names else []
+
+
+def resolved_paths(paths: Sequence[str]) -> list[str]:
+    """``str(Path(path).resolve())`` of each path, each distinct folder resolved once (a file that is not a symbolic
+    link resolves to its resolved folder and its name): one ``lstat`` per file instead of one per path part."""
+    folders: dict[str, str] = {}
+    out = []
+    for path in paths:
+        folder, name = os.path.split(path)
+        if name in ("", ".", "..") or os.path.islink(path):
+            out.append(str(Path(path).resolve()))
+            continue
+        if folder not in folders:
+            folders[folder] = str(Path(folder).resolve())
+        out.append(os.path.join(folders[folder], name))
+    return out

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from discl.bulk import gc_paused
 from discl.errors import InputError
 from discl.guidance import strength_percent
 
@@ -201,6 +202,7 @@ _TEXT_COLUMNS = ("sample_id", "dataset", "class_name", "class_folder", "real_pat
 _KEEP_VALUES = ("True", "False", "true", "false", "1", "0")
 
 
+@gc_paused
 def validate_manifest(frame: pd.DataFrame, file: str | os.PathLike = "<manifest>") -> pd.DataFrame:
     """Check columns, types, ranges and internal consistency; return a copy with proper dtypes."""
     missing = [c for c in MANIFEST_COLUMNS if c not in frame.columns]

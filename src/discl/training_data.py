@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from discl import runrecord
+from discl.bulk import gc_paused
 from discl.clipscore import SCORES_FILE, check_threshold, peek_dataset, read_scores
 from discl.config import add_arguments, option, to_plain
 from discl.data.training_tables import TABLE_COLUMNS, finish_build, start_build, write_training_table
@@ -297,6 +298,7 @@ def write_tables(tables: CurriculumTables, dataset: Dataset, folder: str | os.Pa
     return paths
 
 
+@gc_paused
 def run_build(config: BuildConfig, dataset: Dataset) -> tuple[CurriculumTables, dict[str, Path]]:
     """Read the scores and the real training images, build the tables, write them into ``config.save_folder``."""
     syn_root = Path(config.syn_path).resolve()

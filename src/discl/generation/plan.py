@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from discl.bulk import gc_paused
 from discl.errors import InputError
 from discl.guidance import level_from_strength
 from discl.manifest import MANIFEST_COLUMNS, sample_id, subfolder_name, synthetic_relpath
@@ -183,6 +184,7 @@ class Plan:
         return sum(len(g.items) for g in self.groups) - len(self.done)
 
 
+@gc_paused
 def make_plan(sources: Sequence[SourceImage], strengths: Sequence[float], seeds: Sequence[int], batch_size: int,
               guidance_scale: float, output: Path, with_record: bool, rank: int = 0, world_size: int = 1) -> Plan:
     """Cut one part's (preflighted) sources into groups, take this rank's share, scan ``output`` for done images."""
@@ -343,6 +345,7 @@ def failure_record(source: SourceImage, error: str) -> dict:
             "csv_row": source.csv_row, "error": error}
 
 
+@gc_paused
 def build_manifest(groups: Sequence[Group], output: Path, guidance_scale: float, dataset_name: str,
                    prompts: PromptSource, with_record: bool) -> pd.DataFrame:
     """Manifest rows (docs/DESIGN.md) for every item of ``groups`` whose output is on disk, in plan order."""

@@ -20,6 +20,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Sampler
 
 from discl import distributed as D
+from discl.bulk import gc_paused
 from discl.datasets.base import render
 from discl.errors import InputError
 from discl.guidance import REAL, REAL_SEED, REAL_STRENGTH
@@ -181,6 +182,7 @@ def real_table(dataset) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=TABLE_COLUMNS)
 
 
+@gc_paused
 def read_table(path: str | os.PathLike, real_root: str | os.PathLike | None = None,
                synthetic_root: str | os.PathLike | None = None) -> pd.DataFrame:
     """A training or curriculum-validation table with the canonical columns (``read_training_table``; a ``.txt``

@@ -1,0 +1,31 @@
+"""Whole-volume table work (~617k synthetic images): Python's cyclic garbage collector paused while it runs.
+
+Building, checking and writing the tables of the real volume creates millions of short-lived small containers
+(row tuples, per-key lists) and no reference cycles; the collector's passes over the growing heap then cost up to
+half the time of a step (docs/performance.md). ``gc_paused`` runs a function with the collector off and switches it
+back on afterwards (also after an exception); cycles made meanwhile are collected at its next pass.
+"""
+
+from __future__ import annotations
+
+import functools
+import gc
+from typing import Callable, TypeVar
+
+F = TypeVar("F", bound=Callable)
+
+
+def gc_paused(fn: F) -> F:
+    """Decorator: run ``fn`` with the cyclic garbage collector paused (nested calls leave it to the outermost)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        if not gc.isenabled():
+            return fn(*args, **kwargs)
+        gc.disable()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            gc.enable()
+
+    return wrapper  # type: ignore[return-value]
