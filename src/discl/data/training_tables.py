@@ -131,7 +131,12 @@ def _read_tsv_table(path: str | os.PathLike) -> pd.DataFrame:
         raise InputError(path, f"not a valid tab-separated table ({err})") from None
     typed = validate_training_table(frame, path)
     base = path.resolve().parent
-    typed["filepath"] = [p if os.path.isabs(p) else str(base / p) for p in typed["filepath"].to_numpy(dtype=object)]
+    paths = typed["filepath"].to_numpy(dtype=object)
+    relative = np.flatnonzero(~np.fromiter(map(os.path.isabs, paths), dtype=bool, count=len(paths)))
+    if relative.size:
+        paths = paths.copy()
+        paths[relative] = [str(base / p) for p in paths[relative]]
+    typed["filepath"] = paths.tolist()
     return typed
 
 
