@@ -340,3 +340,14 @@ def test_resolved_paths_are_path_resolve(tmp_path, monkeypatch):
     paths = [str(tmp_path / "linked" / "sub" / "a.jpg"), "linked/sub/a.jpg", "real/link.jpg", "real/sub/../link.jpg",
              "real/sub/missing.jpg", "a.jpg", "real/sub/.", "real/sub/..", "real/sub/", "", "linked//sub/a.jpg"]
     assert resolved_paths(paths) == [str(Path(p).resolve()) for p in paths]
+
+
+def test_table_paths_relative_to_the_table_folder_absolute_as_written(tmp_path):
+    from discl.data.training_tables import TABLE_COLUMNS, read_training_table
+
+    rows = [["a photo of x.", path, 1, 50, 50, 10, 0] for path in ("rel/a.jpg", "/abs/b.jpg", "../up/c.jpg",
+                                                                    "é/d.jpg", "/x/../e.jpg")]
+    pd.DataFrame(rows, columns=TABLE_COLUMNS).to_csv(tmp_path / "train.csv", sep="\t", index=False)
+    got = read_training_table(tmp_path / "train.csv")["filepath"].tolist()
+    base = tmp_path.resolve()
+    assert got == [p if os.path.isabs(p) else str(base / p) for p in (r[1] for r in rows)]
