@@ -27,6 +27,27 @@ def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(_HF_HOME, ignore_errors=True)
 
 
+# Parallel runs (scripts/test.sh: pytest-xdist, ``-n auto --dist worksteal``). Every worker is a process with its
+# own session: its own ``_HF_HOME`` above (the tiny models are installed once per worker, nothing is shared) and
+# its own ``tmp_path_factory`` base (``.../popen-gw<N>``).
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "minutes_long: runs for minutes (about half of the suite's time); an xdist worker starts it first")
+
+
+def pytest_collection_modifyitems(config, items):
+    """On xdist workers, the ``minutes_long`` tests come first (the order is otherwise the collection's).
+
+    worksteal hands each worker a contiguous share of the collection and lets an idle worker take the tail half of
+    a busy one's queue. Started first, the minutes-long test runs beside the rest of the suite; started late, it
+    would run alone at the end. Mark one test only: all marked tests land in the first worker's share, and a worker
+    keeps the test after its running one, so a second marked test would wait there for the first to finish."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        items.sort(key=lambda item: item.get_closest_marker("minutes_long") is None)  # stable: the rest keep order
+
+
 @pytest.fixture(scope="session", autouse=True)
 def tiny_open_clip_config() -> Path:
     """The tiny open_clip config in ``$HF_HOME/open_clip_configs``, where ``discl.models`` looks it up by name."""

@@ -224,6 +224,7 @@ def umask_022():
     os.umask(before)
 
 
+@pytest.mark.minutes_long  # 8-9 minutes on 2 cores: under xdist it starts first (conftest.py)
 @pytest.mark.usefixtures("one_torch_thread", "umask_022")
 def test_the_documented_commands_run_as_written(lab, monkeypatch):
     for doc, index, values in PLAN:
