@@ -351,3 +351,32 @@ def test_table_paths_relative_to_the_table_folder_absolute_as_written(tmp_path):
     got = read_training_table(tmp_path / "train.csv")["filepath"].tolist()
     base = tmp_path.resolve()
     assert got == [p if os.path.isabs(p) else str(base / p) for p in (r[1] for r in rows)]
+
+
+def _validation_by_groups(frame, size, random_state, levels):
+    """The curriculum-validation draw as it was first written (a frame per (image, level) group): the spec."""
+    from discl.training_data import validation_candidates
+
+    frame = frame.reset_index(drop=True)
+    candidates = validation_candidates(frame, levels)
+    rng = np.random.RandomState(random_state)
+    chosen = [candidates[i] for i in sorted(rng.choice(len(candidates), min(size, len(candidates)), replace=False))]
+    rows = frame[frame["key"].isin(chosen) & frame["guidance"].isin(levels)]
+    picks = [group.index[rng.randint(len(group))] for _, group in rows.groupby(["key", "guidance"], sort=True)]
+    return frame.loc[sorted(picks)].reset_index(drop=True)
+
+
+def test_validation_draw_equals_the_per_group_draw():
+    from discl.training_data import sample_validation
+
+    rng = np.random.default_rng(4)
+    for trial in range(30):
+        n = int(rng.integers(120, 400))  # most images then have every level
+        keys = [f"train/{'é' if k % 3 == 0 else ''}img{k:03d}.jpg" for k in rng.integers(0, 40, n)]
+        frame = pd.DataFrame({"key": keys, "guidance": rng.choice([50, 60, 100], n), "seed": rng.integers(0, 9, n),
+                              "filepath": [f"f{i}" for i in range(n)]})
+        frame.index = rng.permutation(n) + 1000  # the draw must not depend on the incoming index
+        levels = [50, 60] if trial % 2 else [50, 60, 100]
+        size = int(rng.integers(0, 12))
+        pd.testing.assert_frame_equal(sample_validation(frame, size, trial, levels),
+                                      _validation_by_groups(frame, size, trial, levels))

@@ -200,8 +200,14 @@ def sample_validation(frame: pd.DataFrame, size: int, random_state: int = DEFAUL
     rng = np.random.RandomState(random_state)
     chosen = [candidates[i] for i in sorted(rng.choice(len(candidates), min(size, len(candidates)), replace=False))]
     rows = frame[frame["key"].isin(chosen) & frame["guidance"].isin(levels)]
-    # one row per (image, level): among that level's seeds, a random one
-    picks = [group.index[rng.randint(len(group))] for _, group in rows.groupby(["key", "guidance"], sort=True)]
+    # one row per (image, level): among that level's seeds (in frame order), a random one; the groups in sorted
+    # (image, level) order, found by one sort instead of a frame per group
+    rows = rows.assign(position=np.arange(len(rows))).sort_values(["key", "guidance", "position"])
+    keys, guidance, index = (rows["key"].to_numpy(dtype=object), rows["guidance"].to_numpy(),
+                             rows.index.to_numpy())
+    starts = np.flatnonzero(np.r_[len(rows) > 0, (keys[1:] != keys[:-1]) | (guidance[1:] != guidance[:-1])])
+    sizes = np.diff(np.r_[starts, len(rows)])
+    picks = [index[start + rng.randint(size)] for start, size in zip(starts.tolist(), sizes.tolist())]
     return frame.loc[sorted(picks)].reset_index(drop=True)
 
 
