@@ -11,7 +11,8 @@ the library's own calls, in the pipeline's order:
 plan + resume scan       ``generation.make_plan``: blocks, groups, this rank's share, which outputs exist
 manifest refresh         ``generation.build_manifest`` + ``write_manifest`` (one part holding everything)
 manifest validation      ``manifest.validate_manifest`` of the manifest as read from disk (text)
-merging parts            ``clipscore.collect_from_manifests``: 16 part files read, validated, merged, resolved
+merging parts            ``clipscore.collect_from_manifests``: the part files (one per class group, at most 16)
+                         read, validated, merged, resolved
 CLIPScore bookkeeping    ``ClipScorer`` on a warm cache (fingerprints, look-ups, cosines) + ``write_outputs``
 training-table build     ``training_data.run_build`` (scores read, tables built and written)
 trainer table set-up     the loop's table read, label and file checks, FLYP captions
