@@ -8,7 +8,6 @@ type), where one ``stat`` per file costs a system call and a path parse each.
 from __future__ import annotations
 
 import os
-from itertools import repeat
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -45,10 +44,13 @@ def existing(paths: Iterable[str], root: str | os.PathLike | None = None) -> np.
     paths = list(paths)
     base = os.fspath(root) if root is not None else ""
     listings = _Listings(base)
-    found = [names is not None and (name in names or os.path.isfile(os.path.join(base, path)))
-             for path, (folder, _, name) in zip(paths, map(str.rpartition, paths, repeat("/", len(paths))))
-             for names in (listings[folder],)]
-    return np.array(found, dtype=bool)
+
+    def is_file(path: str) -> bool:
+        folder, _, name = path.rpartition("/")
+        names = listings[folder]
+        return names is not None and (name in names or os.path.isfile(os.path.join(base, path)))
+
+    return np.fromiter(map(is_file, paths), dtype=bool, count=len(paths))
 
 
 def join_names(folder: str | os.PathLike, names: Sequence[str]) -> list[str]:
