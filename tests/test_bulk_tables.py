@@ -252,7 +252,8 @@ def test_existence_scan_answers_as_isfile(tmp_path):
     (tmp_path / "a" / "link.jpg").symlink_to(tmp_path / "a" / "b" / "x.jpg")
     (tmp_path / "a" / "folder.jpg").mkdir()
     paths = ["a/b/x.jpg", "a/b/y.jpg", "top.jpg", "a/link.jpg", "a/folder.jpg", "missing/x.jpg", "a/./b/x.jpg",
-             "a/b/../b/x.jpg", str(tmp_path / "a/b/x.jpg"), "a/b/", "a//b/x.jpg", "", "A/b/x.jpg"]
+             "a/b/../b/x.jpg", str(tmp_path / "a/b/x.jpg"), "a/b/", "a//b/x.jpg", "", "A/b/x.jpg", "top.jpg/x.jpg",
+             "/", "./top.jpg"]
     assert existing(paths, tmp_path).tolist() == [os.path.isfile(os.path.join(tmp_path, p)) for p in paths]
     assert existing([str(tmp_path / p) for p in paths[:4]]).tolist() == [True, False, True, True]
 

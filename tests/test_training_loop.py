@@ -171,6 +171,27 @@ def test_global_batch_sampler_splits_batches_over_ranks_and_resumes():
     assert len(small) == 1 and sorted(set(small[0])) == [0, 1, 2]
 
 
+def test_shuffled_rows_is_a_uniform_permutation_over_buckets():
+    from collections import Counter
+    from itertools import permutations
+
+    from discl.training.data import shuffled_rows
+
+    # several buckets at once: still every row exactly once, and the same rows for the same seed
+    rows = shuffled_rows(1000, np.random.default_rng(5), bucket=64)
+    assert sorted(rows.tolist()) == list(range(1000))
+    assert rows.tolist() == shuffled_rows(1000, np.random.default_rng(5), bucket=64).tolist()
+    assert rows.tolist() != shuffled_rows(1000, np.random.default_rng(6), bucket=64).tolist()
+    # 4 rows in 2 buckets: all 24 orders equally likely (chi-square, 23 degrees of freedom; 55 is p ≈ 2e-4), which
+    # a bucket per block of rows, or buckets kept in a fixed order, would fail by far
+    rng = np.random.default_rng(0)
+    draws = 12_000
+    counts = Counter(tuple(shuffled_rows(4, rng, bucket=2).tolist()) for _ in range(draws))
+    assert set(counts) == set(permutations(range(4)))
+    expected = draws / 24
+    assert sum((c - expected) ** 2 / expected for c in counts.values()) < 55
+
+
 def test_item_augmentation_is_seeded_per_item(tmp_path):
     from torchvision import transforms
 

@@ -556,6 +556,25 @@ def filter_reports(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     return by_class, by_guidance
 
 
+def scored_manifest(table: pd.DataFrame) -> pd.DataFrame:
+    """The manifest columns of a scored table, as ``validate_manifest`` types them.
+
+    The rows were validated when they were collected (``collect_from_manifests`` / ``collect_from_layout``) and the
+    scorer filled the similarities and ``keep``: only these are checked again, not the whole table. The float32
+    similarities are written as the doubles they are (what the reference's pickles hold, exactly).
+    """
+    frame = table[MANIFEST_COLUMNS].reset_index(drop=True)
+    for column in ("clip_image_text", "clip_image_image"):
+        values = frame[column].to_numpy(dtype=np.float64)
+        outside = np.flatnonzero(~(np.abs(values) <= 1.0 + 1e-6))  # NaN too
+        if outside.size:
+            raise ValueError(f"{column} of {frame['sample_id'].iloc[outside[0]]!r} is {values[outside[0]]}: "
+                             "not a cosine similarity")
+        frame[column] = values
+    frame["keep"] = pd.Series([bool(k) for k in frame["keep"].tolist()], dtype=object)
+    return frame
+
+
 @gc_paused
 def write_outputs(table: pd.DataFrame, syn_root: str | os.PathLike, threshold: float) -> dict[str, Path]:
     """Write ``clip_scores.csv``, the reference pickles, the two filter reports and the histogram figure."""
@@ -564,7 +583,7 @@ def write_outputs(table: pd.DataFrame, syn_root: str | os.PathLike, threshold: f
     syn_root = Path(syn_root)
     table = apply_threshold(table, threshold)
     paths = {name: syn_root / name for name in (SCORES_FILE, CLIP_SCORE_PICKLE, FILTERED_PICKLE, HISTOGRAM_FILE)}
-    write_csv(paths[SCORES_FILE], validate_manifest(table[MANIFEST_COLUMNS], paths[SCORES_FILE]))
+    write_csv(paths[SCORES_FILE], scored_manifest(table))
     atomic_write_bytes(paths[CLIP_SCORE_PICKLE], score_pickle_bytes(  # pickle.load gives reference_score_dict
         table["sample_id"].tolist(), table["clip_image_text"].to_numpy(), table["clip_image_image"].to_numpy()))
     _write_pickle(paths[FILTERED_PICKLE], reference_filtered_list(table))

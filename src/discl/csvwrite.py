@@ -29,7 +29,9 @@ def _number_cells(values: np.ndarray) -> list[str]:
     codes, uniques = pd.factorize(bits)
     if values.dtype == np.float64:
         uniques = uniques.view(np.float64)
-    text = np.array([repr(u) if u == u else "" for u in uniques.tolist()], dtype=object)
+    text = np.array(list(map(repr, uniques.tolist())), dtype=object)  # no Python-level loop body per value
+    if values.dtype.kind == "f":
+        text[np.isnan(uniques)] = ""
     return text[codes].tolist()
 
 

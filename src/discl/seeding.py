@@ -36,19 +36,26 @@ def sample_seeds(image_ids: Sequence[str], prompts: Sequence[str], strengths: Se
                  seeds: Sequence[int]) -> list[int]:
     """``sample_seed`` of many samples at once (the same values; the manifest refresh of a ~617k-image part).
 
-    The seeds of one image, prompt and strength share the hash of their common prefix: it is hashed once and copied.
+    Consecutive samples of one image, prompt and strength (an image's seeds, in plan order) share the hash of their
+    common prefix: it is hashed once and copied; each seed's text is encoded once.
     """
     mask = (1 << SEED_BITS) - 1
-    prefixes: dict[tuple, object] = {}
-    derived = []
+    suffixes: dict[int, bytes] = {}
+    derived: list[int] = []
+    append, from_bytes = derived.append, int.from_bytes
+    last, prefix = None, None
     for image_id, prompt, strength, seed in zip(image_ids, prompts, strengths, seeds):
         key = (image_id, prompt, strength)
-        if key not in prefixes:
-            prefixes[key] = hashlib.sha256(f"s:discl-sample\x1fs:{image_id}\x1fs:{prompt}\x1ff:{float(strength):.6f}"
-                                           "\x1fi:".encode("utf-8"))
-        digest = prefixes[key].copy()
-        digest.update(str(int(seed)).encode("ascii"))
-        derived.append(int.from_bytes(digest.digest()[:8], "big") & mask)
+        if key != last:
+            prefix = hashlib.sha256(f"s:discl-sample\x1fs:{image_id}\x1fs:{prompt}\x1ff:{float(strength):.6f}"
+                                    "\x1fi:".encode("utf-8"))
+            last = key
+        suffix = suffixes.get(seed)
+        if suffix is None:
+            suffix = suffixes[seed] = str(int(seed)).encode("ascii")
+        digest = prefix.copy()
+        digest.update(suffix)
+        append(from_bytes(digest.digest()[:8], "big") & mask)
     return derived
 
 

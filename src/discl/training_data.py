@@ -107,7 +107,7 @@ def synthetic_rows(scores: pd.DataFrame, real: pd.DataFrame, syn_root: str | os.
     by_stem = _real_by_stem(real)
     stems = scores["image_stem"].astype(str).to_numpy(dtype=object)
     class_ids = scores["class_id"].to_numpy(dtype="int64")
-    unique_stems, stem_codes = np.unique(stems, return_inverse=True)  # ~80 rows per real image: each looked up once
+    stem_codes, unique_stems = pd.factorize(stems)  # ~80 rows per real image: each looked up once
     matches = [by_stem.get(stem) for stem in unique_stems]
     missing = np.array([m is None for m in matches] or [False])[stem_codes]
     ambiguous = np.array([m == "" for m in matches] or [False])[stem_codes]
@@ -125,7 +125,7 @@ def synthetic_rows(scores: pd.DataFrame, real: pd.DataFrame, syn_root: str | os.
         key, label = by_stem[stem]
         raise InputError(scores_file, f"class_id {class_ids[row]} but the training list labels {key!r} {label}",
                          row + 1, "class_id")
-    keys = [matches[code][0] for code in stem_codes] if len(stems) else []
+    keys = np.array([m[0] for m in matches], dtype=object)[stem_codes].tolist() if len(stems) else []
     frame = pd.DataFrame({
         "key": keys, "path": scores["synthetic_path"].to_numpy(),
         "filepath": synthetic_files(syn_root, scores["synthetic_path"]),
@@ -145,7 +145,7 @@ def synthetic_rows(scores: pd.DataFrame, real: pd.DataFrame, syn_root: str | os.
 def _real_by_stem(real: pd.DataFrame) -> dict[str, tuple[str, int] | str]:
     """File stem → (key, label); ``""`` marks a stem shared by several real images (ambiguous)."""
     index: dict[str, tuple[str, int] | str] = {}
-    for key, label in zip(real["key"], real["label"].tolist()):
+    for key, label in zip(real["key"].tolist(), real["label"].tolist()):
         stem = _stem(key)
         index[stem] = "" if stem in index else (key, label)
     return index
@@ -254,7 +254,7 @@ def build_curriculum(real: pd.DataFrame, synthetic: pd.DataFrame, val_size: int,
 
 
 def _real_order(real: pd.DataFrame):
-    position = {key: i for i, key in enumerate(real["key"])}
+    position = dict(zip(real["key"].tolist(), range(len(real))))
 
     def sort_key(column: pd.Series) -> pd.Series:
         return column.map(position) if column.name == "key" else column
