@@ -316,7 +316,11 @@ def test_ddp_two_processes_match_one_process(tables, tmp_path, script_env):
             # The key bias has an exactly-zero gradient (softmax ignores a shift shared by all keys); Adam
             # turns its rounding noise into lr-sized steps, so compare only the query and value biases.
             value, other = value.view(3, -1)[[0, 2]], other.view(3, -1)[[0, 2]]
-        torch.testing.assert_close(other, value, rtol=1e-4, atol=1e-6, msg=key)
+        # Adam divides each gradient by its own running scale: where a gradient is ~0, the two ranks' summation
+        # order moves a rare element by a small fraction of the learning rate (1e-3); a wrong gradient moves most
+        far = ~torch.isclose(other, value, rtol=1e-4, atol=1e-6)
+        assert int(far.sum()) <= value.numel() // 1000, f"{key}: {int(far.sum())} of {value.numel()} differ"
+        assert float((other - value).abs().max()) <= 1e-5, key
 
 
 # --- bad input ------------------------------------------------------------------------------------------------
