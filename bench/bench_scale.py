@@ -20,7 +20,8 @@ stage data               ``StageData.rows`` of every level + the FLYP targets (c
 epoch sampling           ``GlobalBatchSampler`` batches of one pass over the largest stage
 ======================  ==================================================================================
 
-Each step is timed in CPU time (best of ``--repeats`` runs, more for a short step until a second was timed: CPU
+All worlds are built first and each step is then timed on every size in turn (a machine whose speed drifts over a run moves
+the sizes of a step alike). Each step is timed in CPU time (best of ``--repeats`` runs, more for a short step until a second was timed: CPU
 time hardly moves when other processes share the cores) and its peak Python/NumPy allocation measured
 (tracemalloc, one more run). Steps that only shuffle or look up (a permutation, a hash set) grow a little faster
 than linearly once their arrays outgrow the CPU caches; ``pandas.read_csv`` itself shows the machine's share. Last line: ``growth=<g> ratio=<r>``: ``g`` is the largest log-log slope of any step between the two
@@ -313,28 +314,39 @@ def peak_memory(fn: Callable[[], None]) -> float:
         tracemalloc.stop()
 
 
-def run_size(folder: Path, synthetic: int, embedder, tokenizer, args) -> dict[str, tuple[float, float]]:
-    """Build one world and measure every step; also ``read_csv`` of its manifest."""
-    start = time.perf_counter()
-    world = build_world(folder, synthetic)
-    world.state["sources"] = hard_sources(world)
-    write_synthetic_files(world, world.state["sources"])
-    world.state.update(embedder=embedder, tokenizer=tokenizer)
-    print(f"  world: {world.hard} hard images, {world.real} real, {world.hard * 80} synthetic files "
-          f"({time.perf_counter() - start:.0f} s to build)", flush=True)
-    results = {}
+def build_worlds(top: Path, sizes: Sequence[int], embedder, tokenizer) -> dict[int, World]:
+    """Every size's world, built before any step is timed."""
+    worlds = {}
+    for size in sizes:
+        start = time.perf_counter()
+        world = worlds[size] = build_world(top / f"n{size}", size)
+        world.state["sources"] = hard_sources(world)
+        write_synthetic_files(world, world.state["sources"])
+        world.state.update(embedder=embedder, tokenizer=tokenizer)
+        print(f"{size} synthetic images: {world.hard} hard images, {world.real} real, {world.hard * 80} synthetic "
+              f"files ({time.perf_counter() - start:.0f} s to build)", flush=True)
+    return worlds
+
+
+def measure(worlds: dict[int, World], embedder, args) -> dict[int, dict[str, tuple[float, float]]]:
+    """Every step on every size, the sizes of one step measured one after the other (a machine whose speed drifts
+    over the minutes of a run then moves all sizes of a step alike); also ``read_csv`` of each manifest."""
+    results: dict[int, dict[str, tuple[float, float]]] = {size: {} for size in worlds}
     for name, step in STEPS:
-        if name == "manifest validation" and "manifest_text" not in world.state:
-            split_parts(world)
-        seconds = timed(lambda: step(world), args.repeats)
-        if name == "merging parts" and "warm" not in world.state:
-            warm_cache(world, embedder)
-            world.state["warm"] = True
-        memory = math.nan if args.no_memory else peak_memory(lambda: step(world))
-        results[name] = (seconds, memory)
-        print(f"  {name:24s} {seconds:8.3f} s  {memory:8.1f} MB", flush=True)
-    results["pandas.read_csv"] = (timed(lambda: pd.read_csv(world.state["manifest"]), args.repeats), math.nan)
-    print(f"  {'pandas.read_csv':24s} {results['pandas.read_csv'][0]:8.3f} s", flush=True)
+        for size, world in worlds.items():
+            if name == "manifest validation" and "manifest_text" not in world.state:
+                split_parts(world)
+            seconds = timed(lambda: step(world), args.repeats)
+            if name == "merging parts" and "warm" not in world.state:
+                warm_cache(world, embedder)
+                world.state["warm"] = True
+            memory = math.nan if args.no_memory else peak_memory(lambda: step(world))
+            results[size][name] = (seconds, memory)
+            print(f"  {name:24s} {size:>8d} {seconds:8.3f} s  {memory:8.1f} MB", flush=True)
+    for size, world in worlds.items():
+        results[size]["pandas.read_csv"] = (timed(lambda: pd.read_csv(world.state["manifest"]), args.repeats),
+                                            math.nan)
+        print(f"  {'pandas.read_csv':24s} {size:>8d} {results[size]['pandas.read_csv'][0]:8.3f} s", flush=True)
     return results
 
 
@@ -356,12 +368,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             install_tiny_models(top / "hf_home")
         embedder = ClipEmbedder(device="cpu")  # the tiny CLIP under the real id: only its signature is used
         tokenizer = open_clip.get_tokenizer("ViT-B-16")
-        results = {}
-        for size in sizes:
-            print(f"{size} synthetic images:", flush=True)
-            results[size] = run_size(top / f"n{size}", size, embedder, tokenizer, args)
-            if not args.keep:
-                shutil.rmtree(top / f"n{size}", ignore_errors=True)
+        results = measure(build_worlds(top, sizes, embedder, tokenizer), embedder, args)
     finally:
         if not args.keep:
             shutil.rmtree(top, ignore_errors=True)
