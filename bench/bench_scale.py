@@ -20,13 +20,14 @@ stage data               ``StageData.rows`` of every level + the FLYP targets (c
 epoch sampling           ``GlobalBatchSampler`` batches of one pass over the largest stage
 ======================  ==================================================================================
 
-All worlds are built first and each step is then timed on every size in turn (a machine whose speed drifts over a run moves
-the sizes of a step alike). Each step is timed in CPU time (best of ``--repeats`` runs, more for a short step until a second was timed: CPU
-time hardly moves when other processes share the cores) and its peak Python/NumPy allocation measured
-(tracemalloc, one more run). Steps that only shuffle or look up (a permutation, a hash set) grow a little faster
-than linearly once their arrays outgrow the CPU caches; ``pandas.read_csv`` itself shows the machine's share. Last line: ``growth=<g> ratio=<r>``: ``g`` is the largest log-log slope of any step between the two
-largest sizes (1 = linear), ``r`` is all the steps together at the largest size ÷ ``pandas.read_csv`` of that
-size's manifest.
+All worlds are built first, then each step is timed on every size in turn (a machine whose speed drifts over a
+run moves the sizes of a step alike). Each step is timed in CPU time (best of ``--repeats`` runs, more for a short
+step until a second was timed: CPU time hardly moves when other processes share the cores) and its peak
+Python/NumPy allocation measured (tracemalloc, one more run). Steps that only shuffle or look up (a permutation, a
+hash set) grow a little faster than linearly once their arrays outgrow the CPU caches; ``pandas.read_csv`` itself
+shows the machine's share. Last line: ``growth=<g> ratio=<r>``: ``g`` is the largest log-log slope of any step
+between the two largest sizes (1 = linear), ``r`` is all the steps together at the largest size ÷
+``pandas.read_csv`` of that size's manifest.
 
     python bench/bench_scale.py                       # 10k, 100k, 617k (several minutes, ~1.5 GB of inodes-only files)
     python bench/bench_scale.py --sizes 2000 20000    # a quick look

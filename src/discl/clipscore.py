@@ -33,7 +33,8 @@ from discl.datasets.base import IMAGE_SUFFIXES, ClassInfo, Dataset
 from discl.errors import InputError
 from discl.fileio import atomic_write, atomic_write_bytes, atomic_write_csv, is_temp_file
 from discl.filescan import existing, resolved_paths
-from discl.manifest import MANIFEST_COLUMNS, read_manifest, sample_id, synthetic_files, validate_manifest
+from discl.manifest import (COSINE_SLACK, MANIFEST_COLUMNS, read_manifest, sample_id, synthetic_files,
+                            validate_manifest)
 from discl.models import HF_CLIP_ID
 from discl.progress import progress
 from discl.refpickle import score_pickle_bytes
@@ -566,7 +567,7 @@ def scored_manifest(table: pd.DataFrame) -> pd.DataFrame:
     frame = table[MANIFEST_COLUMNS].reset_index(drop=True)
     for column in ("clip_image_text", "clip_image_image"):
         values = frame[column].to_numpy(dtype=np.float64)
-        outside = np.flatnonzero(~(np.abs(values) <= 1.0 + 1e-6))  # NaN too
+        outside = np.flatnonzero(~(np.abs(values) <= 1.0 + COSINE_SLACK))  # NaN too: every row was scored
         if outside.size:
             raise ValueError(f"{column} of {frame['sample_id'].iloc[outside[0]]!r} is {values[outside[0]]}: "
                              "not a cosine similarity")

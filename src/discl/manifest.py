@@ -42,6 +42,7 @@ MANIFEST_COLUMNS = [
 DATASET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")  # a registered dataset name (``Dataset.name``)
 SCORE_COLUMNS = ("clip_image_text", "clip_image_image", "keep")
 INT64_MAX = 2 ** 63 - 1  # integer columns are stored as int64
+COSINE_SLACK = 1e-6  # a stored cosine similarity may pass ±1 by float rounding
 
 
 
@@ -238,7 +239,7 @@ def validate_manifest(frame: pd.DataFrame, file: str | os.PathLike = "<manifest>
     scores = {}
     for column in ("clip_image_text", "clip_image_image"):
         score = scores[column] = _float_column(frame[column], checks, column, optional=True)
-        checks.add((score < -1.0 - 1e-6) | (score > 1.0 + 1e-6), column,
+        checks.add(np.abs(score) > 1.0 + COSINE_SLACK, column,
                    lambda i, score=score: f"cosine similarity {score[i]} outside [-1, 1]")
     keep_blank = _blank_mask(frame["keep"])
     keep_text = frame["keep"].astype(str)
