@@ -277,17 +277,18 @@ STEPS: list[tuple[str, Callable[[World], None]]] = [
 
 
 def split_parts(world: World) -> None:
-    """The one manifest as ``PARTS`` part files, by class, as ``--total-parts`` would have written them."""
-    from discl.fileio import atomic_write_csv
+    """The one manifest as ``PARTS`` part files, by class, as ``--total-parts`` would have written them (with their
+    validated copies)."""
     from discl.generation import manifest_path
+    from discl.manifest import read_manifest, write_manifest
 
-    frame = pd.read_csv(world.state["manifest"], dtype=str, keep_default_na=False)
-    world.state["manifest_text"] = frame
+    world.state["manifest_text"] = pd.read_csv(world.state["manifest"], dtype=str, keep_default_na=False)
+    frame = read_manifest(world.state["manifest"])
     folders = sorted(frame["class_folder"].unique())
     parts = np.array_split(np.arange(len(folders)), min(PARTS, len(folders)))
     for k, members in enumerate(parts, start=1):
         chosen = frame[frame["class_folder"].isin([folders[i] for i in members])]
-        atomic_write_csv(manifest_path(world.syn, k, len(parts)), chosen)
+        write_manifest(chosen, manifest_path(world.syn, k, len(parts)))
 
 
 def timed(fn: Callable[[], None], repeats: int, at_least: float = 1.0, most: int = 50) -> float:

@@ -19,12 +19,15 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
+_TABLE_CACHE = Path(tempfile.mkdtemp(prefix="discl-table-cache-"))
+os.environ["DISCL_TABLE_CACHE"] = str(_TABLE_CACHE)  # validated table copies (discl.tablecache): not the user's
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(_HF_HOME, ignore_errors=True)
+    shutil.rmtree(_TABLE_CACHE, ignore_errors=True)
 
 
 # Parallel runs (scripts/test.sh: pytest-xdist, ``-n auto --dist worksteal``). Every worker is a process with its

@@ -33,11 +33,12 @@ from discl.datasets.base import IMAGE_SUFFIXES, ClassInfo, Dataset
 from discl.errors import InputError
 from discl.fileio import atomic_write, atomic_write_bytes, atomic_write_csv, is_temp_file
 from discl.filescan import existing, resolved_paths
-from discl.manifest import (COSINE_SLACK, MANIFEST_COLUMNS, read_manifest, sample_id, synthetic_files,
-                            validate_manifest)
+from discl.manifest import CACHE_KIND as MANIFEST_CACHE_KIND
+from discl.manifest import COSINE_SLACK, MANIFEST_COLUMNS, read_manifest, sample_id, synthetic_files, validate_manifest
 from discl.models import HF_CLIP_ID
 from discl.progress import progress
 from discl.refpickle import score_pickle_bytes
+from discl.tablecache import write_cache
 
 log = logging.getLogger(__name__)
 
@@ -584,7 +585,9 @@ def write_outputs(table: pd.DataFrame, syn_root: str | os.PathLike, threshold: f
     syn_root = Path(syn_root)
     table = apply_threshold(table, threshold)
     paths = {name: syn_root / name for name in (SCORES_FILE, CLIP_SCORE_PICKLE, FILTERED_PICKLE, HISTOGRAM_FILE)}
-    write_csv(paths[SCORES_FILE], scored_manifest(table))
+    scored = scored_manifest(table)
+    write_csv(paths[SCORES_FILE], scored)
+    write_cache(paths[SCORES_FILE], scored, MANIFEST_CACHE_KIND)  # read_scores then skips parsing and validation
     atomic_write_bytes(paths[CLIP_SCORE_PICKLE], score_pickle_bytes(  # pickle.load gives reference_score_dict
         table["sample_id"].tolist(), table["clip_image_text"].to_numpy(), table["clip_image_image"].to_numpy()))
     _write_pickle(paths[FILTERED_PICKLE], reference_filtered_list(table))

@@ -43,6 +43,7 @@ DATASET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")  # a registered data
 SCORE_COLUMNS = ("clip_image_text", "clip_image_image", "keep")
 INT64_MAX = 2 ** 63 - 1  # integer columns are stored as int64
 COSINE_SLACK = 1e-6  # a stored cosine similarity may pass ±1 by float rounding
+CACHE_KIND = "manifest/1"  # the validated copy's kind (discl.tablecache): change it when validation's rules change
 
 
 
@@ -314,10 +315,15 @@ def synthetic_files(syn_root: str | os.PathLike, synthetic_paths: pd.Series) -> 
 
 
 def read_manifest(path: str | os.PathLike) -> pd.DataFrame:
-    """Read and validate one manifest CSV."""
+    """Read and validate one manifest CSV (or take its validated copy, when one matches its bytes)."""
+    from discl.tablecache import read_cache
+
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "manifest file not found")
+    cached = read_cache(path, CACHE_KIND)
+    if cached is not None:
+        return cached
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False)
     except pd.errors.EmptyDataError:
@@ -340,7 +346,10 @@ def read_manifests(paths) -> pd.DataFrame:
 
 
 def write_manifest(frame: pd.DataFrame, path: str | os.PathLike) -> None:
-    """Validate and write a manifest atomically."""
+    """Validate and write a manifest atomically, and its validated copy for the next stage's ``read_manifest``."""
     from discl.csvwrite import write_csv
+    from discl.tablecache import write_cache
 
-    write_csv(path, validate_manifest(frame, path))
+    typed = validate_manifest(frame, path)
+    write_csv(path, typed)
+    write_cache(path, typed, CACHE_KIND)

@@ -33,6 +33,7 @@ TABLE_COLUMNS = ["title", "filepath", "label", "strength", "guidance", "seed", "
 BUILD_RECORD = "tables.json"
 IMAGENET_LT_COLUMNS = ["path", "label", "guidance"]
 DATA_ROOTS_FILE = "data_roots.json"
+CACHE_KIND = "training-table/1"  # the validated copy's kind (discl.tablecache): change it when the rules change
 
 
 def _first_bad(mask: np.ndarray) -> int | None:
@@ -114,22 +115,30 @@ def validate_training_table(frame: pd.DataFrame, file: str | os.PathLike = "<tab
 def write_training_table(frame: pd.DataFrame, path: str | os.PathLike) -> None:
     """Validate and write a training / curriculum-validation table (TSV with header) atomically."""
     from discl.csvwrite import write_csv
+    from discl.tablecache import write_cache
 
-    write_csv(path, validate_training_table(frame, path), sep="\t")
+    typed = validate_training_table(frame, path)
+    write_csv(path, typed, sep="\t")
+    write_cache(path, typed, CACHE_KIND)
 
 
 def _read_tsv_table(path: str | os.PathLike) -> pd.DataFrame:
-    """Read and validate a TSV table; relative ``filepath`` values are resolved against its folder."""
+    """Read and validate a TSV table (or take its validated copy, when one matches its bytes); relative
+    ``filepath`` values are resolved against its folder."""
+    from discl.tablecache import read_cache
+
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "training table not found")
-    try:
-        frame = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
-    except pd.errors.EmptyDataError:
-        raise InputError(path, "file is empty (expected a header row)") from None
-    except pd.errors.ParserError as err:
-        raise InputError(path, f"not a valid tab-separated table ({err})") from None
-    typed = validate_training_table(frame, path)
+    typed = read_cache(path, CACHE_KIND)
+    if typed is None:
+        try:
+            frame = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+        except pd.errors.EmptyDataError:
+            raise InputError(path, "file is empty (expected a header row)") from None
+        except pd.errors.ParserError as err:
+            raise InputError(path, f"not a valid tab-separated table ({err})") from None
+        typed = validate_training_table(frame, path)
     base = path.resolve().parent
     paths = typed["filepath"].to_numpy(dtype=object)
     relative = np.flatnonzero(~np.fromiter(map(os.path.isabs, paths), dtype=bool, count=len(paths)))
