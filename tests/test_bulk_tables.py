@@ -194,6 +194,10 @@ def _column(kind: str, n: int, rng: random.Random, np_rng: np.random.Generator, 
         values = np_rng.normal(size=n) * 10.0 ** np_rng.integers(-8, 20, n)
         values[np_rng.random(n) < 0.2] = np.nan
         return pd.Series(values)
+    if kind == "few-floats":  # repeated values: each distinct value formatted once
+        return pd.Series(np_rng.choice([0.1, -0.0, 0.0, np.nan, 1e20, 2.5e-7], n))
+    if kind == "few-ints":
+        return pd.Series(np_rng.choice([0, -3, 2 ** 62, 7], n))
     if kind == "float32":
         values = np_rng.random(n).astype(np.float32)
         values[np_rng.random(n) < 0.2] = np.nan
@@ -208,7 +212,7 @@ def _column(kind: str, n: int, rng: random.Random, np_rng: np.random.Generator, 
 
 def test_csv_writer_writes_pandas_bytes(tmp_path):
     rng, np_rng = random.Random(1), np.random.default_rng(1)
-    kinds = ("int", "float", "float32", "bool", "object", "str")
+    kinds = ("int", "float", "few-floats", "few-ints", "float32", "bool", "object", "str")
     for trial in range(150):
         n = rng.choice([0, 1, 7, 40])
         frame = pd.DataFrame({(f"c{i}" if rng.random() < 0.9 else f'odd, "{i}"'): _column(rng.choice(kinds), n, rng,
@@ -231,7 +235,7 @@ def test_csv_writer_quotes_like_the_csv_module_without_it(tmp_path, monkeypatch)
     monkeypatch.setattr(discl.csvwrite, "ROWS_PER_BLOCK", 3)  # several blocks
     rng, np_rng = random.Random(2), np.random.default_rng(2)
     texts = [t for t in TEXTS if "\n" not in t and "\r" not in t]
-    kinds = ("int", "float", "float32", "bool", "object", "str")
+    kinds = ("int", "float", "few-floats", "few-ints", "float32", "bool", "object", "str")
     for trial in range(150):
         n = rng.choice([0, 1, 7, 40])
         frame = pd.DataFrame({(f"c{i}" if rng.random() < 0.8 else f'odd, "{i}"'):

@@ -12,11 +12,12 @@ stays the contract: the copy is only ever a faster way to the same table (tested
 
 The folder is ``$DISCL_TABLE_CACHE`` (``off`` turns the copies off), else ``$XDG_CACHE_HOME/discl/tables`` or
 ``~/.cache/discl/tables``. There is one copy per table path and kind (a rewritten table replaces its copy); the
-least recently used copies are removed once the folder holds more than ``MAX_BYTES``. A copy holds plain arrays
-only (loaded with ``allow_pickle=False``): integer and float columns as they are, text columns as UTF-8 joined by
-NUL (each distinct value once, with int32 codes, when values repeat), columns of ``True`` / ``False`` / ``None``
-as int8. A table with another kind of column, or text holding a NUL, gets no copy; a cache folder that cannot be
-written only costs the speed.
+least recently used copies are removed once the folder holds more than ``MAX_BYTES``. A copy is one file of raw
+arrays — ``MAGIC``, the length of a JSON header, the header (what the table is, which CSV bytes it stands for, each
+array's dtype, length and offset), the arrays — read with one ``read`` and never unpickled: integer and float
+columns as they are, text columns as UTF-8 joined by NUL (each distinct value once, with int32 codes, when values
+repeat), columns of ``True`` / ``False`` / ``None`` as int8. A table with another kind of column, or text holding a
+NUL, gets no copy; a cache folder that cannot be written only costs the speed.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ import json
 import logging
 import mmap
 import os
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +40,8 @@ log = logging.getLogger(__name__)
 CACHE_ENV = "DISCL_TABLE_CACHE"
 FORMAT = 1  # layout of the copy itself; the table kind carries the version of its rules
 MAX_BYTES = 16 * 2 ** 30  # the copies of the real volume's tables take a few hundred MB
-_META = "meta"
+MAGIC = b"DISCL-TABLE\x00"
+_ALIGN = 64
 _OPTIONAL_BOOL = {None: -1, False: 0, True: 1}
 
 
@@ -59,7 +60,7 @@ def cache_path(csv_path: str | os.PathLike, kind: str) -> Path | None:
     if folder is None:
         return None
     key = hashlib.sha256(f"{kind}\x00{os.path.realpath(csv_path)}".encode("utf-8", "surrogateescape")).hexdigest()
-    return folder / f"{key[:40]}.npz"
+    return folder / f"{key[:40]}.table"
 
 
 def file_digest(path: str | os.PathLike) -> str:
@@ -129,9 +130,8 @@ def write_cache(csv_path: str | os.PathLike, frame: pd.DataFrame, kind: str) -> 
             arrays.update(stored[1])
         meta = {"format": FORMAT, "kind": kind, "rows": len(frame), "columns": columns,
                 "csv_sha256": file_digest(csv_path), "csv_size": os.path.getsize(csv_path)}
-        arrays[_META] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
         with atomic_write(target, "wb", durable=False) as handle:  # cheap to rebuild: the CSV is the durable copy
-            np.savez(handle, **arrays)
+            _write_arrays(handle, meta, arrays)
         _prune(target.parent, MAX_BYTES)
         return True
     except OSError as err:
@@ -143,7 +143,7 @@ def _prune(folder: Path, max_bytes: int) -> None:
     """Remove the least recently used copies until ``folder`` holds at most ``max_bytes``."""
     entries = []
     for entry in os.scandir(folder):
-        if entry.name.endswith(".npz") and entry.is_file():
+        if entry.name.endswith(".table") and entry.is_file():
             info = entry.stat()
             entries.append((info.st_mtime_ns, info.st_size, entry.path))
     total = sum(size for _, size, _ in entries)
@@ -155,12 +155,45 @@ def _prune(folder: Path, max_bytes: int) -> None:
             total -= size
 
 
-def _text_column(arrays, name: str, rows: int) -> np.ndarray:
-    text = bytes(arrays[f"{name}.text"]).decode("utf-8")
+def _write_arrays(handle, meta: dict, arrays: dict[str, np.ndarray]) -> None:
+    """``MAGIC``, header length, JSON header, then each array at a 64-byte aligned offset."""
+    layout, offset = [], 0
+    for key, array in arrays.items():
+        layout.append([key, array.dtype.str, len(array), offset])
+        offset += -(-array.nbytes // _ALIGN) * _ALIGN
+    header = json.dumps({**meta, "arrays": layout}).encode("utf-8")
+    start = -(-(len(MAGIC) + 8 + len(header)) // _ALIGN) * _ALIGN
+    handle.write(MAGIC + len(header).to_bytes(8, "little") + header + bytes(start - len(MAGIC) - 8 - len(header)))
+    for array in arrays.values():
+        handle.write(memoryview(np.ascontiguousarray(array)).cast("B"))
+        handle.write(bytes(-array.nbytes % _ALIGN))
+
+
+def _read_arrays(data: bytes) -> tuple[dict, dict[str, np.ndarray]]:
+    """The header and the arrays (views into ``data``) of a copy; ValueError when it is not a whole copy."""
+    if not data.startswith(MAGIC):
+        raise ValueError("not a table copy")
+    size = int.from_bytes(data[len(MAGIC):len(MAGIC) + 8], "little")
+    meta = json.loads(data[len(MAGIC) + 8:len(MAGIC) + 8 + size].decode("utf-8"))
+    start = -(-(len(MAGIC) + 8 + size) // _ALIGN) * _ALIGN
+    arrays = {}
+    for key, dtype, length, offset in meta["arrays"]:
+        dtype = np.dtype(dtype)
+        if dtype.hasobject or offset < 0 or length < 0 or start + offset + length * dtype.itemsize > len(data):
+            raise ValueError(f"array {key!r} outside the file")
+        arrays[key] = np.frombuffer(data, dtype=dtype, count=length, offset=start + offset)
+    return meta, arrays
+
+
+def _text_column(arrays: dict[str, np.ndarray], name: str, rows: int) -> np.ndarray:
+    text = str(arrays[f"{name}.text"].data, "utf-8")
     values = np.array(text.split("\x00") if text or rows else [], dtype=object)
-    if f"{name}.codes" in arrays.files:
-        return values[arrays[f"{name}.codes"]]
-    return values
+    codes = arrays.get(f"{name}.codes")
+    if codes is None:
+        return values
+    if len(codes) and not 0 <= codes.min() <= codes.max() < len(values):
+        raise ValueError(f"codes of column {name!r} outside its values")
+    return values[codes]
 
 
 def read_cache(csv_path: str | os.PathLike, kind: str) -> pd.DataFrame | None:
@@ -170,28 +203,30 @@ def read_cache(csv_path: str | os.PathLike, kind: str) -> pd.DataFrame | None:
     if target is None:
         return None
     try:
-        with np.load(target, allow_pickle=False) as arrays:
-            meta = json.loads(bytes(arrays[_META]).decode("utf-8"))
-            if (meta.get("format") != FORMAT or meta.get("kind") != kind
-                    or meta.get("csv_size") != os.path.getsize(csv_path)
-                    or meta.get("csv_sha256") != file_digest(csv_path)):
-                return None
-            rows, data = meta["rows"], {}
-            for name, column_kind in meta["columns"]:
-                if column_kind in ("str", "object"):
-                    data[name] = pd.Series(_text_column(arrays, name, rows), dtype=column_kind, copy=False)
-                elif column_kind == "optional-bool":
-                    codes = arrays[f"{name}.values"]
-                    data[name] = pd.Series(np.array([None, False, True], dtype=object)[codes + 1], dtype=object)
-                else:
-                    data[name] = arrays[f"{name}.values"].astype(np.dtype(column_kind), copy=False)
-                if len(data[name]) != rows:
-                    return None
-            frame = pd.DataFrame(data, columns=[name for name, _ in meta["columns"]])
+        with open(target, "rb") as handle:
+            data = handle.read()
+        meta, arrays = _read_arrays(data)
+        if (meta.get("format") != FORMAT or meta.get("kind") != kind
+                or meta.get("csv_size") != os.path.getsize(csv_path)
+                or meta.get("csv_sha256") != file_digest(csv_path)):
+            return None
+        rows, columns = meta["rows"], {}
+        for name, column_kind in meta["columns"]:
+            if column_kind in ("str", "object"):
+                columns[name] = pd.Series(_text_column(arrays, name, rows), dtype=column_kind, copy=False)
+            elif column_kind == "optional-bool":
+                codes = arrays[f"{name}.values"].astype(np.intp) + 1
+                if len(codes) and not 0 <= codes.min() <= codes.max() <= 2:
+                    raise ValueError(f"column {name!r} holds codes other than -1, 0, 1")
+                columns[name] = pd.Series(np.array([None, False, True], dtype=object)[codes], dtype=object)
+            else:  # a copy: the frame's arrays must be writable
+                columns[name] = arrays[f"{name}.values"].astype(np.dtype(column_kind), copy=True)
+            if len(columns[name]) != rows:
+                raise ValueError(f"column {name!r} has {len(columns[name])} rows, not {rows}")
+        frame = pd.DataFrame(columns, columns=[name for name, _ in meta["columns"]])
     except FileNotFoundError:
         return None
-    except (OSError, ValueError, KeyError, TypeError, IndexError, EOFError, zipfile.BadZipFile,
-            UnicodeDecodeError) as err:
+    except (OSError, ValueError, KeyError, TypeError, IndexError) as err:  # JSON and UTF-8 errors are ValueErrors
         log.warning("ignoring unreadable table copy %s of %s (%s)", target, csv_path, err)
         return None
     with contextlib.suppress(OSError):
