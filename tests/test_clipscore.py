@@ -238,6 +238,19 @@ def test_reference_pickles_read_like_the_reference_builder(scored):
     assert all(e.shape == (1, 32) and abs(np.linalg.norm(e) - 1) < 1e-5 for e in embeddings.values())
 
 
+def test_scored_manifest_copy_is_the_parsed_csv(scored):
+    """The scorer leaves a validated copy of clip_scores.csv (discl.tablecache) equal to parsing and validating it."""
+    from discl.manifest import CACHE_KIND, validate_manifest
+    from discl.tablecache import read_cache
+
+    path = scored / "clip_scores.csv"
+    copy = read_cache(path, CACHE_KIND)
+    assert copy is not None and copy["keep"].map(type).eq(bool).all()
+    parsed = validate_manifest(pd.read_csv(path, dtype=str, keep_default_na=False), path)
+    pd.testing.assert_frame_equal(copy, parsed, check_exact=True)
+    pd.testing.assert_frame_equal(clipscore.read_scores(path), parsed, check_exact=True)
+
+
 def test_reports_and_histogram(scored):
     by_guidance = pd.read_csv(scored / "filter_report_by_guidance.csv")
     table = pd.read_csv(scored / "clip_scores.csv")

@@ -49,7 +49,9 @@ def input_size(model) -> int:
 
 def with_captions(table: pd.DataFrame, dataset: Dataset) -> pd.DataFrame:
     """Rows without a title (an ImageNet-LT list) become one row per caption template of the dataset."""
-    empty = table["title"].fillna("").astype(str).str.strip() == ""
+    codes, titles = pd.factorize(table["title"])  # few distinct captions: each looked at once; -1 is a missing title
+    blank = np.array([str(title).strip() == "" for title in titles] + [True], dtype=bool)
+    empty = pd.Series(blank[codes], index=table.index)
     if not empty.any():
         return table
     names, templates = dataset.text_names(), list(dataset.caption_templates())
