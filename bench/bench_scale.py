@@ -28,7 +28,9 @@ their validated copies (``discl.tablecache``, in a temporary cache folder), as t
 only shuffle or look up (a permutation, a hash set) grow a little faster than linearly once their arrays outgrow the
 CPU caches; ``pandas.read_csv`` itself shows the machine's share. Last line: ``growth=<g> ratio=<r>``: ``g`` is the
 largest log-log slope of any step between the two largest sizes (1 = linear), ``r`` is all the steps together at the
-largest size ÷ ``pandas.read_csv`` of that size's manifest.
+largest size ÷ ``pandas.read_csv`` of that size's manifest, each step divided by the ``read_csv`` time measured
+beside it (after each of its rounds): the machine's speed moves both alike, where one ``read_csv`` at the end of a
+quarter-hour run was seen 1.3 s in one run and 2.0 s in the next.
 
     python bench/bench_scale.py                       # 10k, 100k, 617k (several minutes, ~1.5 GB of inodes-only files)
     python bench/bench_scale.py --sizes 2000 20000    # a quick look
@@ -332,18 +334,26 @@ def build_worlds(top: Path, sizes: Sequence[int], embedder, tokenizer) -> dict[i
     return worlds
 
 
-def measure(worlds: dict[int, World], embedder, args) -> dict[int, dict[str, tuple[float, float]]]:
+def measure(worlds: dict[int, World], embedder, args) -> tuple[dict[int, dict[str, tuple[float, float]]],
+                                                                 dict[str, float]]:
     """Every step on every size, the sizes of one step measured in turn, ``--repeats`` rounds (a machine whose
-    speed drifts over the minutes of a run then moves all sizes of a step alike); also ``read_csv`` of each
-    manifest."""
+    speed drifts over the minutes of a run then moves all sizes of a step alike); ``read_csv`` of the largest
+    manifest after each round (the step's denominator, measured beside it); ``read_csv`` of each manifest."""
     results: dict[int, dict[str, tuple[float, float]]] = {size: {} for size in worlds}
+    beside: dict[str, float] = {}
+    largest = worlds[max(worlds)]
+    for world in worlds.values():  # the manifests read_csv is timed on, before any step is
+        step_plan(world)
+        step_refresh(world)
     for name, step in STEPS:
         best = dict.fromkeys(worlds, math.inf)
+        beside[name] = math.inf
         for _ in range(args.repeats):
             for size, world in worlds.items():
                 if name == "manifest validation" and "manifest_text" not in world.state:
                     split_parts(world)
                 best[size] = min(best[size], timed(lambda: step(world), 1, at_least=1.0 / args.repeats))
+            beside[name] = min(beside[name], timed(lambda: pd.read_csv(largest.state["manifest"]), 1, at_least=0))
         for size, world in worlds.items():
             if name == "merging parts" and "warm" not in world.state:
                 warm_cache(world, embedder)
@@ -351,11 +361,12 @@ def measure(worlds: dict[int, World], embedder, args) -> dict[int, dict[str, tup
             memory = math.nan if args.no_memory else peak_memory(lambda: step(world))
             results[size][name] = (best[size], memory)
             print(f"  {name:24s} {size:>8d} {best[size]:8.3f} s  {memory:8.1f} MB", flush=True)
+        print(f"  {'pandas.read_csv beside':24s} {max(worlds):>8d} {beside[name]:8.3f} s", flush=True)
     for size, world in worlds.items():
         results[size]["pandas.read_csv"] = (timed(lambda: pd.read_csv(world.state["manifest"]), args.repeats),
                                             math.nan)
         print(f"  {'pandas.read_csv':24s} {size:>8d} {results[size]['pandas.read_csv'][0]:8.3f} s", flush=True)
-    return results
+    return results, beside
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -377,26 +388,29 @@ def main(argv: Sequence[str] | None = None) -> int:
             install_tiny_models(top / "hf_home")
         embedder = ClipEmbedder(device="cpu")  # the tiny CLIP under the real id: only its signature is used
         tokenizer = open_clip.get_tokenizer("ViT-B-16")
-        results = measure(build_worlds(top, sizes, embedder, tokenizer), embedder, args)
+        results, beside = measure(build_worlds(top, sizes, embedder, tokenizer), embedder, args)
     finally:
         if not args.keep:
             shutil.rmtree(top, ignore_errors=True)
     names = [name for name, _ in STEPS]
-    print(f"\n{'step':24s}" + "".join(f"{s:>12d}" for s in sizes) + "   slope (last two sizes)")
-    slopes = {}
+    print(f"\n{'step':24s}" + "".join(f"{s:>12d}" for s in sizes) + "   slope (last two sizes)   ÷ read_csv beside")
+    slopes, ratios = {}, {}
     for name in names + ["pandas.read_csv"]:
         times = [results[s][name][0] for s in sizes]
         slope = math.log(times[-1] / times[-2]) / math.log(sizes[-1] / sizes[-2]) if len(sizes) > 1 else math.nan
+        shares = ""
         if name in names:
-            slopes[name] = slope
-        print(f"{name:24s}" + "".join(f"{t:11.3f}s" for t in times) + f"   {slope:.2f}")
+            slopes[name], ratios[name] = slope, times[-1] / beside[name]
+            shares = f"{ratios[name]:22.2f}"
+        print(f"{name:24s}" + "".join(f"{t:11.3f}s" for t in times) + f"   {slope:5.2f}" + shares)
     if not any(math.isnan(results[sizes[-1]][n][1]) for n in names):
         print(f"{'peak MB':24s}" + "".join(f"{max(results[s][n][1] for n in names):11.0f} " for s in sizes))
     total = sum(results[sizes[-1]][name][0] for name in names)
-    ratio = total / results[sizes[-1]]["pandas.read_csv"][0]
     worst = max(slopes, key=slopes.get) if slopes else "-"
-    print(f"all bookkeeping at {sizes[-1]}: {total:.2f} s; steepest step: {worst}")
-    print(f"growth={max(slopes.values()) if slopes else math.nan:.2f} ratio={ratio:.1f}")
+    print(f"all bookkeeping at {sizes[-1]}: {total:.2f} s; steepest step: {worst}; "
+          f"÷ the run's last read_csv: {total / results[sizes[-1]]['pandas.read_csv'][0]:.1f}; "
+          f"each step ÷ read_csv measured beside it, summed: {sum(ratios.values()):.1f}")
+    print(f"growth={max(slopes.values()) if slopes else math.nan:.2f} ratio={sum(ratios.values()):.1f}")
     return 0
 
 

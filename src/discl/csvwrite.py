@@ -57,8 +57,10 @@ def _cells(series: pd.Series) -> list | None:
     if kind == "b" and isinstance(series.dtype, np.dtype):
         return np.where(series.to_numpy(), "True", "False").tolist()
     if kind == "O":
-        cells = series.to_numpy(dtype=object).copy()
-        cells[pd.isna(cells)] = ""
+        cells = series.to_numpy(dtype=object)
+        if pd.api.types.infer_dtype(cells, skipna=False) != "string":  # all text (a quick scan): nothing is missing
+            cells = cells.copy()
+            cells[pd.isna(cells)] = ""
         return cells.tolist()
     return None
 
