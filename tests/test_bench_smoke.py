@@ -17,7 +17,9 @@ def test_bench_scale_times_every_step_and_prints_growth_and_ratio(hf_home, capsy
     assert bench.main(["--sizes", "800", "1600", "--repeats", "1", "--hf-home", str(hf_home)]) == 0
     out = capsys.readouterr().out
     for name, _ in bench.STEPS:
-        assert re.search(rf"^{re.escape(name)}\s+\d+\.\d+s\s+\d+\.\d+s\s+-?\d+\.\d+$", out, re.M), name
+        assert re.search(rf"^{re.escape(name)}\s+\d+\.\d+s\s+\d+\.\d+s\s+-?\d+\.\d+\s+\d+\.\d\d$", out, re.M), name
+    assert re.search(r"^pandas\.read_csv\s+\d+\.\d+s\s+\d+\.\d+s\s+-?\d+\.\d+$", out, re.M)
+    assert len(re.findall(r"^  pandas\.read_csv beside\s+1600 ", out, re.M)) == len(bench.STEPS)
     assert re.search(r"^peak MB\s+\d+\s+\d+", out, re.M)
     assert re.fullmatch(r"growth=-?\d+\.\d\d ratio=\d+\.\d", out.strip().splitlines()[-1])
 
