@@ -197,3 +197,24 @@ def test_least_recently_used_copies_are_pruned(tmp_path, monkeypatch):
     write_manifest(random_manifest(random.Random(0), 20), tmp_path / "m3.csv")
     kept = [cache_path(p, MANIFEST_KIND).exists() for p in paths + [tmp_path / "m3.csv"]]
     assert kept == [True, False, True, True]
+
+
+def test_cache_folder_follows_xdg_and_survives_a_missing_home(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from discl.tablecache import cache_folder
+
+    monkeypatch.delenv("DISCL_TABLE_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_folder() == tmp_path / "xdg" / "discl" / "tables"
+    write_manifest(random_manifest(random.Random(10), 3), tmp_path / "m.csv")
+    assert list((tmp_path / "xdg" / "discl" / "tables").iterdir())
+
+    def no_home(cls):
+        raise RuntimeError("Could not determine home directory.")
+
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setattr(Path, "home", classmethod(no_home))
+    assert cache_folder() is None
+    write_manifest(random_manifest(random.Random(11), 3), tmp_path / "n.csv")
+    pd.testing.assert_frame_equal(read_manifest(tmp_path / "n.csv"), parsed(tmp_path / "n.csv"), check_exact=True)

@@ -50,7 +50,10 @@ def cache_folder() -> Path | None:
     setting = os.environ.get(CACHE_ENV)
     if setting is not None:
         return None if setting.strip().lower() in ("", "off", "0", "none") else Path(setting).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    try:
+        base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    except (RuntimeError, KeyError):  # no home folder (a bare batch environment): no copies
+        return None
     return Path(base) / "discl" / "tables"
 
 
