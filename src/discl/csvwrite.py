@@ -18,6 +18,7 @@ import os
 import numpy as np
 import pandas as pd
 
+from discl.bulk import mostly_repeated
 from discl.fileio import atomic_write
 
 
@@ -25,8 +26,7 @@ def _number_cells(values: np.ndarray) -> list[str]:
     """Integers and floats as pandas writes them: Python's shortest round-trip ``repr`` (NumPy's ``str`` is the same
     text, at twice the cost), each distinct value formatted once where values repeat; NaN as an empty cell."""
     values = np.ascontiguousarray(values)
-    sample = values[:: max(1, len(values) // 4096)]
-    if len(np.unique(sample)) * 2 > len(sample):  # mostly distinct (scores, generator seeds): hashing would not pay
+    if not mostly_repeated(values):  # scores, generator seeds: hashing them would not pay
         cells = list(map(repr, values.tolist()))
         if values.dtype.kind == "f":
             for row in np.flatnonzero(np.isnan(values)).tolist():

@@ -15,9 +15,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from discl.bulk import gc_paused
+from discl.bulk import gc_paused, mostly_repeated
 from discl.errors import InputError
 from discl.guidance import strength_percent
+from discl.tablecache import read_cache, write_cache
 
 MANIFEST_COLUMNS = [
     "sample_id",
@@ -135,8 +136,7 @@ def _blank_mask(values: pd.Series) -> np.ndarray:
 def _text_as(raw: np.ndarray, dtype: type) -> np.ndarray:
     """``raw.astype(dtype)`` of a column of text; each distinct text parsed once when values repeat (strengths,
     seeds, class ids: a few distinct values over ~617k rows)."""
-    sample = raw[:: max(1, len(raw) // 4096)].tolist()
-    if len(set(sample)) * 2 > len(sample) or pd.api.types.infer_dtype(raw, skipna=False) != "string":
+    if not mostly_repeated(raw) or pd.api.types.infer_dtype(raw, skipna=False) != "string":
         return raw.astype(dtype)
     codes, uniques = pd.factorize(raw)
     return np.asarray(uniques, dtype=object).astype(dtype)[codes]
@@ -326,8 +326,6 @@ def synthetic_files(syn_root: str | os.PathLike, synthetic_paths: pd.Series) -> 
 
 def read_manifest(path: str | os.PathLike) -> pd.DataFrame:
     """Read and validate one manifest CSV (or take its validated copy, when one matches its bytes)."""
-    from discl.tablecache import read_cache
-
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "manifest file not found")
@@ -358,7 +356,6 @@ def read_manifests(paths) -> pd.DataFrame:
 def write_manifest(frame: pd.DataFrame, path: str | os.PathLike) -> None:
     """Validate and write a manifest atomically, and its validated copy for the next stage's ``read_manifest``."""
     from discl.csvwrite import write_csv
-    from discl.tablecache import write_cache
 
     typed = validate_manifest(frame, path)
     write_csv(path, typed)

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from discl.bulk import mostly_repeated
 from discl.fileio import atomic_write
 
 log = logging.getLogger(__name__)
@@ -75,16 +76,9 @@ def file_digest(path: str | os.PathLike) -> str:
             return hashlib.sha256(mapped).hexdigest()
 
 
-def _repeats(values: np.ndarray) -> bool:
-    """Whether the values of a column repeat enough to store each distinct value once (judged on a sample: hashing
-    every value of a column of distinct paths costs more than the copy saves)."""
-    sample = values[:: max(1, len(values) // 4096)].tolist()
-    return len(set(sample)) * 2 <= len(sample)
-
-
 def _text_arrays(name: str, values: np.ndarray) -> dict[str, np.ndarray] | None:
     """A text column as NUL-joined UTF-8 (distinct values + codes when they repeat); None if it cannot be stored."""
-    if _repeats(values):
+    if mostly_repeated(values):
         codes, uniques = pd.factorize(values)
         texts, arrays = list(uniques), {f"{name}.codes": codes.astype(np.int32)}
     else:

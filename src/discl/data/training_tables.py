@@ -28,6 +28,7 @@ import pandas as pd
 from discl.errors import InputError
 from discl.fileio import atomic_write, atomic_write_json
 from discl.guidance import REAL, REAL_SEED
+from discl.tablecache import read_cache, write_cache
 
 TABLE_COLUMNS = ["title", "filepath", "label", "strength", "guidance", "seed", "img_id"]
 BUILD_RECORD = "tables.json"
@@ -115,7 +116,6 @@ def validate_training_table(frame: pd.DataFrame, file: str | os.PathLike = "<tab
 def write_training_table(frame: pd.DataFrame, path: str | os.PathLike) -> None:
     """Validate and write a training / curriculum-validation table (TSV with header) atomically."""
     from discl.csvwrite import write_csv
-    from discl.tablecache import write_cache
 
     typed = validate_training_table(frame, path)
     write_csv(path, typed, sep="\t")
@@ -125,8 +125,6 @@ def write_training_table(frame: pd.DataFrame, path: str | os.PathLike) -> None:
 def _read_tsv_table(path: str | os.PathLike) -> pd.DataFrame:
     """Read and validate a TSV table (or take its validated copy, when one matches its bytes); relative
     ``filepath`` values are resolved against its folder."""
-    from discl.tablecache import read_cache
-
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "training table not found")
