@@ -138,6 +138,8 @@ def test_table_the_copy_cannot_hold_gets_none(tmp_path):
     assert not write_cache(path, frame, "any/1") and not cache_path(path, "any/1").exists()
     mixed = pd.DataFrame({"a": ["x", 3]})
     assert not write_cache(path, mixed, "any/1")
+    assert not write_cache(path, pd.DataFrame([[1, 2]], columns=["a", "a"]), "any/1")
+    assert not write_cache(path, pd.DataFrame({"a": ["lone \udc80 surrogate"]}), "any/1")
 
 
 def test_invalid_manifest_leaves_no_copy(tmp_path):

@@ -116,6 +116,9 @@ def write_cache(csv_path: str | os.PathLike, frame: pd.DataFrame, kind: str) -> 
     if target is None:
         return False
     try:
+        if not frame.columns.is_unique:
+            target.unlink(missing_ok=True)
+            return False
         arrays: dict[str, np.ndarray] = {}
         columns = []
         for name in frame.columns:
@@ -131,7 +134,7 @@ def write_cache(csv_path: str | os.PathLike, frame: pd.DataFrame, kind: str) -> 
             _write_arrays(handle, meta, arrays)
         _prune(target.parent, MAX_BYTES)
         return True
-    except OSError as err:
+    except (OSError, ValueError) as err:  # a full or read-only cache folder; text UTF-8 cannot encode
         log.debug("no table copy for %s (%s)", csv_path, err)
         return False
 
