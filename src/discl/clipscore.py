@@ -38,7 +38,7 @@ from discl.manifest import COSINE_SLACK, MANIFEST_COLUMNS, read_manifest, sample
 from discl.models import HF_CLIP_ID
 from discl.progress import progress
 from discl.refpickle import score_pickle_bytes
-from discl.tablecache import write_cache
+from discl.tablecache import write_table
 
 log = logging.getLogger(__name__)
 
@@ -585,9 +585,7 @@ def write_outputs(table: pd.DataFrame, syn_root: str | os.PathLike, threshold: f
     syn_root = Path(syn_root)
     table = apply_threshold(table, threshold)
     paths = {name: syn_root / name for name in (SCORES_FILE, CLIP_SCORE_PICKLE, FILTERED_PICKLE, HISTOGRAM_FILE)}
-    scored = scored_manifest(table)
-    write_csv(paths[SCORES_FILE], scored)
-    write_cache(paths[SCORES_FILE], scored, MANIFEST_CACHE_KIND)  # read_scores then skips parsing and validation
+    write_table(paths[SCORES_FILE], scored_manifest(table), MANIFEST_CACHE_KIND)  # read_scores takes the copy
     atomic_write_bytes(paths[CLIP_SCORE_PICKLE], score_pickle_bytes(  # pickle.load gives reference_score_dict
         table["sample_id"].tolist(), table["clip_image_text"].to_numpy(), table["clip_image_image"].to_numpy()))
     _write_pickle(paths[FILTERED_PICKLE], reference_filtered_list(table))

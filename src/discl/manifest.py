@@ -18,7 +18,7 @@ import pandas as pd
 from discl.bulk import gc_paused, mostly_repeated
 from discl.errors import InputError
 from discl.guidance import strength_percent
-from discl.tablecache import read_cache, write_cache
+from discl.tablecache import read_cache, write_table
 
 MANIFEST_COLUMNS = [
     "sample_id",
@@ -355,8 +355,4 @@ def read_manifests(paths) -> pd.DataFrame:
 
 def write_manifest(frame: pd.DataFrame, path: str | os.PathLike) -> None:
     """Validate and write a manifest atomically, and its validated copy for the next stage's ``read_manifest``."""
-    from discl.csvwrite import write_csv
-
-    typed = validate_manifest(frame, path)
-    write_csv(path, typed)
-    write_cache(path, typed, CACHE_KIND)
+    write_table(path, validate_manifest(frame, path), CACHE_KIND)

@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from discl.bulk import mostly_repeated
+from discl.csvwrite import write_csv
 from discl.fileio import atomic_write
 
 log = logging.getLogger(__name__)
@@ -137,6 +138,12 @@ def write_cache(csv_path: str | os.PathLike, frame: pd.DataFrame, kind: str) -> 
     except (OSError, ValueError) as err:  # a full or read-only cache folder; text UTF-8 cannot encode
         log.debug("no table copy for %s (%s)", csv_path, err)
         return False
+
+
+def write_table(csv_path: str | os.PathLike, typed: pd.DataFrame, kind: str, sep: str = ",") -> None:
+    """Write a validated table as CSV (atomically, ``discl.csvwrite``), then its binary copy of ``kind``."""
+    write_csv(csv_path, typed, sep=sep)
+    write_cache(csv_path, typed, kind)
 
 
 def _prune(folder: Path, max_bytes: int) -> None:

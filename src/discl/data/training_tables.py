@@ -28,7 +28,7 @@ import pandas as pd
 from discl.errors import InputError
 from discl.fileio import atomic_write, atomic_write_json
 from discl.guidance import REAL, REAL_SEED
-from discl.tablecache import read_cache, write_cache
+from discl.tablecache import read_cache, write_table
 
 TABLE_COLUMNS = ["title", "filepath", "label", "strength", "guidance", "seed", "img_id"]
 BUILD_RECORD = "tables.json"
@@ -115,11 +115,7 @@ def validate_training_table(frame: pd.DataFrame, file: str | os.PathLike = "<tab
 
 def write_training_table(frame: pd.DataFrame, path: str | os.PathLike) -> None:
     """Validate and write a training / curriculum-validation table (TSV with header) atomically."""
-    from discl.csvwrite import write_csv
-
-    typed = validate_training_table(frame, path)
-    write_csv(path, typed, sep="\t")
-    write_cache(path, typed, CACHE_KIND)
+    write_table(path, validate_training_table(frame, path), CACHE_KIND, sep="\t")
 
 
 def _read_tsv_table(path: str | os.PathLike) -> pd.DataFrame:
