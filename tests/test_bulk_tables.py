@@ -204,6 +204,8 @@ def _column(kind: str, n: int, rng: random.Random, np_rng: np.random.Generator, 
         return pd.Series(values)
     if kind == "bool":
         return pd.Series(np_rng.random(n) < 0.5)
+    if kind == "object-bool":  # the scored manifest's keep column: Python and NumPy bools in an object column
+        return pd.Series([rng.choice([True, False, np.True_, np.False_]) for _ in range(n)], dtype=object)
     if kind == "object":
         return pd.Series([rng.choice(texts + [None, float("nan"), True, 0.1, 3, np.float32(0.3)]) for _ in range(n)],
                          dtype=object)
@@ -212,7 +214,7 @@ def _column(kind: str, n: int, rng: random.Random, np_rng: np.random.Generator, 
 
 def test_csv_writer_writes_pandas_bytes(tmp_path):
     rng, np_rng = random.Random(1), np.random.default_rng(1)
-    kinds = ("int", "float", "few-floats", "few-ints", "float32", "bool", "object", "str")
+    kinds = ("int", "float", "few-floats", "few-ints", "float32", "bool", "object-bool", "object", "str")
     for trial in range(150):
         n = rng.choice([0, 1, 7, 40])
         frame = pd.DataFrame({(f"c{i}" if rng.random() < 0.9 else f'odd, "{i}"'): _column(rng.choice(kinds), n, rng,
@@ -235,7 +237,7 @@ def test_csv_writer_quotes_like_the_csv_module_without_it(tmp_path, monkeypatch)
     monkeypatch.setattr(discl.csvwrite, "ROWS_PER_BLOCK", 3)  # several blocks
     rng, np_rng = random.Random(2), np.random.default_rng(2)
     texts = [t for t in TEXTS if "\n" not in t and "\r" not in t]
-    kinds = ("int", "float", "few-floats", "few-ints", "float32", "bool", "object", "str")
+    kinds = ("int", "float", "few-floats", "few-ints", "float32", "bool", "object-bool", "object", "str")
     for trial in range(150):
         n = rng.choice([0, 1, 7, 40])
         frame = pd.DataFrame({(f"c{i}" if rng.random() < 0.8 else f'odd, "{i}"'):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import pickle
+import pickletools
 import re
 import shutil
 from pathlib import Path
@@ -146,6 +147,22 @@ def test_reference_pickle_shapes_by_hand():
     assert scores["cat=Strength30_guidance100_seed10=x"][0][0] == np.float32(0.31)
     assert reference_filtered_list(table) == [[["cat", "Strength30_guidance100_seed10", "x"],
                                                pytest.approx(0.31), pytest.approx(0.9)]]
+
+
+def test_filtered_pickle_without_memo_loads_as_the_list(tmp_path):
+    """filtered_results.pkl is pickled in fast mode (no memo): loading gives the same list as a plain pickle."""
+    table = pd.DataFrame({"sample_id": ["cat=S1=x", "ça=S2=a=b", "dog=S1=y", "cat=S1=x2"],
+                          "clip_image_text": np.array([0.31, -0.2, 0.5, 1.0], np.float32),
+                          "clip_image_image": np.array([0.9, 0.5, -0.0, 0.25], np.float32),
+                          "keep": [True, True, False, True]})
+    tree = reference_filtered_list(table)
+    clipscore._write_pickle(tmp_path / "f.pkl", tree, shared=False)
+    loaded = pickle.loads((tmp_path / "f.pkl").read_bytes())
+    assert loaded == pickle.loads(pickle.dumps(tree)) == tree
+    assert [parts for parts, _, _ in loaded] == [["cat", "S1", "x"], ["ça", "S2", "a", "b"], ["cat", "S1", "x2"]]
+    assert loaded[1][1] == float(np.float32(-0.2))
+    assert not any(op.name.endswith(("PUT", "MEMOIZE")) for op, _, _ in pickletools.genops(
+        (tmp_path / "f.pkl").read_bytes()))
 
 
 def test_score_pickle_written_directly_loads_as_the_dict(monkeypatch):

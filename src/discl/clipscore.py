@@ -160,7 +160,7 @@ class EmbeddingCache:
         self.name = name
         self.dim = dim
         self.rows: dict[str, int] = {}  # key -> row in the concatenation of self._blocks
-        self.fingerprints: dict[str, str] = {}
+        self.row_fingerprints: list[str] = []  # the fingerprint of each row (one dict of keys is enough)
         self._blocks: list[np.ndarray] = []
         self._total = 0
         self._unsaved_keys: list[tuple[str, str]] = []
@@ -184,7 +184,7 @@ class EmbeddingCache:
 
     def _append(self, keys: Sequence[str], fingerprints: Sequence[str], embeddings: np.ndarray) -> None:
         self.rows.update(zip(keys, range(self._total, self._total + len(embeddings))))  # a repeated key: last wins
-        self.fingerprints.update(zip(keys, fingerprints))
+        self.row_fingerprints.extend(fingerprints)
         self._blocks.append(embeddings)
         self._total += len(embeddings)
 
@@ -198,7 +198,8 @@ class EmbeddingCache:
 
     def has(self, key: str, fingerprint: str = "") -> bool:
         """True when ``key`` is cached with this fingerprint."""
-        return self.fingerprints.get(key) == fingerprint
+        row = self.rows.get(key)
+        return row is not None and self.row_fingerprints[row] == fingerprint
 
     def get(self, keys: Sequence[str]) -> np.ndarray:
         """``[len(keys), D]`` cached embeddings (every key must be present)."""
@@ -438,10 +439,10 @@ class ClipScorer:
         its first listing's file."""
         codes, unique = pd.factorize(np.asarray(keys, dtype=object))  # in order of first appearance
         first_files = np.asarray(files, dtype=object)[np.unique(codes, return_index=True)[1]].tolist()
-        cached = cache.fingerprints
+        rows, cached = cache.rows, cache.row_fingerprints
         return [(key, (file, fingerprint)) for key, file, fingerprint in
                 zip(unique.tolist(), first_files, map(file_fingerprint, first_files))
-                if cached.get(key) != fingerprint]  # cache.has, without a method call per image
+                if (row := rows.get(key)) is None or cached[row] != fingerprint]  # cache.has, without its call
 
     def _encode_images(self, cache: EmbeddingCache, keys: Sequence[str], files: Sequence[str], desc: str) -> int:
         items = self._stale(cache, keys, files)
@@ -530,9 +531,14 @@ def reference_filtered_list(table: pd.DataFrame) -> list:
                                         kept["clip_image_image"].tolist())]
 
 
-def _write_pickle(path: Path, obj) -> None:
+def _write_pickle(path: Path, obj, shared: bool = True) -> None:
+    """``obj`` pickled, atomically. ``shared=False``: a tree of lists, strings and numbers that refers to no object
+    twice, pickled without the memo (the pickler's fast mode: 617k filtered entries in 0.2 s instead of 1.3 s;
+    ``pickle.load`` gives an equal tree)."""
     with atomic_write(path, "wb") as handle:
-        pickle.dump(obj, handle, protocol=pickle.HIGHEST_PROTOCOL)
+        pickler = pickle.Pickler(handle, protocol=pickle.HIGHEST_PROTOCOL)
+        pickler.fast = not shared
+        pickler.dump(obj)
 
 
 def write_reference_embeddings(table: pd.DataFrame, scorer: ClipScorer, syn_root: str | os.PathLike) -> int:
@@ -588,7 +594,7 @@ def write_outputs(table: pd.DataFrame, syn_root: str | os.PathLike, threshold: f
     write_table(paths[SCORES_FILE], scored_manifest(table), MANIFEST_CACHE_KIND)  # read_scores takes the copy
     atomic_write_bytes(paths[CLIP_SCORE_PICKLE], score_pickle_bytes(  # pickle.load gives reference_score_dict
         table["sample_id"].tolist(), table["clip_image_text"].to_numpy(), table["clip_image_image"].to_numpy()))
-    _write_pickle(paths[FILTERED_PICKLE], reference_filtered_list(table))
+    _write_pickle(paths[FILTERED_PICKLE], reference_filtered_list(table), shared=False)
     by_class, by_guidance = filter_reports(table)
     for name, report in zip(REPORT_FILES, (by_class, by_guidance)):
         paths[name] = syn_root / name

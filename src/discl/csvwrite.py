@@ -58,7 +58,10 @@ def _cells(series: pd.Series) -> list | None:
         return np.where(series.to_numpy(), "True", "False").tolist()
     if kind == "O":
         cells = series.to_numpy(dtype=object)
-        if pd.api.types.infer_dtype(cells, skipna=False) != "string":  # all text (a quick scan): nothing is missing
+        inferred = pd.api.types.infer_dtype(cells, skipna=False)  # a quick scan
+        if inferred == "boolean":  # Python / NumPy bools only (a missing value would make it "mixed"): str of each
+            return np.where(cells.astype(bool), "True", "False").tolist()
+        if inferred != "string":  # all text: nothing is missing
             cells = cells.copy()
             cells[pd.isna(cells)] = ""
         return cells.tolist()
