@@ -438,10 +438,14 @@ class ClipScorer:
         real image is listed by each of its ~80 synthetic versions: each key once (in order of first listing), with
         its first listing's file."""
         codes, unique = pd.factorize(np.asarray(keys, dtype=object))  # in order of first appearance
-        first_files = np.asarray(files, dtype=object)[np.unique(codes, return_index=True)[1]].tolist()
+        if len(unique) == len(keys):  # the synthetic images: every key listed once
+            unique, first_files = keys, files
+        else:
+            unique = unique.tolist()
+            first_files = np.asarray(files, dtype=object)[np.unique(codes, return_index=True)[1]].tolist()
         rows, cached = cache.rows, cache.row_fingerprints
         return [(key, (file, fingerprint)) for key, file, fingerprint in
-                zip(unique.tolist(), first_files, map(file_fingerprint, first_files))
+                zip(unique, first_files, map(file_fingerprint, first_files))
                 if (row := rows.get(key)) is None or cached[row] != fingerprint]  # cache.has, without its call
 
     def _encode_images(self, cache: EmbeddingCache, keys: Sequence[str], files: Sequence[str], desc: str) -> int:
