@@ -327,6 +327,17 @@ def test_imagenet_lt_quality_retry(hf_home, imagenet_lt_inputs, mini_imagenet_lt
     capsys.readouterr()
     assert imagenet_lt_script.main(args) == 0
     assert "0 images written, 2 already there" in capsys.readouterr().out
+    # a retry record holding a seed out of int64's range: the refresh stops on the manifest's row, keeping the old one
+    part = output / "manifests" / "part001-of001.csv"
+    before = part.read_bytes()
+    record_path = generation.retry_record_path(output, manifest["synthetic_path"][1])
+    record_path.write_text(json.dumps({**json.loads(record_path.read_text()), "generator_seed": 2 ** 64}))
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(imagenet_lt_script.main, args)
+    assert exit_info.value.code == 2
+    assert re.search(r"part001-of001\.csv: row 2: column 'generator_seed': 18446744073709551616 outside",
+                     capsys.readouterr().err)
+    assert part.read_bytes() == before
     plain = tmp_path / "no-retry"
     assert imagenet_lt_script.main(imagenet_lt_args(imagenet_lt_inputs, mini_imagenet_lt, plain,
                                                     "--max-retries", "0", "--resize", "32x32")) == 0
