@@ -182,7 +182,7 @@ def step_plan(world: World) -> None:
     from discl.generation import make_plan
 
     plan = make_plan(world.state["sources"], STRENGTHS, SEEDS, 8, TEXT_GUIDANCE, world.syn, False)
-    assert not plan.todo and len(plan.done) == world.hard * len(STRENGTHS) * len(SEEDS)
+    assert not plan.todo and plan.done_count == world.hard * len(STRENGTHS) * len(SEEDS)
     world.state["plan"] = plan
 
 

@@ -5,6 +5,7 @@ the benchmark — on the tiny SDXL refiner and the mini datasets."""
 from __future__ import annotations
 
 import io
+import json
 import re
 import shutil
 import signal
@@ -116,6 +117,35 @@ def test_blocks_groups_ranks_and_seeds():
     assert item.relpath(10.0) == "a/Strength50_guidance100_seed10/img1.jpg"
     assert generation.generator_seed(item, "p") == sample_seed("a/img1", "p", 0.5, 10)
     assert generation.generator_seed(item, "p", attempt=1) == sample_seed("a/img1#retry1", "p", 0.5, 10)
+
+
+def test_plan_counts_what_is_on_disk_and_keeps_only_unfinished_groups(tmp_path):
+    """make_plan: a group with every output on disk is not redone; the done set covers the groups left to do;
+    with the quality retry an image without its record is not done."""
+    sources = [generation.SourceImage(row, 0, folder, folder, f"/x/{row}.jpg", f"img{row}", (24, 24))
+               for row, folder in ((1, "a"), (2, "a"), (3, "b"))]
+    plan = generation.make_plan(sources, (0.5, 1.0), (10, 20), 4, 10.0, tmp_path, False)
+    assert (plan.planned, plan.done_count, plan.missing, len(plan.todo), plan.done) == (12, 0, 12, 4, set())
+    rel = [item.relpath(10.0) for group in plan.groups for item in group.items]
+    finished, partial = rel[:4], rel[4:5]  # group 1 (a, 0.5) complete; group 2 (a, 1.0) one of four
+    for path in finished + partial:
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_bytes(b"x")
+    (tmp_path / rel[6]).mkdir(parents=True)  # a folder where an image belongs is not an image
+    plan = generation.make_plan(sources, (0.5, 1.0), (10, 20), 4, 10.0, tmp_path, False)
+    assert plan.todo == plan.groups[1:] and plan.done == set(partial)
+    assert (plan.done_count, plan.missing) == (5, 7)
+    # two ranks share the images of the part: each counts its own
+    shares = [generation.make_plan(sources, (0.5, 1.0), (10, 20), 4, 10.0, tmp_path, False, rank, 2)
+              for rank in (0, 1)]
+    assert [s.done_count for s in shares] == [5, 0] and sum(s.missing for s in shares) == 7
+    # with the quality retry, only images with a readable record are done
+    for path, text in ((rel[0], json.dumps({"prompt": "p", "tries": 1, "generator_seed": 1})), (rel[1], "{not json")):
+        record = generation.retry_record_path(tmp_path, path)
+        record.parent.mkdir(parents=True)
+        record.write_text(text)
+    plan = generation.make_plan(sources, (0.5, 1.0), (10, 20), 4, 10.0, tmp_path, True)
+    assert plan.todo == plan.groups and plan.done == {rel[0]} and plan.done_count == 1
 
 
 def test_flag_parsing():
@@ -253,9 +283,13 @@ def test_kill_and_resume_is_byte_identical_across_processes(full_run, iwildcam_c
     assert all(reference[p] == data for p, data in survivors.items())  # nothing truncated, same bytes
     manifest = read_manifest(output / "manifests" / "part001-of001.csv")  # refreshed after every group
     assert set(manifest["synthetic_path"]) <= set(survivors)  # never lists a missing image
-    capsys.readouterr()
-    assert iwildcam_script.main(args) == 0
     missing = len(reference) - len(survivors)
+    capsys.readouterr()
+    assert iwildcam_script.main(args + ["--dry-run"]) == 0  # resume-aware: counts only what is left
+    assert f"{len(reference)} synthetic images planned (2 strengths x 2 seeds per hard image), {len(survivors)} " \
+           f"already there, {missing} to make" in capsys.readouterr().out
+    assert output_bytes(output) == survivors
+    assert iwildcam_script.main(args) == 0
     assert f"{missing} images written, {len(survivors)} already there" in capsys.readouterr().out
     assert output_bytes(output) == reference
     assert not [p for p in output.rglob("*") if p.name.startswith(".tmp-")]  # the killed write's temp file is gone
@@ -308,8 +342,6 @@ def imagenet_lt_args(inputs, root: Path, output: Path, *extra: str) -> list[str]
 
 def test_imagenet_lt_quality_retry(hf_home, imagenet_lt_inputs, mini_imagenet_lt, imagenet_lt_script, tmp_path,
                                    capsys):
-    import json
-
     output = tmp_path / "inlt"
     # The tiny CLIP is random: similarities sit near 0 (<= 0.3), so every image uses all its extra tries.
     args = imagenet_lt_args(imagenet_lt_inputs, mini_imagenet_lt, output, "--max-retries", "2")

@@ -166,12 +166,13 @@ def generator_seed(item: WorkItem, prompt: str, attempt: int = 0) -> int:
 
 @dataclass(frozen=True)
 class Plan:
-    """One rank's work in one part: every group of the part, this rank's groups, what is done, what is left."""
+    """One rank's work in one part: every group of the part, this rank's groups, what is left, what is done."""
 
     part_groups: list[Group]
     groups: list[Group]
-    done: set[str]
-    todo: list[Group]
+    done: set[str]  # the outputs already on disk among the groups left to do (the generator skips them)
+    todo: list[Group]  # this rank's groups with an output still missing
+    done_count: int  # outputs of this rank's groups already on disk
 
     @property
     def planned(self) -> int:
@@ -181,7 +182,7 @@ class Plan:
     @property
     def missing(self) -> int:
         """Synthetic images this rank still has to write."""
-        return sum(len(g.items) for g in self.groups) - len(self.done)
+        return sum(len(g.items) for g in self.groups) - self.done_count
 
 
 @gc_paused
@@ -192,9 +193,14 @@ def make_plan(sources: Sequence[SourceImage], strengths: Sequence[float], seeds:
     mine = set(rank_share(list(dict.fromkeys(g.images for g in part_groups)), rank, world_size))
     groups = [g for g in part_groups if g.images in mine]
     relpaths = [group_relpaths(g, guidance_scale) for g in groups]
-    done = done_outputs(output, [rel for rels in relpaths for rel in rels], with_record)
-    todo = [g for g, rels in zip(groups, relpaths) if any(rel not in done for rel in rels)]
-    return Plan(part_groups, groups, done, todo)
+    done = outputs_done(output, [rel for rels in relpaths for rel in rels], with_record)
+    # per group, its outputs done (a running count, no set of every output: the usual resume has most of them)
+    ends = np.cumsum([len(rels) for rels in relpaths], dtype=np.int64)
+    starts = ends - np.array([len(rels) for rels in relpaths], dtype=np.int64)
+    done_before = np.concatenate([np.zeros(1, np.int64), np.cumsum(done, dtype=np.int64)])
+    left = np.flatnonzero(done_before[ends] - done_before[starts] < ends - starts).tolist()
+    done_left = {rel for i in left for rel, ok in zip(relpaths[i], done[starts[i]:ends[i]].tolist()) if ok}
+    return Plan(part_groups, groups, done_left, [groups[i] for i in left], int(done.sum()))
 
 
 # ------------------------------------------------------------------------------------------------ prompts
@@ -301,14 +307,16 @@ def retry_record_path(output: Path, relpath: str) -> Path:
     return output / MANIFEST_DIR / RETRY_DIR / Path(relpath).with_suffix(".json")
 
 
-def done_outputs(output: Path, relpaths: Sequence[str], with_record: bool) -> set[str]:
-    """The outputs that count as done (``is_done``), their folders listed once instead of one ``stat`` per image."""
+def outputs_done(output: Path, relpaths: Sequence[str], with_record: bool) -> np.ndarray:
+    """Per output, whether it counts as done (``is_done``): its folder listed once instead of one ``stat`` each."""
     from discl.filescan import existing
 
-    on_disk = [rel for rel, exists in zip(relpaths, existing(relpaths, output)) if exists]
-    if not with_record:
-        return set(on_disk)
-    return {rel for rel, record in zip(on_disk, retry_records(output, on_disk)) if record is not None}
+    done = existing(relpaths, output)
+    if with_record:
+        on_disk = np.flatnonzero(done)
+        records = retry_records(output, [relpaths[i] for i in on_disk.tolist()])
+        done[on_disk[np.array([record is None for record in records], dtype=bool)]] = False
+    return done
 
 
 def retry_records(output: Path, relpaths: Sequence[str]) -> list[dict | None]:

@@ -285,7 +285,7 @@ def run(config: GenerationConfig, dataset: Dataset | None = None) -> GenerationR
     runrecord.start(output, {**to_plain(config), "data_root": None if dataset.root is None else str(dataset.root)})
     log.info("%s part %d/%d, rank %d/%d: %d classes, %d images, %d synthetic planned; this rank: %d done, %d to make",
              dataset.name, config.part, config.total_parts, rank, world, len(part_classes), len(sources),
-             plan.planned, len(plan.done), plan.missing)
+             plan.planned, plan.done_count, plan.missing)
     if world > 1 and rank != 0:
         failures = []  # the preflight is the same on every rank: rank 0 reports it
     grouped = _join_process_group(world)
@@ -314,7 +314,7 @@ def run(config: GenerationConfig, dataset: Dataset | None = None) -> GenerationR
     if rank == 0 or not grouped:
         refresh()
     failures_csv = _write_failures(failures, failures_path(output, config.part, config.total_parts, rank, world))
-    return GenerationResult(plan.planned, len(plan.done) - written, written, len(failures),
+    return GenerationResult(plan.planned, plan.done_count, written, len(failures),
                             time.perf_counter() - start, manifest, failures_csv)
 
 
@@ -445,14 +445,14 @@ def estimate(config: GenerationConfig, dataset: Dataset | None = None) -> Estima
     dataset = dataset if dataset is not None else get_dataset(config.dataset)
     prepared = prepare(config, dataset)  # as one process: the whole part
     plan = prepared.plan
-    todo = [item for group in plan.groups for item in group.items
+    todo = [item for group in plan.todo for item in group.items
             if item.relpath(config.guidance_scale) not in plan.done]
     guided = 2 if config.guidance_scale > 1 else 1  # diffusers runs the UNet on a doubled batch when scale > 1
     evals = sum(denoising_steps(config.steps, item.strength) for item in todo) * guided
     tries = 1 + prepared.retry.max_retries if prepared.retry is not None else 1
     pixels = sum(item.source.size[0] * item.source.size[1] for item in todo)
     hours = len(todo) * config.seconds_per_image / 3600
-    return Estimate(planned=plan.planned, existing=len(plan.done), images=len(todo), unet_evals=evals,
+    return Estimate(planned=plan.planned, existing=plan.done_count, images=len(todo), unet_evals=evals,
                     unet_evals_max=evals * tries, disk_bytes=int(pixels * JPEG_BYTES_PER_PIXEL), gpu_hours=hours,
                     gpu_hours_max=hours * tries)
 
