@@ -146,6 +146,9 @@ def test_plan_counts_what_is_on_disk_and_keeps_only_unfinished_groups(tmp_path):
         record.write_text(text)
     plan = generation.make_plan(sources, (0.5, 1.0), (10, 20), 4, 10.0, tmp_path, True)
     assert plan.todo == plan.groups and plan.done == {rel[0]} and plan.done_count == 1
+    for with_record in (False, True):  # the bulk scan says what the per-image definition says
+        assert generation.plan.outputs_done(tmp_path, rel, with_record).tolist() == [
+            generation.plan.is_done(tmp_path, path, with_record) for path in rel]
 
 
 def test_flag_parsing():

@@ -140,6 +140,7 @@ def test_table_the_copy_cannot_hold_gets_none(tmp_path):
     assert not write_cache(path, mixed, "any/1")
     assert not write_cache(path, pd.DataFrame([[1, 2]], columns=["a", "a"]), "any/1")
     assert not write_cache(path, pd.DataFrame({"a": ["lone \udc80 surrogate"]}), "any/1")
+    assert not write_cache(path, pd.DataFrame({"a": pd.Series([[1], [2]], dtype=object)}), "any/1")  # unhashable
 
 
 def test_invalid_manifest_leaves_no_copy(tmp_path):

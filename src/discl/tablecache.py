@@ -135,7 +135,8 @@ def write_cache(csv_path: str | os.PathLike, frame: pd.DataFrame, kind: str) -> 
             _write_arrays(handle, meta, arrays)
         _prune(target.parent, MAX_BYTES)
         return True
-    except (OSError, ValueError) as err:  # a full or read-only cache folder; text UTF-8 cannot encode
+    except (OSError, ValueError, TypeError) as err:  # a full or read-only cache folder; text UTF-8 cannot encode;
+        # a column of unhashable objects
         log.debug("no table copy for %s (%s)", csv_path, err)
         return False
 

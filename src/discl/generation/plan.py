@@ -195,10 +195,11 @@ def make_plan(sources: Sequence[SourceImage], strengths: Sequence[float], seeds:
     relpaths = [group_relpaths(g, guidance_scale) for g in groups]
     done = outputs_done(output, [rel for rels in relpaths for rel in rels], with_record)
     # per group, its outputs done (a running count, no set of every output: the usual resume has most of them)
-    ends = np.cumsum([len(rels) for rels in relpaths], dtype=np.int64)
-    starts = ends - np.array([len(rels) for rels in relpaths], dtype=np.int64)
+    sizes = np.array([len(rels) for rels in relpaths], dtype=np.int64)
+    ends = np.cumsum(sizes)
+    starts = ends - sizes
     done_before = np.concatenate([np.zeros(1, np.int64), np.cumsum(done, dtype=np.int64)])
-    left = np.flatnonzero(done_before[ends] - done_before[starts] < ends - starts).tolist()
+    left = np.flatnonzero(done_before[ends] - done_before[starts] < sizes).tolist()
     done_left = {rel for i in left for rel, ok in zip(relpaths[i], done[starts[i]:ends[i]].tolist()) if ok}
     return Plan(part_groups, groups, done_left, [groups[i] for i in left], int(done.sum()))
 
