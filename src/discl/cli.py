@@ -34,13 +34,16 @@ def setup_logging(verbose: bool = False) -> None:
 
 
 def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> None:
-    """Run ``main(argv)`` and exit: bad input becomes a one-line ``error: ...`` and exit code 2; a file-system
-    error (a path that cannot be read or written, a full disk) or running out of GPU memory one line and exit 1;
-    Ctrl-C exit 130. Anything else is a bug and keeps its traceback."""
+    """Run ``main(argv)`` and exit: bad input (a text file that is not UTF-8 included) becomes a one-line
+    ``error: ...`` and exit code 2; a file-system error (a path that cannot be read or written, a full disk) or
+    running out of GPU memory one line and exit 1; Ctrl-C exit 130. Anything else is a bug and keeps its traceback."""
     try:
         code = main(argv)
     except InputError as err:
         print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    except UnicodeDecodeError as err:  # a reader that does not name its file (they should: errors.decoding)
+        print(f"error: an input file is not UTF-8 text ({err.reason} at byte {err.start})", file=sys.stderr)
         sys.exit(2)
     except OSError as err:
         where = f": {err.filename}" if err.filename else ""

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
 
 
 class InputError(Exception):
@@ -27,3 +30,27 @@ class InputError(Exception):
             parts.append(f"column '{self.column}'")
         parts.append(self.message)
         return ": ".join(parts).replace("\n", " ")
+
+
+def not_utf8(path: str | os.PathLike, err: UnicodeDecodeError) -> InputError:
+    """The error for a file that is not UTF-8 text, naming the line of its first undecodable byte when the file
+    can be read again (a data file is UTF-8 everywhere in this project)."""
+    where = None
+    try:
+        data = Path(path).read_bytes()
+        data.decode("utf-8")
+    except UnicodeDecodeError as full:
+        where = data.count(b"\n", 0, full.start) + 1
+    except OSError:
+        pass
+    place = f"line {where}: " if where is not None else ""
+    return InputError(path, f"{place}not UTF-8 text ({err.reason}); save it as UTF-8")
+
+
+@contextmanager
+def decoding(path: str | os.PathLike) -> Iterator[None]:
+    """Reading ``path`` inside: text that is not UTF-8 becomes an ``InputError`` naming the file and line."""
+    try:
+        yield
+    except UnicodeDecodeError as err:
+        raise not_utf8(path, err) from None
