@@ -210,7 +210,7 @@ CASES = [
     ("train: table missing", TRAIN, lambda w, o: _train(w, o, table=o.parent / "nope.csv"), ["nope.csv"]),
     ("train: init checkpoint missing", TRAIN, lambda w, o: _train(w, o, "--init", str(o.parent / "nope.pt")),
      ["nope.pt"]),
-    ("train: resume without a run", TRAIN, lambda w, o: _train(w, o, "--resume"), ["last.pt", "no checkpoint"]),
+    ("train: learning rate not a number", TRAIN, lambda w, o: _train(w, o, "--lr", "nan"), ["--lr", "nan"]),
     ("train: adaptive without validation table", TRAIN, lambda w, o: _train(w, o, "--curriculum", "adaptive",
                                                                             "--curriculum-epoch", "1",
                                                                             "--guidance-levels", "100"),

@@ -23,7 +23,9 @@ from discl import checkpoint as ckpt
 from discl.config import option
 from discl.datasets.base import Dataset, render
 from discl.lr import cosine_lr
+from discl.errors import InputError
 from discl.training.config import FLYP as PAPER
+from discl.training.config import NON_NEGATIVE, POSITIVE, LoopConfig
 from discl.training.data import Lookup
 from discl.training.precision import StepContext, micro_batches, restore_rng, rng_snapshot
 from discl.training.task import Task
@@ -69,6 +71,14 @@ class FlypTask(Task):
     options_class = FlypOptions
     loop_defaults = {}  # the loop's defaults are FLYP's (batch 256, 20 epochs, curriculum epoch 15)
     resume_keys = ("model", "pretrained", "lr", "wd", "warmup", "min_lr")
+    option_ranges = {"lr": POSITIVE, "wd": NON_NEGATIVE, "warmup": NON_NEGATIVE, "min_lr": NON_NEGATIVE}
+
+    def check(self, loop: LoopConfig) -> None:
+        """The numeric options' ranges; the cosine decays down to ``--min-lr``, never up."""
+        super().check(loop)
+        if self.options.min_lr > self.options.lr:
+            raise InputError("--min-lr", f"the cosine decays to it from --lr {self.options.lr}: expected at most "
+                                         f"that, got {self.options.min_lr}")
 
     def build(self, dataset: Dataset, device: str, resume: bool) -> torch.nn.Module:
         """The open_clip model, its train / val transforms, tokenizer and the (distributed) CLIP loss."""

@@ -28,7 +28,7 @@ from discl.datasets.base import Dataset
 from discl.errors import InputError
 from discl.lr import cosine_annealing_lr
 from discl.training.config import LT as PAPER
-from discl.training.config import LoopConfig
+from discl.training.config import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, LoopConfig
 from discl.training.task import Task
 
 logger = logging.getLogger(__name__)
@@ -99,9 +99,12 @@ class CETask(Task):
                          guidance_levels=[10, 30, 50, 100], level_starts=[0, 14, 29, 44], stage_data="tail-topup")
     resume_keys = ("arch", "width", "init", "torchvision_weights", "train_mode", "loss", "lr", "wd", "crop_size",
                    "resize_size")
+    option_ranges = {"width": AT_LEAST_ONE, "lr": POSITIVE, "wd": NON_NEGATIVE, "crop_size": AT_LEAST_ONE,
+                     "resize_size": AT_LEAST_ONE}
 
     def check(self, loop: LoopConfig) -> None:
-        """``onlyfc`` needs starting weights; fine-tuning from random weights gets a loud warning."""
+        """The numeric options' ranges; ``onlyfc`` needs starting weights; random weights get a loud warning."""
+        super().check(loop)
         starts = self.options.init is not None or self.options.torchvision_weights is not None
         if self.options.train_mode == "onlyfc" and not starts:
             raise InputError(None, "--train-mode onlyfc needs --init (or --torchvision-weights): training only the "

@@ -30,10 +30,13 @@ from discl.config import option, to_plain
 from discl.errors import InputError
 from discl.fileio import atomic_write_csv, atomic_write_json
 from discl.metrics import is_better
+from discl.training.config import AT_LEAST_ONE, NON_NEGATIVE, Range, check_ranges
 
 log = logging.getLogger(__name__)
 
 ALPHAS = [round(0.1 * i, 1) for i in range(11)]  # 0, 0.1, …, 1 as in WiSE-FT
+# Every numeric flag of ``WiseFTConfig`` and the values it accepts.
+WISEFT_RANGES = {"alphas": Range(0, 1), "eval_batch_size": AT_LEAST_ONE, "workers": NON_NEGATIVE}
 
 
 @dataclass
@@ -50,6 +53,16 @@ class WiseFTConfig:
     eval_batch_size: int | None = option(None, "evaluation batch (default: the run's)")
     workers: int | None = option(None, "data-loader workers (default: the run's)")
     plots: bool = option(True, "draw the curves")
+
+    def check(self) -> None:
+        """Every numeric flag in range and the output folder possible (``InputError`` naming the flag), before
+        anything is read or written."""
+        check_ranges(self, WISEFT_RANGES)
+        if not self.alphas:
+            raise InputError("--alphas", "expected at least one mixing coefficient")
+        out = Path(self.output_dir) if self.output_dir else Path(self.run_dir) / "wiseft"
+        if out.exists() and not out.is_dir():
+            raise InputError(out, "the output folder (--output-dir) is a file, not a folder")
 
 
 def interpolate(zero_shot: Mapping[str, torch.Tensor], fine_tuned: Mapping[str, torch.Tensor],
@@ -94,6 +107,7 @@ def run_wiseft(config: WiseFTConfig) -> dict:
     from discl.seeding import seed_everything
     from discl.training.data import predict
 
+    config.check()
     run_dir = Path(config.run_dir)
     path = Path(config.checkpoint) if config.checkpoint else run_dir / "checkpoints" / ckpt.BEST
     state = ckpt.load_checkpoint(path)
@@ -102,9 +116,6 @@ def run_wiseft(config: WiseFTConfig) -> dict:
         raise InputError(path, f"WiSE-FT needs a FLYP run (CLIP's zero-shot weights); this run's trainer is "
                                f"{args.get('trainer')!r}")
     alphas = sorted({float(a) for a in config.alphas})
-    bad = [a for a in alphas if not 0 <= a <= 1]
-    if bad:
-        raise InputError("--alphas", f"mixing coefficients lie in [0, 1], got {bad}")
     root = config.data_root if config.data_root is not None else args.get("data_root")
     dataset = get_dataset(args["dataset"], root, **args.get("dataset_options", {}))
     selection = (dataset.selection_split, dataset.selection_metric)
@@ -124,7 +135,7 @@ def run_wiseft(config: WiseFTConfig) -> dict:
         raise InputError(path, f"does not fit the run's model {args.get('model')!r}: {err}") from None
     out = Path(config.output_dir) if config.output_dir else run_dir / "wiseft"
     runrecord.start(out, {**to_plain(config), "run_args": args})  # every input checked: the run record starts
-    batch = config.eval_batch_size or int(args.get("eval_batch_size", 256))
+    batch = config.eval_batch_size if config.eval_batch_size is not None else int(args.get("eval_batch_size", 256))
     workers = config.workers if config.workers is not None else int(args.get("workers", 0))
 
     rows = []

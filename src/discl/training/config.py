@@ -8,9 +8,10 @@ data, docs/train-imagenet-lt.md), once, in its own module.
 from __future__ import annotations
 
 import argparse
+import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Mapping
 
 from discl.config import option
 from discl.curriculum import ADAPTIVE_CHOICES, SCHEDULES
@@ -96,28 +97,86 @@ class LoopConfig:
                                   choices=COMPILE_BACKENDS)
 
     def check(self) -> None:
-        """Values the parser cannot check alone (``InputError`` naming the flag)."""
-        if not 0 < self.downsample_ratio <= 1:
-            raise InputError("--downsample-ratio", f"expected a ratio in (0, 1], got {self.downsample_ratio}")
+        """Values the parser cannot check alone (``InputError`` naming the flag), before anything is written."""
+        check_ranges(self, LOOP_RANGES)
         if self.stage_data == "text-only" and self.curriculum != "none":
             raise InputError("--stage-data", "text-only adds guidance-0 images to the real data in every pass; it "
                                              f"runs with --curriculum none, not {self.curriculum}")
-        if self.workers < 0:
-            raise InputError("--workers", f"must be >= 0, got {self.workers}")
         if Path(self.output_dir).exists() and not Path(self.output_dir).is_dir():
             raise InputError(self.output_dir, "--output-dir is a file, not a folder")
-        if self.tail_fraction is not None and not 0 <= self.tail_fraction < 1:
-            raise InputError("--tail-fraction", f"expected a fraction in [0, 1) or 'none', got {self.tail_fraction}")
-        for name in ("epochs", "batch_size", "eval_batch_size", "real_sample_size", "accum_steps"):
-            if getattr(self, name) < 1:
-                raise InputError(f"--{name.replace('_', '-')}", f"expected a positive integer, got "
-                                                                 f"{getattr(self, name)}")
+        # the baseline never switches, so its curriculum epoch does not matter
+        if self.curriculum != "none" and self.curriculum_epoch > self.epochs:
+            raise InputError(None, f"--curriculum-epoch {self.curriculum_epoch} is larger than --epochs {self.epochs}")
+        if self.batch_size % self.accum_steps:  # the processes' share is checked when their number is known
+            raise InputError("--accum-steps", f"--batch-size {self.batch_size} is not divisible into 1 process(es) × "
+                                              f"{self.accum_steps} equal micro-batches")
+
+
+@dataclass(frozen=True)
+class Range:
+    """The values a numeric flag accepts: finite, between ``low`` and ``high`` (``None``: unbounded)."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False  # the bound itself is excluded
+    high_open: bool = False
+    text: str | None = None  # how the message names the range, when the bounds read badly
+
+    def describe(self) -> str:
+        """``in (0, 1]``, ``≥ 1`` …"""
+        if self.text is not None:
+            return self.text
+        if self.low is not None and self.high is not None:
+            return f"in {'(' if self.low_open else '['}{self.low}, {self.high}{')' if self.high_open else ']'}"
+        if self.low is not None:
+            return f"{'>' if self.low_open else '≥'} {self.low}"
+        return f"{'<' if self.high_open else '≤'} {self.high}" if self.high is not None else "finite"
+
+    def admits(self, value: float) -> bool:
+        """Whether ``value`` is a finite number inside the range."""
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            return False
+        low_ok = self.low is None or (value > self.low if self.low_open else value >= self.low)
+        return low_ok and (self.high is None or (value < self.high if self.high_open else value <= self.high))
+
+
+POSITIVE = Range(0, low_open=True)
+NON_NEGATIVE = Range(0)
+AT_LEAST_ONE = Range(1)
+
+
+def flag_of(name: str) -> str:
+    """The flag of a config field (``eval_batch_size`` → ``--eval-batch-size``)."""
+    return "--" + name.replace("_", "-")
+
+
+def check_ranges(config: Any, ranges: Mapping[str, Range]) -> None:
+    """Every value of ``config``'s fields in ``ranges`` (each item of a list; ``None``: not set) lies in its
+    range, or an ``InputError`` naming the flag."""
+    for name, allowed in ranges.items():
+        value = getattr(config, name)
+        for item in value if isinstance(value, (list, tuple)) else [value]:
+            if item is not None and not allowed.admits(item):
+                kind = "an integer" if isinstance(item, int) else "a number"
+                raise InputError(flag_of(name), f"expected {kind} {allowed.describe()}, got {item}")
+
+
+# The numeric flags of the loop (every one of them) and their ranges.
+LOOP_RANGES = {"epochs": AT_LEAST_ONE, "batch_size": AT_LEAST_ONE, "eval_batch_size": AT_LEAST_ONE,
+               "workers": NON_NEGATIVE, "seed": Range(0, 2 ** 63, high_open=True, text="in [0, 2**63)"),
+               "guidance_levels": Range(0, 100), "level_starts": NON_NEGATIVE, "curriculum_epoch": NON_NEGATIVE,
+               "real_sample_size": AT_LEAST_ONE,
+               "downsample_ratio": Range(0, 1, low_open=True), "tail_fraction": Range(0, 1, high_open=True),
+               "stop_after_epoch": NON_NEGATIVE, "accum_steps": AT_LEAST_ONE}
 
 
 # Settings a resumed run must share with its checkpoint, or it would not continue the same run.
 RESUME_KEYS = ("train_table", "val_table", "synthetic_root", "epochs", "batch_size", "seed", "curriculum",
                "guidance_levels", "level_starts", "curriculum_epoch", "adaptive_choice", "real_sample_size",
-               "stage_data", "downsample_ratio", "tail_fraction", "eval_splits", "split_convention", "jpeg_draft")
+               "stage_data", "downsample_ratio", "tail_fraction", "eval_splits", "split_convention", "jpeg_draft",
+               "precision", "train_table_sha256", "val_table_sha256")
+# Keys a checkpoint written before they were recorded lacks: such a checkpoint resumes without comparing them.
+LATER_RESUME_KEYS = ("precision", "train_table_sha256", "val_table_sha256")
 
 
 def fraction_or_none(text: str) -> float | None:

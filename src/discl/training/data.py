@@ -10,6 +10,7 @@ dataset's real training images when there is none.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from typing import Callable, Sequence
 
@@ -26,6 +27,45 @@ from discl.errors import InputError
 from discl.guidance import REAL, REAL_SEED, REAL_STRENGTH
 from discl.imageio import at_least_side, decode
 from discl.seeding import stable_seed
+
+ROW = "table_row"  # the loop's extra column: a row's 1-based data row in its table file (named by errors)
+# What PIL raises for a file that is not a readable image (truncated, empty, another format, a directory …)
+DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
+
+
+class UnreadableImage(InputError):
+    """An image that cannot be decoded, named by its table row when it has one.
+
+    A DataLoader worker's exception comes back rebuilt from one argument, the worker's traceback text; the one-line
+    message is its last line, so the error still reads as one line in the main process.
+    """
+
+    def __init__(self, file, message: str | None = None, row: int | None = None, column: str | None = None):
+        if message is None:  # rebuilt by torch from "Caught UnreadableImage in DataLoader worker …" + traceback
+            lines = [line for line in str(file).splitlines() if line.strip()]
+            last = lines[-1] if lines else ""
+            marker = f"{type(self).__name__}: "
+            file, message = None, last[last.index(marker) + len(marker):] if marker in last else last
+        super().__init__(file, message, row, column)
+
+
+class ImageSource:
+    """Where the items of a ``TableImages`` come from: the table file and each item's data row (for errors)."""
+
+    def __init__(self, table: str | os.PathLike | None, rows: Sequence[int] | None = None):
+        self.table = table
+        self.rows = None if rows is None else np.asarray(rows, dtype=np.int64)
+
+    def error(self, index: int, path: str, err: Exception) -> UnreadableImage:
+        """The error of item ``index`` whose image ``path`` did not decode."""
+        reason = f"{type(err).__name__}: {err}"
+        if self.table is None or self.rows is None:  # a dataset's own image: named by its path
+            return UnreadableImage(path, f"cannot read image ({reason})")
+        return UnreadableImage(self.table, f"cannot read image {path} ({reason})", int(self.rows[index]), "filepath")
+
+    def take(self, indices: Sequence[int]) -> "ImageSource":
+        """The source of a subset of the items."""
+        return ImageSource(self.table, None if self.rows is None else self.rows[np.asarray(indices, dtype=np.int64)])
 
 
 class Lookup:
@@ -51,7 +91,7 @@ class TableImages(torch.utils.data.Dataset):
     """
 
     def __init__(self, paths: Sequence[str], targets: torch.Tensor | Lookup, transform: Callable,
-                 seed: int | None = None, draft_size: int | None = None):
+                 seed: int | None = None, draft_size: int | None = None, source: ImageSource | None = None):
         if len(paths) != len(targets):
             raise ValueError(f"{len(paths)} paths for {len(targets)} targets")
         self.paths = list(paths)
@@ -59,13 +99,18 @@ class TableImages(torch.utils.data.Dataset):
         self.transform = transform
         self.seed = seed
         self.draft_size = draft_size
+        self.source = source or ImageSource(None)
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def load(self, index: int) -> Image.Image:
-        """The RGB image of item ``index`` (draft-decoded when asked: ``discl.imageio``)."""
-        return decode(self.paths[index], at_least_side(self.draft_size))
+        """The RGB image of item ``index`` (draft-decoded when asked: ``discl.imageio``); one that does not decode
+        is an ``UnreadableImage`` naming its table row (checking 900k images up front would take too long)."""
+        try:
+            return decode(self.paths[index], at_least_side(self.draft_size))
+        except DECODE_ERRORS as err:
+            raise self.source.error(index, self.paths[index], err) from None
 
     def __getitem__(self, index: int):
         image = self.load(index)
@@ -153,7 +198,7 @@ def make_loader(dataset, batch_sampler: Sampler | None = None, batch_size: int |
 @torch.no_grad()
 def predict(logits_fn: Callable[[torch.Tensor], torch.Tensor], paths: Sequence[str], labels: Sequence[int],
             transform: Callable, info: D.DistInfo, batch_size: int, workers: int = 0,
-            draft_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+            draft_size: int | None = None, source: ImageSource | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Predicted class and softmax probability of the true class of every image, all ranks' shares gathered.
 
     Rank ``r`` predicts rows ``r, r + W, …``; ``logits_fn`` must run the bare model (ranks hold different
@@ -161,7 +206,8 @@ def predict(logits_fn: Callable[[torch.Tensor], torch.Tensor], paths: Sequence[s
     """
     mine = D.shard_indices(list(range(len(paths))), info.rank, info.world_size)
     targets = torch.as_tensor(np.asarray(labels, dtype=np.int64)[mine] if len(mine) else [], dtype=torch.int64)
-    dataset = TableImages([paths[i] for i in mine], targets, transform, draft_size=draft_size)
+    source = (source or ImageSource(None)).take(mine)
+    dataset = TableImages([paths[i] for i in mine], targets, transform, draft_size=draft_size, source=source)
     loader = make_loader(dataset, batch_size=batch_size, workers=workers,
                          pin_memory=info.device.startswith("cuda"))
     predictions, true_probs = [], []
@@ -232,3 +278,33 @@ def check_files(table: pd.DataFrame, path) -> None:
     if missing.size:
         row = int(missing.min())
         raise InputError(path, f"image {filepaths[row]} not found", row=row + 1, column="filepath")
+
+
+DUPLICATE_KEY = ["title", "filepath", "label", "guidance", "seed"]  # one training pair (img_id: a list's numbering)
+
+
+def check_duplicates(table: pd.DataFrame, path) -> None:
+    """A row listed twice would weigh twice for FLYP and once for CE: an ``InputError`` naming the repeated row and
+    its first occurrence (both trainers refuse it alike)."""
+    repeated = table.duplicated(subset=DUPLICATE_KEY, keep="first").to_numpy()
+    if repeated.any():
+        row = int(np.argmax(repeated))
+        same = (table[DUPLICATE_KEY] == table[DUPLICATE_KEY].iloc[row]).all(axis=1).to_numpy()
+        raise InputError(path, f"repeats row {int(np.argmax(same)) + 1} (same {', '.join(DUPLICATE_KEY)}): a row "
+                               "listed twice would weigh twice; remove it", row=row + 1)
+
+
+def numbered(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with its 1-based data rows in the column ``ROW`` (they follow the rows through the loop)."""
+    return table.assign(**{ROW: np.arange(1, len(table) + 1, dtype=np.int64)})
+
+
+def fingerprint(path: str | os.PathLike | None) -> str | None:
+    """SHA-256 of a table file's bytes (a resume refuses a table whose contents changed); ``None`` for no file."""
+    if path is None:
+        return None
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -13,6 +13,7 @@ split (``selection_split`` / ``selection_metric``), never on a test split.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections import Counter
 from pathlib import Path
@@ -37,9 +38,9 @@ from discl.seeding import seed_everything, stable_seed
 from discl.stats import append_stats, truncate_stats
 from discl.training import outputs
 from discl.training import precision as P
-from discl.training.config import RESUME_KEYS, LoopConfig
-from discl.training.data import GlobalBatchSampler, TableImages, check_files, check_labels, make_loader, predict, \
-    read_table, real_table
+from discl.training.config import LATER_RESUME_KEYS, RESUME_KEYS, LoopConfig
+from discl.training.data import ROW, GlobalBatchSampler, ImageSource, TableImages, check_duplicates, check_files, \
+    check_labels, fingerprint, make_loader, numbered, predict, read_table, real_table
 from discl.training.stage_data import StageData
 from discl.training.task import Task
 
@@ -73,10 +74,10 @@ class Trainer:
 
     def __init__(self, dataset: Dataset, config: LoopConfig, task: Task):
         self.dataset, self.cfg, self.task = dataset, config, task
-        cfg = config
-        self.out = Path(cfg.output_dir)
-        self.info = D.init_distributed(cfg.device)
+        self.out = Path(config.output_dir)
+        self.info = D.init_distributed(config.device)
         self._check_config()
+        cfg = self.cfg  # --resume without a checkpoint: a fresh run's settings
         seed_everything(cfg.seed)
         self.num_classes = len(dataset.class_names())
 
@@ -84,7 +85,10 @@ class Trainer:
         raw = real_table(dataset) if cfg.train_table is None else self._read(cfg.train_table)
         check_labels(raw, self.num_classes, table_path)
         check_files(raw, table_path)
-        self.table = task.prepare_table(raw, dataset).reset_index(drop=True)
+        if cfg.train_table is not None:
+            check_duplicates(raw, table_path)
+        # each row keeps its data row in the file: an image that does not decode in training is named by it
+        self.table = task.prepare_table(numbered(raw), dataset).reset_index(drop=True)
         levels = self._levels()
         tail = tail_classes(dataset) if cfg.stage_data == "tail-topup" else frozenset()
         self.stage_data = StageData(cfg.stage_data, self.table, tail, cfg.downsample_ratio, cfg.tail_fraction,
@@ -99,7 +103,8 @@ class Trainer:
             check_labels(val_rows, self.num_classes, cfg.val_table)
             check_files(val_rows, cfg.val_table)
             # one probe row per image and level (the table's caption copies would only weight images twice)
-            self.val_rows = val_rows.drop_duplicates(subset=["filepath", "guidance", "seed"]).reset_index(drop=True)
+            self.val_rows = numbered(val_rows).drop_duplicates(subset=["filepath", "guidance", "seed"]).reset_index(
+                drop=True)
             check_validation_levels(self.val_rows, self.schedule.levels, cfg.val_table)
 
         self.selection = (dataset.selection_split, dataset.selection_metric)
@@ -128,8 +133,13 @@ class Trainer:
         self.best: dict | None = None  # epoch and value of the selected epoch
         self.batches = None
         self.run_args = self._run_args()
-        if cfg.resume:
-            self._resume()
+        state = self._resume_state() if cfg.resume else None  # compared with this run's settings: no writes yet
+        # the logs a run appends to (a resume's, or a killed fresh run's)
+        outputs.check_run_tables(self.out, None if state is None else state["epoch"])
+        if self.info.is_main:  # what a kill during a write left (a checkpoint's temp file can be gigabytes)
+            ckpt.remove_stale_temp_files(self.out, self.out / "checkpoints")
+        if state is not None:
+            self._resume(state)
         self.scalars = outputs.ScalarLoggers(self.out, cfg.tensorboard, cfg.wandb_project, self.run_args,
                                              enabled=self.info.is_main,
                                              purge_step=self.step + 1 if cfg.resume else None)
@@ -144,7 +154,8 @@ class Trainer:
         micro = share // cfg.accum_steps
         rows = self.table.iloc[np.arange(micro) % len(self.table)]
         example = TableImages(rows["filepath"].tolist()[:1], self.task.targets(rows.iloc[:1]),
-                              self.task.train_transform, seed=0, draft_size=self.draft_size)[0][0]
+                              self.task.train_transform, seed=0, draft_size=self.draft_size,
+                              source=ImageSource(self.cfg.train_table, rows[ROW].to_numpy()[:1]))[0][0]
         images = example.unsqueeze(0).expand(micro, *example.shape).contiguous()
         row_targets = self.task.targets(rows)
         targets = torch.stack([row_targets[i] for i in range(micro)])
@@ -174,10 +185,11 @@ class Trainer:
     def _check_config(self) -> None:
         cfg = self.cfg
         cfg.check()
-        ckpt.check_fresh_output(self.out / "checkpoints" / ckpt.LAST, cfg.resume)
-        # the baseline never switches, so its curriculum epoch does not matter
-        if cfg.curriculum != "none" and cfg.curriculum_epoch > cfg.epochs:
-            raise InputError(None, f"--curriculum-epoch {cfg.curriculum_epoch} is larger than --epochs {cfg.epochs}")
+        last = self.out / "checkpoints" / ckpt.LAST
+        if cfg.resume and not last.exists():  # killed before its first checkpoint: the same command starts it
+            log.info("--resume: %s holds no checkpoint (%s); starting a fresh run", self.out, last)
+            self.cfg = cfg = dataclasses.replace(cfg, resume=False)
+        ckpt.check_fresh_output(last, cfg.resume)
         if cfg.batch_size % self.info.world_size:
             raise InputError(None, f"--batch-size {cfg.batch_size} is not divisible by the "
                                    f"{self.info.world_size} processes")
@@ -214,21 +226,27 @@ class Trainer:
                                    "--curriculum-epoch)") from None
 
     def _run_args(self) -> dict:
-        """The settings as plain data: what checkpoints store and a resume compares."""
-        dataset = self.dataset
+        """The settings as plain data: what checkpoints store and a resume compares (the tables by their bytes)."""
+        dataset, cfg = self.dataset, self.cfg
         return {"trainer": self.task.name, "dataset": dataset.name,
                 "data_root": None if dataset.root is None else str(dataset.root),
                 "dataset_options": to_plain_dict(dataset.options), "num_classes": self.num_classes,
-                **to_plain(self.cfg), **to_plain(self.task.options)}
+                **to_plain(cfg), **to_plain(self.task.options),
+                "train_table_sha256": fingerprint(cfg.train_table),
+                "val_table_sha256": fingerprint(cfg.val_table) if self.val_rows is not None else None}
 
-    def _resume(self) -> None:
+    def _resume_state(self) -> dict:
+        """``last.pt``, once its settings are found to be this run's (an ``InputError`` naming what changed)."""
         path = self.out / "checkpoints" / ckpt.LAST
-        if self.info.is_main:  # what a kill during a write left (a checkpoint's temp file can be gigabytes)
-            ckpt.remove_stale_temp_files(self.out, path.parent)
         state = ckpt.load_checkpoint(path)
-        keys = RUN_KEYS + RESUME_KEYS + tuple(self.task.resume_keys)
         saved, mine = state["args"], self.run_args
-        changed = [f"{k}={saved.get(k)!r} (now {mine.get(k)!r})" for k in keys if saved.get(k) != mine.get(k)]
+        # a checkpoint from before a key was recorded cannot be checked on it (it still resumes)
+        unrecorded = [k for k in LATER_RESUME_KEYS if k not in saved]
+        if unrecorded:
+            log.warning("%s predates the recording of %s: the resume cannot check them", path, ", ".join(unrecorded))
+        keys = [k for k in RUN_KEYS + RESUME_KEYS + tuple(self.task.resume_keys) if k not in unrecorded]
+        changed = [_change(k, saved, mine) for k in keys if saved.get(k) != mine.get(k)]
+        changed = [text for text in changed if text]
         if changed:
             raise InputError(path, "was written by a run with other settings, cannot resume: " + ", ".join(changed))
         trainer = state["trainer"]
@@ -236,6 +254,12 @@ class Trainer:
             raise InputError(path, f"the run has {self.total_steps} steps ({self.steps_per_epoch} per epoch), the "
                                    f"checkpoint's had {trainer.get('total_steps')} ({trainer.get('steps_per_epoch')}"
                                    " per epoch): the training data changed")
+        return state
+
+    def _resume(self, state: dict) -> None:
+        """Continue from ``state`` (checked by ``_resume_state``): weights, counters, logs cut back to it."""
+        path = self.out / "checkpoints" / ckpt.LAST
+        trainer = state["trainer"]
         ckpt.restore(state, self.model, self.optimizer, self.schedule)
         self.step = state["step"]
         self.start_epoch = state["epoch"] + 1
@@ -274,7 +298,8 @@ class Trainer:
         rows = self._stage_rows(stage) if rows is None else rows
         seed = self._stage_seed(stage["index"])
         dataset = TableImages(rows["filepath"].tolist(), self.task.targets(rows), self.task.train_transform,
-                              seed=seed, draft_size=self.draft_size)
+                              seed=seed, draft_size=self.draft_size,
+                              source=ImageSource(self.cfg.train_table, rows[ROW].to_numpy()))
         sampler = GlobalBatchSampler(len(dataset), self.cfg.batch_size, seed, self.info.rank, self.info.world_size,
                                      start=stage["batches_done"])
         stage["num_batches"] = sampler.num_batches
@@ -412,7 +437,8 @@ class Trainer:
         D.barrier()
 
     # -- probes and evaluation (sharded over ranks, gathered in order) --
-    def _predict(self, paths, labels, draft_size: int | None, what: str) -> tuple[np.ndarray, np.ndarray]:
+    def _predict(self, paths, labels, draft_size: int | None, what: str,
+                 source: ImageSource | None = None) -> tuple[np.ndarray, np.ndarray]:
         model = ckpt.unwrap(self.model)
         model.eval()
         self.task.prepare_eval(model, self.dataset, self.info.device)
@@ -428,7 +454,7 @@ class Trainer:
 
         try:
             return predict(logits, paths, labels, self.task.eval_transform, self.info, self.cfg.eval_batch_size,
-                           self.cfg.workers, draft_size)
+                           self.cfg.workers, draft_size, source)
         finally:
             bar.close()
             self.task.enter_training(self.model)
@@ -436,8 +462,9 @@ class Trainer:
     def probe(self) -> list[float]:
         """Softmax probability of the true class for every curriculum-validation row, in table order."""
         rows = self.val_rows
+        source = ImageSource(self.cfg.val_table, rows[ROW].to_numpy())
         return self._predict(rows["filepath"].tolist(), rows["label"].to_numpy(), self.draft_size,
-                             f"probe at step {self.step}")[1].tolist()
+                             f"probe at step {self.step}", source)[1].tolist()
 
     def evaluate(self) -> dict[str, dict[str, float]]:
         """The dataset's metrics on every evaluation split."""
@@ -472,6 +499,18 @@ class Trainer:
         """Close the trackers and leave the process group."""
         self.scalars.close()
         D.cleanup()
+
+
+def _change(key: str, saved: dict, mine: dict) -> str | None:
+    """How setting ``key`` differs from the checkpoint's; a table's new bytes are named by the table's flag (none
+    when its path changed too: that is named already)."""
+    if key.endswith("_sha256"):
+        table = key.removesuffix("_sha256")
+        if saved.get(table) != mine.get(table):
+            return None
+        return (f"the contents of --{table.replace('_', '-')} {mine.get(table)} changed (SHA-256 "
+                f"{str(saved.get(key))[:12]}… now {str(mine.get(key))[:12]}…)")
+    return f"{key}={saved.get(key)!r} (now {mine.get(key)!r})"
 
 
 def to_plain_dict(options: dict) -> dict:

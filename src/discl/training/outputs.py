@@ -15,9 +15,44 @@ from typing import Any, Sequence
 
 import pandas as pd
 
+from discl.errors import InputError, decoding
 from discl.stats import read_stats
 
 log = logging.getLogger(__name__)
+
+
+# The run's own logs and the integer column their rows are keyed by.
+RUN_TABLES = {"stats.tsv": "epoch", "curriculum.tsv": "stage"}
+
+
+def read_run_table(path: str | os.PathLike, key: str) -> pd.DataFrame:
+    """``stats.tsv`` / ``curriculum.tsv`` so far; one that is not such a log is a one-line ``InputError``."""
+    try:
+        with decoding(path):
+            frame = read_stats(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        reason = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+        raise InputError(path, f"not a tab-separated log of this run ({reason}); restore or delete it") from None
+    if not isinstance(frame.index, pd.RangeIndex):  # pandas makes an index of the cells beyond the header's
+        raise InputError(path, "not a tab-separated log of this run (rows have more cells than the header); "
+                               "restore or delete it")
+    if not frame.empty and (key not in frame.columns or not pd.api.types.is_integer_dtype(frame[key])):
+        raise InputError(path, "not a log of this run (no whole numbers in its key column); restore or delete it",
+                         column=key)
+    return frame
+
+
+def check_run_tables(out: str | os.PathLike, last_epoch: int | None = None) -> None:
+    """The run's logs can be read and appended to, and ``stats.tsv`` has a row for every epoch up to a resumed
+    checkpoint's ``last_epoch`` (checked before a run writes anything)."""
+    for name, key in RUN_TABLES.items():
+        frame = read_run_table(Path(out) / name, key)
+        if name == "stats.tsv" and last_epoch is not None:
+            done = set(frame[key].tolist()) if not frame.empty else set()
+            missing = sorted(set(range(last_epoch + 1)) - done)
+            if missing:
+                raise InputError(Path(out) / name, f"has no row for epoch {missing[0]}, which the checkpoint "
+                                                   f"finished (epochs 0..{last_epoch}); restore it", column=key)
 
 
 def format_level_map(values: dict) -> str:
@@ -50,7 +85,7 @@ def build_summary(out: Path, *, run: dict, splits: Sequence[str], metrics: Seque
                   best_epoch: int | None) -> dict:
     """The run in one JSON object: the epoch selected on the validation split with its metrics on every split,
     the last epoch's, every epoch's row and every stage."""
-    stats, stages = read_stats(out / "stats.tsv"), read_stats(out / "curriculum.tsv")
+    stats, stages = (read_run_table(out / name, key) for name, key in RUN_TABLES.items())
     rows = records(stats)
     by_epoch = {int(r["epoch"]): r for r in rows}
     last = rows[-1] if rows else None
@@ -116,12 +151,12 @@ def write_figures(out: Path, *, steps_per_epoch: int, last_step: int, splits: Se
     """Curriculum timeline, the selection metric of every split, and every metric of each split, per epoch."""
     from discl.plots.training import plot_curriculum_timeline, plot_metric_curves
 
-    stages = read_stats(out / "curriculum.tsv")
+    stages = read_run_table(out / "curriculum.tsv", "stage")
     if len(stages):
         ends = list(stages["start_step"].iloc[1:]) + [last_step]
         stages = stages.assign(end_epoch=[e / steps_per_epoch for e in ends])
         plot_curriculum_timeline(stages, out / "curriculum_timeline.png", title=f"curriculum: {curriculum}")
-    stats = read_stats(out / "stats.tsv")
+    stats = read_run_table(out / "stats.tsv", "epoch")
     if stats.empty:
         return
     plot_metric_curves(stats, {titles.get(s, s): f"{s}_{selection_metric}" for s in splits},

@@ -12,7 +12,7 @@ import pandas as pd
 import torch
 
 from discl.datasets.base import Dataset
-from discl.training.config import LoopConfig
+from discl.training.config import LoopConfig, Range, check_ranges
 from discl.training.precision import StepContext, micro_batches
 
 
@@ -23,6 +23,7 @@ class Task:
     options_class: ClassVar[type] = object  # the adapter's options dataclass (its flags)
     loop_defaults: ClassVar[dict[str, Any]] = {}  # loop settings whose default differs for this trainer
     resume_keys: ClassVar[tuple[str, ...]] = ()  # option names a resumed run must share with its checkpoint
+    option_ranges: ClassVar[dict[str, Range]] = {}  # every numeric option and the values it accepts
 
     def __init__(self, options: Any):
         self.options = options
@@ -30,7 +31,8 @@ class Task:
         self.eval_transform = None
 
     def check(self, loop: LoopConfig) -> None:
-        """Refuse option combinations that cannot run (``InputError``), before anything is loaded."""
+        """Refuse options that cannot run (``InputError``), before anything is loaded; a subclass extends it."""
+        check_ranges(self.options, self.option_ranges)
 
     def build(self, dataset: Dataset, device: str, resume: bool) -> torch.nn.Module:
         """The model on ``device``; sets ``train_transform`` / ``eval_transform``."""
