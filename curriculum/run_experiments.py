@@ -53,11 +53,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Do what the flags ask; exit status 1 when a run failed or could not start."""
     args = get_args_parser().parse_args(argv)
     setup_logging(args.verbose)
+    if args.jobs < 1:
+        raise InputError("--jobs", f"expected a positive number of runs at once, got {args.jobs}")
     experiment = load_experiment(args.experiment, args.runs_dir, parse_assignments(args.variables))
-    runs = [run for run in experiment.runs()
-            if (not args.only or run.method.id in args.only) and (not args.seeds or run.seed in args.seeds)]
     if args.only and not set(args.only) <= {m.id for m in experiment.methods}:
         raise InputError("--only", f"unknown method id(s); the file has {', '.join(m.id for m in experiment.methods)}")
+    chosen = [run for run in experiment.runs() if not args.only or run.method.id in args.only]
+    unknown = sorted(set(args.seeds or ()) - {run.seed for run in chosen})
+    if unknown:
+        seeds = ", ".join(map(str, sorted({run.seed for run in chosen})))
+        raise InputError("--seeds", f"no run with seed(s) {', '.join(map(str, unknown))} in {experiment.path}"
+                                    f"{' for --only' if args.only else ''} (its seeds: {seeds})")
+    runs = [run for run in chosen if not args.seeds or run.seed in args.seeds]
     if args.status:
         print(runner.status_table(experiment, runs))
         return 0

@@ -200,3 +200,28 @@ def test_aggregate_script_writes_tables_and_figures(tmp_path, capsys):
                  "wiseft_ours.pdf", "wiseft_ours.png"):
         assert (tmp_path / "out" / name).is_file(), name
     assert (tmp_path / "out" / "table.md").read_text() in printed
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda f: f.write_text(f.read_text()[:40]), "summary.json: not valid JSON"),
+    (lambda f: f.write_text("[]"), "summary.json: expected a JSON object, got list"),
+    (lambda f: f.write_bytes(b'{"best": "\xff"}'), "summary.json: line 1: not UTF-8 text"),
+    (lambda f: (f.parent / "wiseft" / "wiseft.json").write_text('{"chosen_alpha": 0.5, "cho'),
+     "wiseft.json: not valid JSON"),
+    (lambda f: (f.parent / "wiseft" / "wiseft.json").write_text('"text"'),
+     "wiseft.json: expected a JSON object, got str"),
+])
+def test_a_damaged_run_file_is_an_error_naming_it_and_nothing_is_written(tmp_path, capsys, damage, message):
+    from discl.cli import run_cli
+
+    experiment = make_experiment(tmp_path, wiseft=True)
+    fill(tmp_path)
+    folder = tmp_path / "runs" / "ours" / "seed1"
+    write_wiseft(folder, 0.5, 0.4, 0.6)
+    damage(folder / "summary.json")
+    with pytest.raises(SystemExit) as info:
+        run_cli(load_script("curriculum/aggregate.py").main, [str(experiment.path), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert err.startswith(f"error: {folder}") and message in err
+    assert not (tmp_path / "out").exists()

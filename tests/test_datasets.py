@@ -258,12 +258,12 @@ def test_read_list_with_guidance(tmp_path):
 
 
 @pytest.mark.parametrize("text, message", [
-    ("a.JPEG 0\nb.JPEG\n", r"row 2: expected 'relative/path label \[guidance\]', got 1 fields"),
-    ("a.JPEG 0\nb.JPEG 1 50 7\n", "row 2: expected .* got 4 fields"),
-    ("a.JPEG zero\n", "row 1: column 'label': label must be an integer, got 'zero'"),
-    ("a.JPEG 0\nb.JPEG 1\nc.JPEG -3\n", "row 3: column 'label': label must be >= 0, got -3"),
-    ("a.JPEG 0 101\n", "row 1: column 'guidance': guidance must be in 0..100"),
-    ("a.JPEG 0 1.5\n", "row 1: column 'guidance': guidance must be an integer"),
+    ("a.JPEG 0\nb.JPEG\n", r"line 2: expected 'relative/path label \[guidance\]', got 1 fields"),
+    ("a.JPEG 0\nb.JPEG 1 50 7\n", "line 2: expected .* got 4 fields"),
+    ("a.JPEG zero\n", "line 1: label must be an integer, got 'zero'"),
+    ("a.JPEG 0\nb.JPEG 1\nc.JPEG -3\n", "line 3: label must be >= 0, got -3"),
+    ("a.JPEG 0 101\n", "line 1: guidance must be in 0..100"),
+    ("a.JPEG 0 1.5\n", "line 1: guidance must be an integer"),
     ("\n\n", "list file is empty"),
 ])
 def test_read_list_rejects_bad_lines(tmp_path, text, message):
@@ -278,5 +278,5 @@ def test_read_list_rejects_a_missing_file_and_guidance_in_a_plain_list(tmp_path)
     with pytest.raises(InputError, match="nothing.txt: list file not found"):
         imagenet_lt.read_list(tmp_path / "nothing.txt")
     (tmp_path / "ImageNet_LT_train.txt").write_text("train/a.JPEG 0 50\n")
-    with pytest.raises(InputError, match=r"row 1: expected 'relative/path label', got 3 fields"):
+    with pytest.raises(InputError, match=r"line 1: expected 'relative/path label', got 3 fields"):
         imagenet_lt.read_split(tmp_path, "train")

@@ -102,6 +102,18 @@ def test_environment_and_set_override_the_file(tmp_path, monkeypatch):
     (('name = "CE"\nscript', 'name = "CE"\nafter = ["ce-discl"]\nscript'), "form a cycle"),
     (('name = "CE"\nscript', 'name = "CE"\nwiseft = true\nscript'), "trainer flyp only, not ce"),
     (('name = "CE"\nscript', 'name = "CE"\npaper = {{ OOD = 1 }}\nscript'), "'OOD' is not a column"),
+    # an id names the runs' folder under runs_dir: it must not leave it
+    (('name = "CE"\nscript', 'name = "CE"\nid = "../../escape"\nscript'),
+     "\\[\\[methods\\]\\] 1 \\(CE\\): id '../../escape' must be letters, digits"),
+    (('name = "CE"\nscript', 'name = "CE"\nid = ".."\nscript'), "id '..' must be"),
+    (('name = "CE"\nscript', 'name = "CE"\nid = "a b"\nscript'), "id 'a b' must be"),
+    # a column must be one the runs report
+    (('split = "test"', 'split = "nosplit"'),
+     "\\[table\\].columns\\[1\\] \\(overall\\): split 'nosplit' is not one the imagenet_lt runs report \\(val, "
+     "test\\)"),
+    (('metric = "overall"', 'metric = "auc"'), "columns\\[1\\] \\(overall\\): metric 'auc' is not one"),
+    (("[table]\n", "[table]\ndecimals = -3\n"), "\\[table\\].decimals: expected an integer >= 0, got -3"),
+    (("[table]\n", '[table]\ndecimals = "2"\n'), "\\[table\\].decimals: expected an integer"),
 ])
 def test_bad_experiment_files_name_the_key(tmp_path, change, message):
     text = (BASE + METHODS).replace(*change)
@@ -117,6 +129,53 @@ def test_misspelt_flags_and_bad_values_fail_before_any_run(unit, tmp_path, monke
         experiment = load_experiment(write(tmp_path, (BASE + METHODS).replace(*change)))
         with pytest.raises(InputError, match=message):
             R.check_commands(experiment)
+
+
+@pytest.mark.parametrize("change, message", [
+    (("workers = 0", "workers = 0, epochs = -2"), "method ce: --epochs: expected"),  # the loop's check
+    (("plots = false", 'train-mode = "onlyfc"'), "method ce: --train-mode onlyfc needs --init"),  # the task's
+    (("plots = false", "lr = -1"), "method ce: --lr: expected"),
+])
+def test_the_pre_flight_runs_the_scripts_config_checks(unit, tmp_path, capsys, change, message):
+    from discl.cli import run_cli
+
+    path = write(tmp_path, (BASE + METHODS).replace(*change))
+    with pytest.raises(InputError, match=message) as err:
+        R.check_commands(load_experiment(path))
+    assert str(err.value).startswith(f"{path}: ")
+    for extra in (["--dry-run"], []):  # nothing launched, nothing written
+        with pytest.raises(SystemExit) as info:
+            run_cli(load_script("curriculum/run_experiments.py").main, [str(path), *extra])
+        assert info.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_the_pre_flight_runs_wisefts_check(tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO_ROOT)
+    text = BASE.replace('trainer = "ce"', 'trainer = "flyp"') + """
+[[methods]]
+name = "FLYP"
+wiseft = true
+wiseft_flags = {{ alphas = [0, 7] }}
+"""
+    with pytest.raises(InputError, match="method flyp \\(wiseft_flags\\): --alphas: .*7"):
+        R.check_commands(load_experiment(write(tmp_path, text)))
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--jobs", "0"], "error: --jobs: expected a positive number of runs at once, got 0"),
+    (["--jobs", "-1"], "error: --jobs: expected a positive number of runs at once, got -1"),
+    (["--seeds", "7"], "error: --seeds: no run with seed(s) 7 in "),
+    (["--only", "ce", "--seeds", "0", "5"], "error: --seeds: no run with seed(s) 5 in "),
+])
+def test_runner_flags_that_select_nothing_or_run_nothing_are_errors(unit, capsys, flags, message):
+    from discl.cli import run_cli
+
+    for extra in (["--dry-run"], []):
+        with pytest.raises(SystemExit) as info:
+            run_cli(load_script("curriculum/run_experiments.py").main, [str(unit.path), *flags, *extra])
+        assert info.value.code == 2 and capsys.readouterr().err.startswith(message)
+    assert not unit.runs_dir.exists()
 
 
 def test_default_columns_come_from_the_dataset():

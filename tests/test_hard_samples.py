@@ -179,7 +179,7 @@ def test_label_outside_the_classes_names_row(script, mini_imagenet_lt, tmp_path,
     listing.write_text("train/a.JPEG 3\ntrain/b.JPEG 1000\n")
     err = run_expecting_error(script, ["--dataset", "imagenet_lt", "--root", str(mini_imagenet_lt),
                                        "--list", str(listing), "--output", str(tmp_path / "h.csv")] + TINY, capsys)
-    assert err == f"error: {listing}: row 2: column 'label': label 1000 outside 0..999"
+    assert err == f"error: {listing}: line 2: label 1000 outside 0..999"
     assert not (tmp_path / "h.csv").exists()
 
 

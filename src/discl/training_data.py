@@ -70,6 +70,23 @@ class BuildConfig:
                                           "images, so training keeps synthetic rows of every level")
     random_state: int = option(DEFAULT_RANDOM_STATE, "seed of the validation sample")
 
+    def check(self) -> None:
+        """The numeric flags' ranges (``InputError`` naming the flag), before anything is read or written."""
+        if self.threshold is not None:
+            check_threshold(self.threshold)
+        levels = ([] if self.min_guidance is None else [("--min-guidance", self.min_guidance)]) + [
+            ("--guidance-levels", g) for g in self.guidance_levels or ()]
+        for flag, level in levels:
+            if not 0 <= level <= REAL:
+                raise InputError(None, f"guidance levels lie in 0..{REAL}, got {level}", column=flag)
+        if self.val_size is not None and self.val_size < 0:
+            raise InputError(None, f"validation size must be >= 0, got {self.val_size}", column="--val-size")
+        if not 0 <= self.max_val_fraction <= 1:  # NaN fails too
+            raise InputError(None, f"must be in [0, 1], got {self.max_val_fraction}", column="--max-val-fraction")
+        if not 0 <= self.random_state < 2 ** 32:
+            raise InputError(None, f"expected a seed in 0..{2 ** 32 - 1}, got {self.random_state}",
+                             column="--random-state")
+
 
 # ---------------------------------------------------------------------------------------------------------
 # Rows
@@ -307,6 +324,7 @@ def write_tables(tables: CurriculumTables, dataset: Dataset, folder: str | os.Pa
 @gc_paused
 def run_build(config: BuildConfig, dataset: Dataset) -> tuple[CurriculumTables, dict[str, Path]]:
     """Read the scores and the real training images, build the tables, write them into ``config.save_folder``."""
+    config.check()
     syn_root = Path(config.syn_path).resolve()
     scores_path = Path(config.scores) if config.scores else syn_root / SCORES_FILE
     scores = read_scores(scores_path)
@@ -314,14 +332,10 @@ def run_build(config: BuildConfig, dataset: Dataset) -> tuple[CurriculumTables, 
     if other.size:
         raise InputError(scores_path, f"dataset {scores['dataset'].iloc[other[0]]!r} given to the {dataset.name} "
                                       "builder", int(other[0]) + 1, "dataset")
-    if config.threshold is not None:
-        check_threshold(config.threshold)
     min_guidance = dataset.table_min_guidance if config.min_guidance is None else config.min_guidance
     levels = dataset.table_guidance_levels if config.guidance_levels is None else config.guidance_levels
     levels = [g for g in levels if g != REAL] if levels else None  # empty: every level
     val_size = dataset.curriculum_val_size if config.val_size is None else config.val_size
-    if val_size < 0:
-        raise InputError(None, f"validation size must be >= 0, got {val_size}", column="--val-size")
     real = dataset_real_rows(dataset.training_images())
     synthetic = synthetic_rows(scores, real, syn_root, scores_path, config.threshold, min_guidance, levels)
     if synthetic.empty:
@@ -372,6 +386,7 @@ def main(argv: Sequence[str] | None = None, default_dataset: str | None = None,
 
     config, dataset, args = parse_args(argv, default_dataset, description)
     setup_logging(args.verbose)
+    config.check()
     if Path(config.save_folder).exists() and not Path(config.save_folder).is_dir():
         raise InputError(config.save_folder, "--output-dir is a file, not a folder")
     with runrecord.RunRecord("build_data", argv):

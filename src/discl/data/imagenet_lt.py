@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from discl.errors import InputError
+from discl.errors import InputError, decoding
 
 NUM_CLASSES = 1000
 LIST_FILES = {"train": "ImageNet_LT_train.txt", "val": "ImageNet_LT_val.txt", "test": "ImageNet_LT_test.txt"}
@@ -20,20 +20,23 @@ CONVENTIONS = ("reference", "standard")
 
 @dataclass(frozen=True)
 class ListEntry:
-    """One line of a list file: an image path relative to the ImageNet root, its label, its guidance level."""
+    """One line of a list file: an image path relative to the ImageNet root, its label, its guidance level
+    (``line``: its 1-based line in the file, blank lines counted; 0 when not read from a file)."""
 
     path: str
     label: int
     guidance: int | None = None
+    line: int = field(default=0, compare=False)
 
 
 def read_list(path: str | os.PathLike, allow_guidance: bool = True) -> list[ListEntry]:
-    """Parse a ``relative/path label [guidance]`` list; ``InputError`` names the file and line of a bad one."""
+    """Parse a ``relative/path label [guidance]`` list; ``InputError`` names the file and line of a bad one
+    (``line N``: the list has no header and may have blank lines, so a line number is what an editor shows)."""
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "list file not found")
     entries = []
-    with open(path, encoding="utf-8") as handle:
+    with decoding(path), open(path, encoding="utf-8") as handle:
         for line_number, line in enumerate(handle, start=1):
             fields = line.split()
             if not fields:
@@ -44,27 +47,32 @@ def read_list(path: str | os.PathLike, allow_guidance: bool = True) -> list[List
     return entries
 
 
+def line_error(path: str | os.PathLike, line_number: int, message: str) -> InputError:
+    """The error of a bad line of a header-less list: ``FILE: line N: message``."""
+    return InputError(path, f"line {line_number}: {message}")
+
+
 def _parse_line(path: Path, line_number: int, fields: list[str], allow_guidance: bool) -> ListEntry:
     max_fields = 3 if allow_guidance else 2
     if not 2 <= len(fields) <= max_fields:
         expected = "'relative/path label [guidance]'" if allow_guidance else "'relative/path label'"
-        raise InputError(path, f"expected {expected}, got {len(fields)} fields", row=line_number)
+        raise line_error(path, line_number, f"expected {expected}, got {len(fields)} fields")
     label = _non_negative_int(path, line_number, "label", fields[1])
     guidance = None
     if len(fields) == 3:
         guidance = _non_negative_int(path, line_number, "guidance", fields[2])
         if guidance > 100:
-            raise InputError(path, f"guidance must be in 0..100, got {guidance}", row=line_number, column="guidance")
-    return ListEntry(fields[0], label, guidance)
+            raise line_error(path, line_number, f"guidance must be in 0..100, got {guidance}")
+    return ListEntry(fields[0], label, guidance, line_number)
 
 
 def _non_negative_int(path: Path, line_number: int, column: str, text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise InputError(path, f"{column} must be an integer, got {text!r}", row=line_number, column=column) from None
+        raise line_error(path, line_number, f"{column} must be an integer, got {text!r}") from None
     if value < 0:
-        raise InputError(path, f"{column} must be >= 0, got {value}", row=line_number, column=column)
+        raise line_error(path, line_number, f"{column} must be >= 0, got {value}")
     return value
 
 

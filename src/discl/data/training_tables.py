@@ -18,14 +18,16 @@ marked incomplete — what a kill between the writes leaves.
 
 from __future__ import annotations
 
+import csv
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from discl.errors import InputError
+from discl.errors import InputError, decoding
 from discl.fileio import atomic_write, atomic_write_json
 from discl.guidance import REAL, REAL_SEED
 from discl.tablecache import read_cache, write_table
@@ -127,11 +129,12 @@ def _read_tsv_table(path: str | os.PathLike) -> pd.DataFrame:
     typed = read_cache(path, CACHE_KIND)
     if typed is None:
         try:
-            frame = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+            with decoding(path):
+                frame = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
         except pd.errors.EmptyDataError:
             raise InputError(path, "file is empty (expected a header row)") from None
         except pd.errors.ParserError as err:
-            raise InputError(path, f"not a valid tab-separated table ({err})") from None
+            raise _parser_error(path, err) from None
         typed = validate_training_table(frame, path)
     base = path.resolve().parent
     paths = typed["filepath"].to_numpy(dtype=object)
@@ -141,6 +144,25 @@ def _read_tsv_table(path: str | os.PathLike) -> pd.DataFrame:
         paths[relative] = [str(base / p) for p in paths[relative]]
     typed["filepath"] = paths.tolist()
     return typed
+
+
+def _parser_error(path: Path, err: pd.errors.ParserError) -> InputError:
+    """pandas' error on a table as an ``InputError``: a row with more cells than the header names its data row
+    (1-based, blank lines skipped as pandas skips them)."""
+    found = re.search(r"Expected (\d+) fields", str(err))
+    if found:
+        expected = int(found.group(1))
+        try:
+            with decoding(path), open(path, encoding="utf-8", newline="") as handle:
+                rows = (r for r in csv.reader(handle, delimiter="\t") if r)  # pandas' default quoting
+                next(rows, None)  # the header
+                for number, row in enumerate(rows, start=1):
+                    if len(row) > expected:
+                        return InputError(path, f"{len(row)} cells, the header has {expected} (a tab too many?)",
+                                          number)
+        except csv.Error:
+            pass
+    return InputError(path, f"not a valid tab-separated table ({err})")
 
 
 def validate_imagenet_lt_list(frame: pd.DataFrame, file: str | os.PathLike = "<list>") -> pd.DataFrame:
@@ -187,7 +209,8 @@ def read_data_roots(folder: str | os.PathLike) -> tuple[Path, Path]:
     if not target.is_file():
         raise InputError(target, "not found; pass the real and synthetic roots explicitly")
     try:
-        roots = json.loads(target.read_text(encoding="utf-8"))
+        with decoding(target):
+            roots = json.loads(target.read_text(encoding="utf-8"))
         return Path(roots["real_root"]), Path(roots["synthetic_root"])
     except (json.JSONDecodeError, KeyError, TypeError) as err:
         raise InputError(target, f"expected {{'real_root': ..., 'synthetic_root': ...}} ({err})") from None
@@ -207,7 +230,7 @@ def read_imagenet_lt_list(path: str | os.PathLike, real_root: str | os.PathLike 
         real_root = saved_real if real_root is None else real_root
         synthetic_root = saved_synthetic if synthetic_root is None else synthetic_root
     records = []
-    with open(path, encoding="utf-8") as handle:
+    with decoding(path), open(path, encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):
             parts = line.split()
             if len(parts) != 3:
@@ -263,7 +286,7 @@ def read_training_table(path: str | os.PathLike, real_root: str | os.PathLike | 
     check_build_complete(path)
     if path.suffix.lower() != ".txt":
         return _read_tsv_table(path)[TABLE_COLUMNS]
-    from discl.data.imagenet_lt import read_list
+    from discl.data.imagenet_lt import line_error, read_list
 
     entries = read_list(path)
     guidance = np.asarray([REAL if e.guidance is None else e.guidance for e in entries], dtype=np.int64)
@@ -275,7 +298,7 @@ def read_training_table(path: str | os.PathLike, real_root: str | os.PathLike | 
         roots = {k: saved[k] if v is None else v for k, v in roots.items()}
     bad = next((i for i, e in enumerate(entries) if os.path.isabs(e.path)), None)
     if bad is not None:
-        raise InputError(path, f"path {entries[bad].path!r} must be relative", bad + 1, "path")
+        raise line_error(path, entries[bad].line, f"path {entries[bad].path!r} must be relative")
     img_id = np.where(real, -np.cumsum(real), np.cumsum(~real) - 1)
     return pd.DataFrame({
         "title": "", "filepath": [str(Path(roots["real" if r else "synthetic"]) / e.path)

@@ -111,12 +111,12 @@ class ImageNetLT(Dataset):
         labels = [entry.label for entry in entries]
         bad = next((i for i, label in enumerate(labels) if not 0 <= label < lists.NUM_CLASSES), None)
         if bad is not None:
-            raise InputError(path, f"label {labels[bad]} outside 0..{lists.NUM_CLASSES - 1}", row=bad + 1,
-                             column="label")
+            raise lists.line_error(path, entries[bad].line, f"label {labels[bad]} outside 0..{lists.NUM_CLASSES - 1}")
         root = self.require_root()
         paths = [str((root / entry.path).resolve()) for entry in entries]
+        # a list has no header: a row is its line (blank lines counted), what an editor shows
         return RealImages(paths, labels, [entry.path for entry in entries], source=path,
-                          rows=list(range(1, len(entries) + 1)))
+                          rows=[entry.line for entry in entries])
 
     def zeroshot_templates(self) -> Sequence:
         """open_clip's SIMPLE_IMAGENET_TEMPLATES (callables)."""

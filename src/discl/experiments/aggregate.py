@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from discl.experiments.runner import COMPLETE, TRAINED, progress, run_status
+from discl.experiments.runner import COMPLETE, TRAINED, json_object, progress, run_status
 from discl.experiments.spec import Experiment, Method, Run
 
 WISEFT_SUFFIX = "+wiseft"
@@ -105,15 +104,11 @@ def paired_difference(values: dict[int, float], baseline: dict[int, float], conf
 
 
 # ------------------------------------------------------------------------------------------------ collect ----
-def _read_json(path: Path) -> dict:
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-
-
 def run_values(experiment: Experiment, run: Run,
                include_incomplete: bool = False) -> tuple[RunValues, RunValues | None]:
     """The run's values at its selected epoch, and at its WiSE-FT α (None when the method has no WiSE-FT)."""
     status = run_status(run)
-    summary = _read_json(run.output_dir / "summary.json")
+    summary = json_object(run.output_dir / "summary.json")
     finished = status in (COMPLETE, TRAINED)
     best = summary.get("best") or {}
     used = finished or (include_incomplete and bool(best))
@@ -121,7 +116,7 @@ def run_values(experiment: Experiment, run: Run,
     train = RunValues(run, COMPLETE if finished else status, values if used else {c: None for c in values}, used)
     if not run.method.wiseft:
         return train, None
-    wiseft = _read_json(run.output_dir / "wiseft" / "wiseft.json")
+    wiseft = json_object(run.output_dir / "wiseft" / "wiseft.json")
     chosen = wiseft.get("chosen") or {}
     values = {c.title: _scaled(chosen.get(c.split, {}).get(c.metric), experiment.scale) for c in experiment.columns}
     return train, RunValues(run, COMPLETE if wiseft else status, values, bool(wiseft), wiseft.get("chosen_alpha"))

@@ -5,7 +5,6 @@ distribution per guidance level."""
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Sequence
@@ -13,14 +12,14 @@ from typing import Sequence
 import pandas as pd
 
 from discl.experiments.aggregate import WISEFT_SUFFIX, Row
+from discl.experiments.runner import json_object
 from discl.experiments.spec import Experiment
 
 log = logging.getLogger(__name__)
 
 
 def _summary(run_dir: Path) -> dict:
-    path = run_dir / "summary.json"
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    return json_object(run_dir / "summary.json")
 
 
 def stage_spans(summary: dict) -> pd.DataFrame:
@@ -69,7 +68,7 @@ def write_figures(experiment: Experiment, rows: Sequence[Row], folder: Path) -> 
     for row in rows:
         if not row.id.endswith(WISEFT_SUFFIX):
             continue
-        frames = [pd.DataFrame(json.loads((r.run.output_dir / "wiseft" / "wiseft.json").read_text())["rows"])
+        frames = [pd.DataFrame(json_object(r.run.output_dir / "wiseft" / "wiseft.json").get("rows") or [])
                   for r in row.runs if r.used]
         if frames:
             path = folder / f"wiseft_{row.id.removesuffix(WISEFT_SUFFIX)}.png"

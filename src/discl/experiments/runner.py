@@ -12,6 +12,7 @@ seed and the commands that made it) and ``experiment.log`` (their output); the s
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -20,11 +21,12 @@ import shlex
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Iterator, Mapping, Sequence
 
-from discl.errors import InputError
+from discl.errors import InputError, decoding
 from discl.experiments.spec import (DEFAULT_SCRIPT, WISEFT_SCRIPT, Experiment, FlagValue, Run, python, substitute,
                                     waves)
 from discl.fileio import atomic_write_json, atomic_write_text
@@ -81,12 +83,31 @@ def wiseft_command(experiment: Experiment, run: Run) -> list[str]:
             *_resolved(experiment, run, run.method.wiseft_flags)]
 
 
-def _summary(folder: Path) -> dict:
-    path = folder / "summary.json"
-    try:
-        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-    except json.JSONDecodeError:  # written atomically, so only a foreign file: treat as no summary
+def json_object(path: Path) -> dict:
+    """The JSON object in ``path`` (``{}`` when there is no file); ``InputError`` naming the file when it is not
+    UTF-8 JSON holding one object."""
+    if not path.is_file():
         return {}
+    try:
+        with decoding(path):
+            data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise InputError(path, f"not valid JSON ({err})") from None
+    if not isinstance(data, dict):
+        raise InputError(path, f"expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def _lenient(path: Path) -> dict:
+    """``json_object``, but a file that is not one reads as none (run states: its run is redone)."""
+    try:
+        return json_object(path)
+    except InputError:  # written atomically, so only a foreign or damaged file
+        return {}
+
+
+def _summary(folder: Path) -> dict:
+    return _lenient(folder / "summary.json")
 
 
 def trained(folder: Path) -> bool:
@@ -129,7 +150,7 @@ def stale_record(experiment: Experiment, run: Run) -> bool:
     record = run.output_dir / RECORD
     if not record.is_file():
         return False
-    saved = json.loads(record.read_text(encoding="utf-8")).get("train", [])
+    saved = _lenient(record).get("train", [])
     now = train_command(experiment, run)
     # the launcher and the interpreter may differ between machines; the flags may not
     return _flags_of(saved) != _flags_of(now)
@@ -309,27 +330,57 @@ def _script_parser(script: str, trainer: str, path: Path):
     return module.get_args_parser()
 
 
+@contextmanager
+def _naming(where: str, path: Path) -> Iterator[None]:
+    """A check's ``InputError`` inside, as an error of the experiment file naming ``where`` (the method)."""
+    try:
+        yield
+    except InputError as err:
+        raise InputError(path, f"{where}: {err}") from None
+
+
+def _check_training(args, trainer: str) -> None:
+    """The checks a training script runs on its flags before loading anything (``LoopConfig.check`` and the
+    task's ``check``); nothing for a script whose flags are not the training loop's."""
+    from discl.config import from_args
+    from discl.training.cli import task_class
+    from discl.training.config import LoopConfig
+
+    if not all(hasattr(args, f.name) for f in dataclasses.fields(LoopConfig)):
+        return
+    task = task_class(getattr(args, "trainer", None) or trainer)
+    loop = from_args(LoopConfig, args)
+    loop.check()
+    task(from_args(task.options_class, args)).check(loop)
+
+
 def check_commands(experiment: Experiment) -> None:
-    """Parse every method's command line with its script's parser before anything runs: a misspelt flag or a
-    bad value is an ``InputError`` naming the method, not a failed job hours later."""
+    """Parse every method's command line with its script's parser, then run the checks the script runs on the
+    parsed flags, before anything runs: a misspelt flag or a bad value is an ``InputError`` naming the file and
+    the method, not a failed job hours later."""
     import argparse
 
-    from discl.config import add_arguments
+    from discl.config import add_arguments, from_args
     from discl.wiseft import WiseFTConfig
 
+    path = experiment.path
     parsers: dict[tuple[str, str], object] = {}
     for method in experiment.methods:
         run = next(r for r in experiment.runs() if r.method is method)
+        where = f"method {method.id}"
         key = (method.script, method.trainer)
         if key not in parsers:
-            parsers[key] = _script_parser(method.script, method.trainer, experiment.path)
+            parsers[key] = _script_parser(method.script, method.trainer, path)
         parser = parsers[key]
         if parser is not None:
             command = train_command(experiment, run)
-            _raising_parser(parser, f"method {method.id}", experiment.path).parse_args(command[command.index(
-                method.script) + 1:])
+            args = _raising_parser(parser, where, path).parse_args(command[command.index(method.script) + 1:])
+            with _naming(where, path):
+                _check_training(args, method.trainer)
         if method.wiseft:
             wiseft = argparse.ArgumentParser(add_help=False)
             add_arguments(wiseft, WiseFTConfig)
-            _raising_parser(wiseft, f"method {method.id} (wiseft_flags)", experiment.path).parse_args(
-                wiseft_command(experiment, run)[2:])
+            where = f"{where} (wiseft_flags)"
+            args = _raising_parser(wiseft, where, path).parse_args(wiseft_command(experiment, run)[2:])
+            with _naming(where, path):
+                from_args(WiseFTConfig, args).check()

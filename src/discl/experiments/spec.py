@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from discl.errors import InputError
+from discl.errors import InputError, decoding
 
 DEFAULT_SCRIPT = "curriculum/train.py"  # the generic trainer: the only one that takes --trainer
 WISEFT_SCRIPT = "curriculum/wiseft.py"
@@ -54,6 +54,7 @@ COLUMN_KEYS = {"title", "split", "metric"}
 LAUNCH_KEYS = {"command", "slurm"}
 FIGURE_KEYS = {"generation", "threshold", "spectrum_rows"}
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_METHOD_ID = re.compile(r"[A-Za-z0-9._-]+")  # an id names the runs' folder under runs_dir
 
 FlagValue = str | int | float | bool | list
 
@@ -274,7 +275,8 @@ def load_experiment(path: str | os.PathLike, runs_dir: str | os.PathLike | None 
     if not path.is_file():
         raise InputError(path, "experiment file not found")
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        with decoding(path):
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as err:
         raise InputError(path, f"not valid TOML: {err}") from None
     _check_keys(data, TOP_KEYS, "top level", path)
@@ -305,6 +307,7 @@ def load_experiment(path: str | os.PathLike, runs_dir: str | os.PathLike | None 
             raise InputError(path, f"[[methods]] {number}: the id {method.id!r} is used twice (set id = ...)")
         ids.add(method.id)
         methods.append(method)
+    _check_columns(columns, methods, path)
     baseline = table.get("baseline")
     for method in methods:
         for other in (*method.after, *([method.compare] if method.compare else [])):
@@ -328,7 +331,7 @@ def load_experiment(path: str | os.PathLike, runs_dir: str | os.PathLike | None 
         path=path, name=name, description=str(data.get("description", "")), runs_dir=Path(runs),
         methods=methods, columns=columns, title=str(table.get("title", "")),
         scale=_number(table.get("scale", 1.0), "[table].scale", path),
-        decimals=int(table.get("decimals", 2)),
+        decimals=_integer(table.get("decimals", 2), "[table].decimals", 0, path),
         confidence=_confidence(table.get("confidence", 0.95), path),
         launcher=[substitute(v, variables, "[launch].command", path) for v in command],
         slurm=[substitute(v, variables, "[launch].slurm", path) for v in slurm],
@@ -336,7 +339,7 @@ def load_experiment(path: str | os.PathLike, runs_dir: str | os.PathLike | None 
                                                                path)),
         threshold=None if figures.get("threshold") is None else _number(figures["threshold"],
                                                                          "[figures].threshold", path),
-        spectrum_rows=int(figures.get("spectrum_rows", 4)))
+        spectrum_rows=_integer(figures.get("spectrum_rows", 4), "[figures].spectrum_rows", 1, path))
 
 
 def _with_compare(method: Method, baseline: str) -> Method:
@@ -349,6 +352,12 @@ def _number(value: Any, where: str, path: Path) -> float:
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         raise InputError(path, f"{where}: expected a number, got {value!r}")
     return float(value)
+
+
+def _integer(value: Any, where: str, minimum: int, path: Path) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise InputError(path, f"{where}: expected an integer >= {minimum}, got {value!r}")
+    return value
 
 
 def _confidence(value: Any, path: Path) -> float:
@@ -381,6 +390,31 @@ def _columns(raw: Any, dataset: str | None, path: Path) -> list[Column]:
     return columns
 
 
+def reported(dataset: str) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
+    """The splits and metrics a run on ``dataset`` reports in its summary (None for a user's dataset module)."""
+    from discl.datasets import dataset_class
+
+    if "." in dataset:
+        return None
+    cls = dataset_class(dataset)
+    # a dataset whose splits depend on its data (folder) declares them as a property: its titled splits
+    splits = cls.eval_splits if isinstance(cls.eval_splits, (tuple, list)) else tuple(cls.split_titles)
+    return tuple(dict.fromkeys((cls.selection_split, *splits))), tuple(cls.metric_names)
+
+
+def _check_columns(columns: list[Column], methods: list[Method], path: Path) -> None:
+    """Every column's split and metric must be one that every method's runs report."""
+    for dataset in dict.fromkeys(m.dataset for m in methods):
+        known = reported(dataset)
+        if known is None:
+            continue
+        for number, column in enumerate(columns, start=1):
+            for key, value, allowed in (("split", column.split, known[0]), ("metric", column.metric, known[1])):
+                if value not in allowed:
+                    raise InputError(path, f"[table].columns[{number}] ({column.title}): {key} {value!r} is not "
+                                           f"one the {dataset} runs report ({', '.join(allowed)})")
+
+
 def _method(raw: Any, number: int, defaults: dict, seeds: tuple[int, ...], variables: Mapping[str, str],
             columns: list[Column], path: Path) -> Method:
     raw = _table(raw, f"[[methods]] {number}", path)
@@ -408,11 +442,15 @@ def _method(raw: Any, number: int, defaults: dict, seeds: tuple[int, ...], varia
         raise InputError(path, f"{where}: WiSE-FT interpolates CLIP's zero-shot and fine-tuned weights: trainer "
                                f"flyp only, not {merged['trainer']}")
     script = substitute(str(merged.get("script", DEFAULT_SCRIPT)), variables, f"{where}.script", path)
-    return Method(id=str(raw.get("id") or slug(name)), name=name, trainer=str(merged["trainer"]),
+    method_id = str(raw.get("id") or slug(name))
+    if not _METHOD_ID.fullmatch(method_id) or method_id in (".", ".."):
+        raise InputError(path, f"{where}: id {method_id!r} must be letters, digits, '.', '_' or '-' (not '.' or "
+                               "'..'): it names the method's folder under runs_dir")
+    return Method(id=method_id, name=name, trainer=str(merged["trainer"]),
                   dataset=str(merged["dataset"]), script=script, flags=flags,
                   seeds=_seeds(merged["seeds"], f"{where}.seeds", path) if "seeds" in merged else seeds,
                   after=tuple(after), wiseft=wiseft, wiseft_flags=wiseft_flags,
-                  compare=None if merged.get("compare") in (None, "", raw.get("id") or slug(name))
+                  compare=None if merged.get("compare") in (None, "", method_id)
                   else str(merged["compare"]), paper=_paper(raw.get("paper"), columns, f"{where}.paper",
                                                                         path))
 
