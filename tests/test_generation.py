@@ -167,7 +167,7 @@ def test_flag_parsing():
 
 def test_read_sources_skips_empty_and_exact_duplicates(tmp_path):
     names = ["empty", "puma concolor", "puma concolor", "dasyprocta punctata"]
-    frame = pd.DataFrame({"class_id": [0, 3, 3, 2], "class_name": names, "image_stem": ["e", "p", "p", "a"],
+    frame = pd.DataFrame({"class_id": [0, 4, 4, 2], "class_name": names, "image_stem": ["e", "p", "p", "a"],
                           "real_path": ["/d/e.jpg", "/d/p.jpg", "/d/p.jpg", "/d/a.jpg"]})
     write_hard_sample_csv(frame, tmp_path / "hard.csv", "iwildcam")
     # "empty" is the iwildcam dataset's never-regenerated class: no dataset-name branch in the generator
@@ -362,17 +362,19 @@ def test_imagenet_lt_quality_retry(hf_home, imagenet_lt_inputs, mini_imagenet_lt
     capsys.readouterr()
     assert imagenet_lt_script.main(args) == 0
     assert "0 images written, 2 already there" in capsys.readouterr().out
-    # a retry record holding a seed out of int64's range: the refresh stops on the manifest's row, keeping the old one
+    # a damaged retry record (a seed out of int64's range, a count of the wrong type) counts as a missing one: the
+    # image is made again, the same, and its record rewritten (docs/generation.md)
     part = output / "manifests" / "part001-of001.csv"
-    before = part.read_bytes()
+    before, image = part.read_bytes(), (output / manifest["synthetic_path"][1]).read_bytes()
     record_path = generation.retry_record_path(output, manifest["synthetic_path"][1])
-    record_path.write_text(json.dumps({**json.loads(record_path.read_text()), "generator_seed": 2 ** 64}))
-    with pytest.raises(SystemExit) as exit_info:
-        run_cli(imagenet_lt_script.main, args)
-    assert exit_info.value.code == 2
-    assert re.search(r"part001-of001\.csv: row 2: column 'generator_seed': 18446744073709551616 outside",
-                     capsys.readouterr().err)
-    assert part.read_bytes() == before
+    intact = record_path.read_text()
+    for damage in ({"generator_seed": 2 ** 64}, {"tries": "many"}):
+        record_path.write_text(json.dumps({**json.loads(intact), **damage}))
+        assert generation.read_retry_record(output, manifest["synthetic_path"][1]) is None
+        assert imagenet_lt_script.main(args) == 0
+        assert "1 images written, 1 already there" in capsys.readouterr().out
+        assert json.loads(record_path.read_text()) == json.loads(intact)
+        assert part.read_bytes() == before and (output / manifest["synthetic_path"][1]).read_bytes() == image
     plain = tmp_path / "no-retry"
     assert imagenet_lt_script.main(imagenet_lt_args(imagenet_lt_inputs, mini_imagenet_lt, plain,
                                                     "--max-retries", "0", "--resize", "32x32")) == 0

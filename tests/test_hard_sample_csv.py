@@ -28,12 +28,12 @@ def _write(tmp_path: Path, text: str, name: str = "hard.csv") -> Path:
 
 
 def test_iwildcam_round_trip_writes_the_reference_template(tmp_path):
-    frame = _frame([(4, "acinonyx jubatus", "/data/iwildcam_v2.0/train/8b5d.jpg", "8b5d"),
+    frame = _frame([(58, "acinonyx jubatus", "/data/iwildcam_v2.0/train/8b5d.jpg", "8b5d"),
                     (1, "tayassu pecari", "/data/iwildcam_v2.0/train/93aa.jpg", "93aa")])
     path = tmp_path / "hard_iwildcam.csv"
     write_hard_sample_csv(frame, path, IWILDCAM)
     lines = path.read_text().splitlines()
-    assert lines == [IWILDCAM_HEADER, "0,4,acinonyx jubatus,/data/iwildcam_v2.0/train/8b5d.jpg,8b5d",
+    assert lines == [IWILDCAM_HEADER, "0,58,acinonyx jubatus,/data/iwildcam_v2.0/train/8b5d.jpg,8b5d",
                      "1,1,tayassu pecari,/data/iwildcam_v2.0/train/93aa.jpg,93aa"]
     back = read_hard_sample_csv(path, IWILDCAM)
     assert list(back.columns) == FRAME_COLUMNS
@@ -58,12 +58,12 @@ def test_imagenet_lt_round_trip_keeps_the_extension_in_image_name(tmp_path):
 
 def test_columns_are_read_by_name_and_relative_paths_resolve_against_root(tmp_path):
     path = _write(tmp_path, "img_name,filepath,label name,label id,notes\n"
-                            "b1,train/b1.jpg,puma concolor,3,x\n"
-                            "c2,/abs/c2.jpg,Puma_Concolor,3,y\n")
+                            "b1,train/b1.jpg,puma concolor,4,x\n"
+                            "c2,/abs/c2.jpg,Puma_Concolor,4,y\n")
     frame = read_hard_sample_csv(path, IWILDCAM, root=tmp_path / "wilds")
     assert frame["real_path"].tolist() == [str(tmp_path / "wilds" / "train/b1.jpg"), "/abs/c2.jpg"]
     assert frame["image_stem"].tolist() == ["b1", "c2"]
-    assert frame["class_id"].tolist() == [3, 3]
+    assert frame["class_id"].tolist() == [4, 4]
     assert frame["class_name"].tolist() == ["puma concolor"] * 2  # the species table's spelling
     assert frame["class_folder"].tolist() == ["puma_concolor"] * 2
 

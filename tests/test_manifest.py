@@ -131,7 +131,8 @@ def test_missing_column_is_named(tmp_path):
     assert caught.value.file == str(path)
 
 
-@pytest.mark.parametrize("text, words", [("", "file is empty"), ('a,b\n"unclosed,1\n', "not a valid CSV")])
+@pytest.mark.parametrize("text, words", [("", "file is empty"),
+                                         ('a,b\n"unclosed,1\n', "row 1: a quoted field starts in this row and never")])
 def test_empty_or_broken_file(tmp_path, text, words):
     path = tmp_path / "broken.csv"
     atomic_write_text(path, text)
@@ -149,7 +150,8 @@ def test_same_sample_in_two_shards(tmp_path):
     write_manifest(_frame(_row("a", 0.5)), first)
     write_manifest(_frame(_row("a", 0.5)), second)
     assert len(read_manifests([first])) == 1
-    with pytest.raises(InputError, match="appears in two manifests"):
+    with pytest.raises(InputError, match=r"part001-of002.csv: row 1: column 'sample_id': .* is listed in two "
+                                         r"manifests \(also .*part000-of002.csv row 1\)"):
         read_manifests([first, second])
 
 

@@ -37,7 +37,7 @@ def test_a_row_with_a_cell_too_many_names_its_data_row(tmp_path):
     path.write_text(HEADER + table_row(0) + "\n" + table_row(1) + table_row(2) + ragged + table_row(4))
     with pytest.raises(InputError) as err:
         read_training_table(path)  # the blank line is skipped, as pandas skips it: the 4th data row
-    assert str(err.value) == f"{path}: row 4: 8 cells, the header has 7 (a tab too many?)"
+    assert str(err.value) == f"{path}: row 4: 8 fields, the header has 7 (a separator too many or unquoted?)"
     assert err.value.row == 4
 
 

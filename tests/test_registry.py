@@ -182,7 +182,7 @@ def test_imagenet_lt_classes_and_training_images(imagenet_lt, mini_imagenet_lt, 
     assert images.paths[0] == str((mini_imagenet_lt / images.keys[0]).resolve())
     other = tmp_path / "list.txt"
     other.write_text("train/a.JPEG 3\ntrain/b.JPEG 1000\n")
-    with pytest.raises(InputError, match=r"list.txt: row 2: column 'label': label 1000 outside 0..999"):
+    with pytest.raises(InputError, match=r"list.txt: line 2: label 1000 outside 0..999"):
         imagenet_lt.training_images(other)
     assert imagenet_lt.describe_class("n01443537").class_id == 1
     assert imagenet_lt.describe_class("great_white_shark").text == "a photo of great white shark"

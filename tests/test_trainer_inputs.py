@@ -30,6 +30,7 @@ from discl.errors import InputError
 from discl.flyp import FlypOptions, FlypTask
 from discl.lt import CEOptions, CETask
 from discl.tiny import TINY_OPEN_CLIP
+from discl.config import NON_NEGATIVE, POSITIVE, Range
 from discl.training import config as loop_config
 from discl.training.data import ImageSource, TableImages, UnreadableImage, make_loader
 from discl.wiseft import WISEFT_RANGES, WiseFTConfig
@@ -116,7 +117,7 @@ def test_every_numeric_flag_has_a_range(cls, ranges):
     assert _numeric_fields(cls) == set(ranges)
 
 
-def _bad_values(allowed: loop_config.Range, integer: bool) -> list[str]:
+def _bad_values(allowed: Range, integer: bool) -> list[str]:
     """Values just outside ``allowed`` (and NaN / inf for a float flag)."""
     values = []
     if allowed.low is not None:
@@ -157,9 +158,9 @@ def test_the_flyp_learning_rate_never_decays_upwards(hf_home, mini_imagenet_lt, 
 
 
 def test_range_messages():
-    assert loop_config.Range(0, 1, low_open=True).describe() == "in (0, 1]"
-    assert not loop_config.POSITIVE.admits(0.0) and loop_config.POSITIVE.admits(1e-9)
-    assert not loop_config.NON_NEGATIVE.admits(math.nan) and not loop_config.NON_NEGATIVE.admits(math.inf)
+    assert Range(0, 1, low_open=True).describe() == "in (0, 1]"
+    assert not POSITIVE.admits(0.0) and POSITIVE.admits(1e-9)
+    assert not NON_NEGATIVE.admits(math.nan) and not NON_NEGATIVE.admits(math.inf)
     with pytest.raises(InputError, match=r"^--level-starts: expected an integer ≥ 0, got -1$"):
         loop_config.check_ranges(loop_config.LoopConfig(output_dir=Path("o"), level_starts=[0, -1]),
                                  loop_config.LOOP_RANGES)

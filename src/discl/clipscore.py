@@ -23,7 +23,7 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from discl import runrecord
 from discl.bulk import gc_paused
@@ -34,7 +34,8 @@ from discl.errors import InputError
 from discl.fileio import atomic_write, atomic_write_bytes, atomic_write_csv, is_temp_file
 from discl.filescan import existing, resolved_paths
 from discl.manifest import CACHE_KIND as MANIFEST_CACHE_KIND
-from discl.manifest import COSINE_SLACK, MANIFEST_COLUMNS, read_manifest, sample_id, synthetic_files, validate_manifest
+from discl.manifest import (COSINE_SLACK, MANIFEST_COLUMNS, read_manifest, read_manifests, sample_id, synthetic_files,
+                            validate_manifest)
 from discl.models import HF_CLIP_ID
 from discl.progress import progress
 from discl.refpickle import score_pickle_bytes
@@ -273,22 +274,10 @@ class RealImageFinder:
 def collect_from_manifests(syn_root: str | os.PathLike, finder: RealImageFinder) -> pd.DataFrame:
     """All rows of ``<syn_root>/manifests/*.csv`` with the synthetic and real image files resolved."""
     syn_root = Path(syn_root)
-    frames = []
-    for manifest in sorted((syn_root / "manifests").glob("*.csv")):
-        if is_temp_file(manifest):
-            continue
-        frame = read_manifest(manifest)
-        frame["source"] = str(manifest)
-        frame["source_row"] = np.arange(1, len(frame) + 1)
-        frames.append(frame)
-    if not frames:
+    manifests = [p for p in sorted((syn_root / "manifests").glob("*.csv")) if not is_temp_file(p)]
+    if not manifests:
         raise InputError(syn_root / "manifests", "no manifest CSV found")
-    table = pd.concat(frames, ignore_index=True)
-    duplicated = table["sample_id"].duplicated()
-    if duplicated.any():
-        first = table[duplicated].iloc[0]
-        raise InputError(first["source"], f"sample_id {first['sample_id']!r} is listed in two manifests",
-                         int(first["source_row"]), "sample_id")
+    table = read_manifests(manifests, sources=True)  # a sample listed twice: both manifests and the row named
     synthetic_paths = table["synthetic_path"].tolist()
     errors = []  # (row index, message, column): the first row with a problem is reported, as a row-by-row read
     missing = np.flatnonzero(~existing(synthetic_paths, syn_root))
@@ -369,13 +358,11 @@ def collect_from_layout(syn_root: str | os.PathLike, finder: RealImageFinder, da
 
 
 def parse_resize(text: str | None) -> tuple[int, int] | None:
-    """``"480x270"`` → ``(480, 270)``; ``"none"`` / empty → None (native size)."""
-    if text is None or str(text).strip().lower() in ("", "none", "native"):
-        return None
-    match = re.fullmatch(r"\s*(\d+)\s*[xX×]\s*(\d+)\s*", str(text))
-    if match is None or 0 in (int(match.group(1)), int(match.group(2))):
-        raise InputError(None, f"expected WIDTHxHEIGHT (e.g. 480x270) or 'none', got {text!r}", column="--resize")
-    return int(match.group(1)), int(match.group(2))
+    """``"480x270"`` → ``(480, 270)``; ``"none"`` / empty → None (native size); gene_img.py's size parser and
+    limits (``discl.generation.config.parse_resolution``), any side of at least 1 px."""
+    from discl.generation.config import parse_resolution
+
+    return parse_resolution(text, "--resize", min_side=1)
 
 
 def check_threshold(threshold: float) -> float:
@@ -393,7 +380,7 @@ def load_image(path: str | os.PathLike, resize: tuple[int, int] | None, draft: b
 
     try:
         return load_rgb(path, resize, draft=draft)
-    except (OSError, UnidentifiedImageError, SyntaxError) as err:
+    except OSError as err:  # discl.imageio: every decoder failure is an OSError
         raise InputError(path, f"cannot read image ({err})") from None
 
 
@@ -709,16 +696,17 @@ def check_dataset_column(table: pd.DataFrame, dataset: Dataset) -> None:
 
 def run_scoring(config: ScoringConfig, dataset: Dataset) -> tuple[pd.DataFrame, ScoringStats, dict[str, Path]]:
     """Score every synthetic image under ``config.syn_path``, filter, and write every output (see module doc)."""
-    from discl.models import default_device
+    from discl.distributed import check_device
+    from discl.generation.config import check_number
 
     threshold = check_threshold(dataset.clip_threshold if config.threshold is None else config.threshold)
     resize = parse_resize(resize_text(dataset.clip_resize) if config.resize is None else config.resize)
     syn_root = Path(config.syn_path)
     if not syn_root.is_dir():
         raise InputError(syn_root, "--syn_path is not a folder")
-    for flag, value, least in (("--batch-size", config.batch_size, 1), ("--workers", config.workers, 0)):
-        if value < least:
-            raise InputError(flag, f"must be >= {least}, got {value}")
+    check_number("--batch-size", config.batch_size, 1)
+    check_number("--workers", config.workers, 0)
+    device = check_device(config.device)
     image_root = config.image_root or (str(dataset.root) if dataset.root is not None else ".")
     if config.image_root and not Path(config.image_root).is_dir():
         raise InputError(config.image_root, "--image-root (--real_path) is not a folder")
@@ -738,7 +726,7 @@ def run_scoring(config: ScoringConfig, dataset: Dataset) -> tuple[pd.DataFrame, 
     else:
         table["text"] = table["prompt"]
     try:
-        embedder = ClipEmbedder(config.clip_model, config.device or default_device(), config.batch_size)
+        embedder = ClipEmbedder(config.clip_model, device, config.batch_size)
     except (OSError, ValueError) as err:  # transformers / huggingface_hub: not found, not cached, not a model id
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise InputError("--clip-model", f"cannot load {config.clip_model!r}: {first}") from None

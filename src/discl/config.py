@@ -24,11 +24,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import types
 import typing
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
+
+from discl.errors import InputError
 
 _MISSING = dataclasses.MISSING
 
@@ -190,3 +194,58 @@ def to_plain(config: Any) -> dict[str, Any]:
 def paper_defaults(cls: type) -> dict[str, Any]:
     """Fields of ``cls`` that carry a paper reference, with their defaults (what the meaning tests pin)."""
     return {f.name: _field_default(f) for f in dataclasses.fields(cls) if f.metadata.get("paper")}
+
+
+# ------------------------------------------------------------------------------------------------ number ranges
+@dataclass(frozen=True)
+class Range:
+    """The values a numeric flag accepts: finite, between ``low`` and ``high`` (``None``: unbounded)."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False  # the bound itself is excluded
+    high_open: bool = False
+    text: str | None = None  # how the message names the range, when the bounds read badly
+
+    def describe(self) -> str:
+        """``in (0, 1]``, ``≥ 1`` …"""
+        if self.text is not None:
+            return self.text
+        if self.low is not None and self.high is not None:
+            return f"in {'(' if self.low_open else '['}{self.low}, {self.high}{')' if self.high_open else ']'}"
+        if self.low is not None:
+            return f"{'>' if self.low_open else '≥'} {self.low}"
+        return f"{'<' if self.high_open else '≤'} {self.high}" if self.high is not None else "finite"
+
+    def check(self, flag: str, value) -> None:
+        """An ``InputError`` naming ``flag`` unless ``value`` lies in the range."""
+        if not self.admits(value):
+            kind = "an integer" if isinstance(value, int) and not isinstance(value, bool) else "a number"
+            raise InputError(flag, f"expected {kind} {self.describe()}, got {value}")
+
+    def admits(self, value: float) -> bool:
+        """Whether ``value`` is a finite number inside the range."""
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            return False
+        low_ok = self.low is None or (value > self.low if self.low_open else value >= self.low)
+        return low_ok and (self.high is None or (value < self.high if self.high_open else value <= self.high))
+
+
+POSITIVE = Range(0, low_open=True)
+NON_NEGATIVE = Range(0)
+AT_LEAST_ONE = Range(1)
+
+
+def flag_of(name: str) -> str:
+    """The flag of a config field (``eval_batch_size`` → ``--eval-batch-size``)."""
+    return "--" + name.replace("_", "-")
+
+
+def check_ranges(config: Any, ranges: Mapping[str, Range]) -> None:
+    """Every value of ``config``'s fields in ``ranges`` (each item of a list; ``None``: not set) lies in its
+    range, or an ``InputError`` naming the flag."""
+    for name, allowed in ranges.items():
+        value = getattr(config, name)
+        for item in value if isinstance(value, (list, tuple)) else [value]:
+            if item is not None:
+                allowed.check(flag_of(name), item)

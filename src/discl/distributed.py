@@ -37,11 +37,16 @@ class DistInfo:
         return self.world_size > 1
 
 
+DEVICE_TYPES = ("cpu", "cuda", "mps")
+DEVICE_NAMES = ("cpu", "cuda", "cuda:N", "mps")
+
+
 def check_device(device: str | None) -> str:
     """The device to compute on: ``device``, else cuda when a GPU is visible, else cpu (said in the log).
 
-    Asking for cuda where no GPU is visible is an ``InputError`` naming ``CUDA_VISIBLE_DEVICES``, not a
-    traceback from deep inside torch.
+    The one device check of every script with ``--device``: a name torch does not know (or one this project
+    does not compute on), or cuda where no GPU is visible, is an ``InputError`` naming the flag (and
+    ``CUDA_VISIBLE_DEVICES``), not a traceback from deep inside torch.
     """
     from discl.errors import InputError
 
@@ -51,12 +56,20 @@ def check_device(device: str | None) -> str:
             return "cuda"
         log.warning("no GPU visible (CUDA_VISIBLE_DEVICES=%s): computing on the CPU", visible)
         return "cpu"
-    if device.startswith("cuda"):
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, ValueError, TypeError):
+        kind = None
+    if kind not in DEVICE_TYPES:
+        raise InputError("--device", f"{device!r} is not a device: use {', '.join(DEVICE_NAMES)}")
+    if kind == "cuda":
         index = torch.device(device).index
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if count == 0 or (index is not None and index >= count):
             raise InputError("--device", f"{device} asked for, but {count} GPU(s) are visible "
                                          f"(CUDA_VISIBLE_DEVICES={visible}); use --device cpu or run on a GPU node")
+    if kind == "mps" and not torch.backends.mps.is_available():
+        raise InputError("--device", "mps asked for, but this machine has no Apple GPU; use --device cpu")
     return device
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import os
+import re
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -54,3 +56,34 @@ def decoding(path: str | os.PathLike) -> Iterator[None]:
         yield
     except UnicodeDecodeError as err:
         raise not_utf8(path, err) from None
+
+
+def csv_error(path: str | os.PathLike, err: Exception, what: str = "CSV", **reader) -> InputError:
+    """pandas' error on a malformed CSV as an ``InputError`` naming the data row (1-based, blank lines skipped as
+    pandas skips them) where pandas says which record; ``reader``: the ``csv.reader`` options matching the read."""
+    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    extra = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", text)
+    quote = re.search(r"EOF inside string starting at row (\d+)", text)
+    if extra:
+        record = int(extra.group(2)) - 1  # pandas counts records from 1, the header and blank lines included
+        message = f"{extra.group(3)} fields, the header has {extra.group(1)} (a separator too many or unquoted?)"
+    elif quote:
+        record = int(quote.group(1))  # from 0, the header and blank lines included
+        message = "a quoted field starts in this row and never ends (an unmatched '\"')"
+    else:
+        return InputError(path, f"not a valid {what} ({text})")
+    return InputError(path, message, _data_row(path, record, reader))
+
+
+def _data_row(path: str | os.PathLike, record: int, reader: dict) -> int | None:
+    """The 1-based data row of CSV record ``record`` (0 = the header; blank records are not data rows)."""
+    try:
+        with decoding(path), open(path, encoding="utf-8-sig", newline="") as handle:
+            row = 0
+            for index, cells in enumerate(csv.reader(handle, **reader)):
+                if index >= record:
+                    return row + 1 if index == record and cells else None
+                row += bool(cells) and index > 0
+    except (OSError, csv.Error, InputError):
+        pass
+    return None

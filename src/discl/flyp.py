@@ -25,7 +25,8 @@ from discl.datasets.base import Dataset, render
 from discl.lr import cosine_lr
 from discl.errors import InputError
 from discl.training.config import FLYP as PAPER
-from discl.training.config import NON_NEGATIVE, POSITIVE, LoopConfig
+from discl.config import NON_NEGATIVE, POSITIVE
+from discl.training.config import LoopConfig
 from discl.training.data import Lookup
 from discl.training.precision import StepContext, micro_batches, restore_rng, rng_snapshot
 from discl.training.task import Task

@@ -24,7 +24,10 @@ from torch.utils.data import Dataset as TorchDataset
 
 from discl.config import option
 from discl.datasets.base import Dataset, RealImages
+from discl.distributed import check_device
 from discl.errors import InputError
+from discl.generation.config import SEED_LIMIT, check_inputs_kept, check_number
+from discl.imageio import decode
 from discl.progress import progress
 from discl.zeroshot import build_zeroshot_head, zeroshot_logits
 
@@ -79,13 +82,28 @@ def check_config(config: HardSampleConfig, dataset: Dataset) -> None:
         raise InputError(None, f"--tail-classes: the {dataset.name} dataset has no tail-classes rule")
     if config.criterion == "none" and not config.tail_classes:
         raise InputError(None, "--criterion none selects nothing without --tail-classes")
-    if config.workers < 0:
-        raise InputError("--workers", f"must be >= 0, got {config.workers}")
+    for flag, value, low in (("--workers", config.workers, 0), ("--few-max", config.few_max, 0),
+                             ("--many-min", config.many_min, config.few_max),
+                             ("--summary-rows", config.summary_rows, 0)):
+        check_number(flag, value, low)
+    check_number("--seed", config.seed, 0, SEED_LIMIT, high_open=True)
+    if config.device is not None:
+        check_device(config.device)
     for flag, path in (("--output", config.output), ("--scores", config.scores)):
         if path and Path(path).is_dir():
             raise InputError(path, f"{flag} is a folder; name the CSV file to write")
     if config.checkpoint is not None and not Path(config.checkpoint).is_file():
         raise InputError(config.checkpoint, "--checkpoint: no such file")
+    lists = [config.train_list] + ([Path(dataset.root) / config.train_list] if config.train_list and dataset.root
+                                   else [])
+    check_inputs_kept([("--output", config.output), ("--scores", scores_path(config))],
+                      [("--checkpoint", config.checkpoint)] + [("--train-list", path) for path in lists])
+
+
+def scores_path(config: HardSampleConfig) -> Path:
+    """The scores CSV: ``--scores``, else ``<output stem>_scores.csv`` beside the hard-sample CSV."""
+    output = Path(config.output)
+    return Path(config.scores) if config.scores else output.with_name(output.stem + "_scores.csv")
 
 
 def check_labels(images: RealImages, num_classes: int) -> None:
@@ -208,10 +226,8 @@ class _ImageFolderList(TorchDataset):
 
     def __getitem__(self, index: int):
         try:
-            with Image.open(self.paths[index]) as image:
-                tensor = self.transform(image.convert("RGB"))
-            return tensor, index, True
-        except (OSError, ValueError, SyntaxError):
+            return self.transform(decode(self.paths[index])), index, True
+        except OSError:  # discl.imageio: every decoder failure (a decompression bomb too) is an OSError
             if self._blank is None:
                 self._blank = self.transform(Image.new("RGB", (32, 32)))
             return self._blank, index, False
@@ -371,9 +387,7 @@ def find_hard_samples(config: HardSampleConfig, dataset: Dataset) -> tuple[pd.Da
     if not needs_classifier(config):
         scores = unscored_images(images, class_names)
     else:
-        from discl.models import default_device
-
-        device = config.device or default_device()
+        device = check_device(config.device)
         torch.manual_seed(config.seed)
         classifier = load_classifier(config.model, config.pretrained, config.checkpoint, device, dataset)
         log.info("classifier: %s", classifier.description)
@@ -393,13 +407,12 @@ def write_hard_samples(scores: pd.DataFrame, hard: np.ndarray, config: HardSampl
     from discl.data.hard_sample_csv import write_hard_sample_csv
     from discl.fileio import atomic_write_csv
 
-    output = Path(config.output)
-    scores_path = Path(config.scores) if config.scores else output.with_name(output.stem + "_scores.csv")
-    atomic_write_csv(scores_path, scores.assign(hard=hard))
+    output, scores_file = Path(config.output), scores_path(config)
+    atomic_write_csv(scores_file, scores.assign(hard=hard))
     if not hard.any():
         log.warning("no image met the criteria: %s has a header and no rows", output)
     write_hard_sample_csv(scores[hard], output, dataset)
-    return output, scores_path
+    return output, scores_file
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -452,7 +465,7 @@ def dry_run_report(config: HardSampleConfig, dataset: Dataset) -> str:
                            "none", config.max_prob, tail, config.per_class_cap, never_hard_ids(dataset))
         lines.append(f"tail rule: {int(mask.sum())} images of {len(tail)} few-shot classes are hard whatever the "
                      "classifier says" + (" (after --per-class-cap)" if config.per_class_cap is not None else ""))
-    lines.append(f"would write {config.output} and {config.scores or Path(config.output).stem + '_scores.csv'}")
+    lines.append(f"would write {config.output} and {scores_path(config)}")
     return "\n".join(lines)
 
 

@@ -28,7 +28,8 @@ from discl.datasets.base import Dataset
 from discl.errors import InputError
 from discl.lr import cosine_annealing_lr
 from discl.training.config import LT as PAPER
-from discl.training.config import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, LoopConfig
+from discl.config import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE
+from discl.training.config import LoopConfig
 from discl.training.task import Task
 
 logger = logging.getLogger(__name__)

@@ -16,7 +16,8 @@ import numpy as np
 import pandas as pd
 
 from discl.bulk import gc_paused, mostly_repeated
-from discl.errors import InputError
+from discl.errors import InputError, csv_error, decoding
+from discl.fileio import TMP_PREFIX
 from discl.guidance import strength_percent
 from discl.tablecache import read_cache, write_table
 
@@ -44,7 +45,7 @@ DATASET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")  # a registered data
 SCORE_COLUMNS = ("clip_image_text", "clip_image_image", "keep")
 INT64_MAX = 2 ** 63 - 1  # integer columns are stored as int64
 COSINE_SLACK = 1e-6  # a stored cosine similarity may pass ±1 by float rounding
-CACHE_KIND = "manifest/1"  # the validated copy's kind (discl.tablecache): change it when validation's rules change
+CACHE_KIND = "manifest/2"  # the validated copy's kind (discl.tablecache): change it when validation's rules change
 
 
 
@@ -62,6 +63,34 @@ def sample_id(class_folder: str, subfolder: str, image_stem: str) -> str:
 def synthetic_relpath(class_folder: str, strength: float, text_guidance: float, seed: int, image_stem: str) -> str:
     """Output path of one synthetic image relative to the generation output root."""
     return f"{class_folder}/{subfolder_name(strength, text_guidance, seed)}/{image_stem}.jpg"
+
+
+# A class folder or image stem becomes a file or folder name: the longest file made from one is the temp file of a
+# retry record, '.tmp-' + stem + '.json.' + 8 random characters, which must stay within the 255-byte name limit of
+# common file systems.
+MAX_NAME_BYTES = 200
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a class folder or image stem (a path part of every output), or ``None``.
+
+    The one rule for such names: the hard-sample CSV reader and manifest validation both apply it.
+    """
+    if "=" in name or "/" in name:  # '=' separates the parts of the reference's clip_score.pkl keys
+        return "must not contain '=' or '/'"
+    if "\\" in name:
+        return "must not contain '\\' (a path separator)"
+    if _CONTROL.search(name):
+        return "must not contain control characters"
+    if name in ("", ".", ".."):
+        return "is not a file name"
+    if name.startswith(TMP_PREFIX):
+        return f"must not start with {TMP_PREFIX!r} (the prefix of unfinished files)"
+    size = len(name.encode("utf-8", "surrogatepass"))
+    if size > MAX_NAME_BYTES:
+        return f"is {size} bytes long, more than {MAX_NAME_BYTES} (it becomes a file name)"
+    return None
 
 
 def empty_manifest() -> pd.DataFrame:
@@ -284,10 +313,11 @@ def _check_names(text: dict[str, pd.Series], strength: np.ndarray, text_guidance
     stem_codes, stems = pd.factorize(text["image_stem"])
     folders, stems = folders.to_numpy(dtype=object), stems.to_numpy(dtype=object)
     for column, codes, uniques in (("class_folder", folder_codes, folders), ("image_stem", stem_codes, stems)):
-        # '=' separates the parts of the reference's clip_score.pkl keys; '/' would nest folders
-        forbidden = np.array([("=" in u or "/" in u) for u in uniques] + [False], dtype=bool)
+        problems = [name_problem(u) for u in uniques] + [None]
+        forbidden = np.array([problem is not None for problem in problems], dtype=bool)
         checks.add(ok & forbidden[codes], column,
-                   lambda i, column=column: f"{text[column][i]!r} must not contain '=' or '/'")
+                   lambda i, column=column, codes=codes, problems=problems:
+                   f"{text[column][i]!r} {problems[codes[i]]}")
     # few distinct settings (strengths × seeds): each folder name is made once; rows that failed to parse a
     # setting get a placeholder (their parse error comes first)
     settings = pd.DataFrame({"strength": strength, "text_guidance": text_guidance, "seed": seed.astype(np.float64)})
@@ -333,23 +363,33 @@ def read_manifest(path: str | os.PathLike) -> pd.DataFrame:
     if cached is not None:
         return cached
     try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+        with decoding(path):
+            frame = pd.read_csv(path, dtype=str, keep_default_na=False)
     except pd.errors.EmptyDataError:
         raise InputError(path, "file is empty (expected a header row)") from None
     except pd.errors.ParserError as err:
-        raise InputError(path, f"not a valid CSV ({err})") from None
+        raise csv_error(path, err) from None
     return validate_manifest(frame, path)
 
 
-def read_manifests(paths) -> pd.DataFrame:
-    """Read several manifests (e.g. one per shard) into one validated table."""
+def read_manifests(paths, sources: bool = False) -> pd.DataFrame:
+    """Read several manifests (e.g. one per shard) into one validated table; a sample listed by two is an error
+    naming the second manifest and row. ``sources``: add ``source`` (the file) and ``source_row`` (its data row)."""
+    paths = list(paths)
     frames = [read_manifest(p) for p in paths]
     if not frames:
         return validate_manifest(empty_manifest())
     merged = pd.concat(frames, ignore_index=True)
-    duplicated = merged["sample_id"].duplicated()
-    if duplicated.any():
-        raise InputError(None, f"sample_id {merged['sample_id'][duplicated].iloc[0]!r} appears in two manifests")
+    files = np.repeat(np.array([str(p) for p in paths], dtype=object), [len(f) for f in frames])
+    rows = np.concatenate([np.arange(1, len(f) + 1) for f in frames])
+    duplicated = np.flatnonzero(merged["sample_id"].duplicated().to_numpy())
+    if duplicated.size:
+        second = int(duplicated[0])
+        first = int(np.flatnonzero((merged["sample_id"] == merged["sample_id"].iloc[second]).to_numpy())[0])
+        raise InputError(files[second], f"sample_id {merged['sample_id'].iloc[second]!r} is listed in two manifests "
+                                        f"(also {files[first]} row {rows[first]})", int(rows[second]), "sample_id")
+    if sources:
+        merged["source"], merged["source_row"] = files, rows
     return merged
 
 

@@ -21,7 +21,7 @@ from typing import Callable, Iterable, Sequence
 
 
 from discl.config import option
-from discl.errors import InputError
+from discl.errors import InputError, decoding
 from discl.fileio import atomic_write_json
 from discl.progress import progress
 from discl.seeding import derived_rng
@@ -38,6 +38,9 @@ LLM_INSTRUCTION = (
     "guide Stable Diffusion to generate a realistic photo. Write one description per line, with no extra text."
 )
 MIN_WORDS = 15
+MAX_REQUEST_RETRIES = 20  # the delay doubles per retry: 2**20 s of backoff is already 12 days
+MAX_SECONDS = 86400.0  # --timeout, --backoff: beyond a day the standard library's sleep and sockets overflow
+MAX_TEMPERATURE = 2.0  # the chat-completions API's range
 MIN_USABLE = 9  # the reference re-asks when fewer than 9 lines come back
 API_KEY_ENV = "OPENAI_API_KEY"
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -77,11 +80,10 @@ def load_prompt_json(path: str | os.PathLike) -> dict[str, list[str]]:
     if not path.is_file():
         raise InputError(path, "prompt JSON not found")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        with decoding(path):
+            data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
         raise InputError(path, f"not valid JSON (line {err.lineno}, column {err.colno}: {err.msg})") from None
-    except UnicodeDecodeError:
-        raise InputError(path, "not UTF-8 text") from None
     return validate_prompt_dict(data, path)
 
 
@@ -245,10 +247,11 @@ _STYLE = [
 
 def template_prompts_for_class(class_name: str, n: int = 10, seed: int = 0, min_words: int = MIN_WORDS) -> list[str]:
     """``n`` distinct scene prompts for one class from the offline template bank (deterministic per class and seed)."""
+    limit = template_bank_size(class_name, min_words, seed)
+    if n > limit:
+        raise ValueError(f"the template bank makes at most {limit} prompts of >= {min_words} words for "
+                         f"{class_name!r}, asked for {n}")
     rng = derived_rng("discl-template-bank", class_name, int(seed))
-    total = len(_SUBJECT) * len(_SETTING) * len(_LIGHT) * len(_STYLE)
-    if n > total:
-        raise ValueError(f"the template bank holds {total} combinations, asked for {n}")
     prompts: list[str] = []
     # Walk a random permutation of settings so consecutive prompts show different scenes.
     settings = rng.permutation(len(_SETTING))
@@ -262,6 +265,18 @@ def template_prompts_for_class(class_name: str, n: int = 10, seed: int = 0, min_
         if prompt not in prompts and len(prompt.split()) >= min_words:
             prompts.append(prompt)
     return prompts
+
+
+def template_bank_size(class_name: str, min_words: int = MIN_WORDS, seed: int = 0) -> int:
+    """How many prompts ``template_prompts_for_class`` can make for this class: prompt k takes the (k mod 12)-th
+    setting of the class's permutation, so it stops at the first setting whose combinations of at least
+    ``min_words`` words are used up (0 when no combination is that long)."""
+    words = lambda text: len(text.split())  # noqa: E731
+    settings = derived_rng("discl-template-bank", class_name, int(seed)).permutation(len(_SETTING))
+    others = [words(subject.format(name=class_name)) + words(light + ",") + words(style)
+              for subject in _SUBJECT for light in _LIGHT for style in _STYLE]
+    usable = [sum(count + words(_SETTING[s]) >= min_words for count in others) for s in settings]
+    return min(count * len(_SETTING) + position for position, count in enumerate(usable))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -319,19 +334,40 @@ class PromptConfig:
 
     def check(self) -> None:
         """Values the parser cannot check alone (``InputError`` naming the flag)."""
+        from discl.generation.config import SEED_LIMIT, check_inputs_kept, check_number
+
         if (self.data_csv is None) == (not self.classes):
             raise InputError("--data-csv", "give exactly one of --data-csv and --classes")
-        for flag, value in (("--num-prompts", self.num_prompts), ("--min-words", self.min_words)):
-            if value < 1:
-                raise InputError(flag, f"must be >= 1, got {value}")
-        for flag, value in (("--request-retries", self.request_retries), ("--backoff", self.backoff),
-                            ("--temperature", self.temperature)):
-            if value < 0:
-                raise InputError(flag, f"must be >= 0, got {value}")
-        if self.timeout <= 0:
-            raise InputError("--timeout", f"must be > 0, got {self.timeout}")
+        for name in self.classes or ():
+            if not name.strip():
+                raise InputError("--classes", f"empty class name {name!r}")
+        repeated = next((name for i, name in enumerate(self.classes or ()) if name in self.classes[:i]), None)
+        if repeated is not None:
+            raise InputError("--classes", f"class {repeated!r} is given twice")
+        for flag, value, low, high in (
+                ("--num-prompts", self.num_prompts, 1, None), ("--min-words", self.min_words, 1, None),
+                ("--request-retries", self.request_retries, 0, MAX_REQUEST_RETRIES),
+                ("--backoff", self.backoff, 0, MAX_SECONDS), ("--temperature", self.temperature, 0, MAX_TEMPERATURE),
+                ("--seed", self.seed, 0, SEED_LIMIT - 1)):
+            check_number(flag, value, low, high)
+        check_number("--timeout", self.timeout, 0, MAX_SECONDS, low_open=True)
         if Path(self.prompt_json).is_dir():
             raise InputError(self.prompt_json, "--prompt-json is a folder; name the JSON file to write")
+        check_inputs_kept([("--prompt-json", self.prompt_json)], [("--data-csv", self.data_csv)])
+
+
+def check_template_bank(classes: Sequence[str], text_of: Callable[[str], str], config: PromptConfig) -> None:
+    """Every class gets ``--num-prompts`` template-bank prompts of ``--min-words`` words (checked before any is
+    made: the bank is finite)."""
+    for name in classes:
+        size = template_bank_size(text_of(name), config.min_words, config.seed)
+        if size == 0:
+            raise InputError("--min-words", f"no template-bank prompt for class {name!r} has {config.min_words} "
+                                            "words or more")
+        if config.num_prompts > size:
+            raise InputError("--num-prompts", f"the template bank makes at most {size} prompts of >= "
+                                              f"{config.min_words} words for class {name!r}, asked for "
+                                              f"{config.num_prompts}")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -376,6 +412,7 @@ def main(argv: Sequence[str] | None = None, default_dataset: str | None = "image
         classes = list(config.classes)
 
     if config.backend == "template":
+        check_template_bank(classes, text_of, config)
         backend = functools.partial(template_prompts_for_class, n=config.num_prompts, seed=config.seed,
                                     min_words=config.min_words)
     else:

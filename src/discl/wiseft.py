@@ -30,7 +30,7 @@ from discl.config import option, to_plain
 from discl.errors import InputError
 from discl.fileio import atomic_write_csv, atomic_write_json
 from discl.metrics import is_better
-from discl.training.config import AT_LEAST_ONE, NON_NEGATIVE, Range, check_ranges
+from discl.config import AT_LEAST_ONE, NON_NEGATIVE, Range, check_ranges
 
 log = logging.getLogger(__name__)
 

@@ -18,16 +18,14 @@ marked incomplete — what a kill between the writes leaves.
 
 from __future__ import annotations
 
-import csv
 import json
 import os
-import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from discl.errors import InputError, decoding
+from discl.errors import InputError, csv_error, decoding
 from discl.fileio import atomic_write, atomic_write_json
 from discl.guidance import REAL, REAL_SEED
 from discl.tablecache import read_cache, write_table
@@ -134,7 +132,7 @@ def _read_tsv_table(path: str | os.PathLike) -> pd.DataFrame:
         except pd.errors.EmptyDataError:
             raise InputError(path, "file is empty (expected a header row)") from None
         except pd.errors.ParserError as err:
-            raise _parser_error(path, err) from None
+            raise csv_error(path, err, "tab-separated table", delimiter="\t") from None
         typed = validate_training_table(frame, path)
     base = path.resolve().parent
     paths = typed["filepath"].to_numpy(dtype=object)
@@ -144,25 +142,6 @@ def _read_tsv_table(path: str | os.PathLike) -> pd.DataFrame:
         paths[relative] = [str(base / p) for p in paths[relative]]
     typed["filepath"] = paths.tolist()
     return typed
-
-
-def _parser_error(path: Path, err: pd.errors.ParserError) -> InputError:
-    """pandas' error on a table as an ``InputError``: a row with more cells than the header names its data row
-    (1-based, blank lines skipped as pandas skips them)."""
-    found = re.search(r"Expected (\d+) fields", str(err))
-    if found:
-        expected = int(found.group(1))
-        try:
-            with decoding(path), open(path, encoding="utf-8", newline="") as handle:
-                rows = (r for r in csv.reader(handle, delimiter="\t") if r)  # pandas' default quoting
-                next(rows, None)  # the header
-                for number, row in enumerate(rows, start=1):
-                    if len(row) > expected:
-                        return InputError(path, f"{len(row)} cells, the header has {expected} (a tab too many?)",
-                                          number)
-        except csv.Error:
-            pass
-    return InputError(path, f"not a valid tab-separated table ({err})")
 
 
 def validate_imagenet_lt_list(frame: pd.DataFrame, file: str | os.PathLike = "<list>") -> pd.DataFrame:

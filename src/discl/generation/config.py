@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from discl.config import add_arguments, option
+from discl.config import Range, add_arguments, option
 from discl.errors import InputError
 from discl.generation.backend import BACKENDS, DEFAULT_BACKEND
 from discl.models import HF_CLIP_ID
@@ -26,6 +28,9 @@ DEFAULT_SEEDS = (10, 20, 30, 40, 42, 50, 60, 70)
 DTYPES = ("fp16", "bf16", "fp32", "fp64")
 RETRY_TEXTS = ("prompt", "class")
 MAX_SIDE = 4096  # --resolution limit: SDXL works at <= 1024 px; beyond this a batch alone exhausts memory
+MAX_STEPS = 1000  # diffusers' schedulers are trained on 1000 timesteps: an img2img call cannot run more
+MAX_RETRIES = 100  # quality retry: extra tries per image
+SEED_LIMIT = 2 ** 63  # seeds are stored as int64 (manifest)
 _LIST_FIELDS = ("strengths", "seeds")  # accept "0.1,0.2" as well as "0.1 0.2"
 
 
@@ -100,27 +105,22 @@ class GenerationConfig:
         set_("variant", self.variant or None)
         if self.total_parts < 1 or not 1 <= self.part <= self.total_parts:
             raise InputError("--part", f"need 1 <= part <= total_parts, got part {self.part} of {self.total_parts}")
-        for flag, value in (("--batch-size", self.batch_size), ("--steps", self.steps)):
-            if value < 1:
-                raise InputError(flag, f"must be >= 1, got {value}")
-        if self.guidance_scale <= 0:
-            raise InputError("--guidance-scale", f"must be > 0, got {self.guidance_scale}")
+        check_number("--batch-size", self.batch_size, 1)
+        check_number("--steps", self.steps, 1, MAX_STEPS)
+        check_number("--guidance-scale", self.guidance_scale, 0, low_open=True)
         set_("strengths", parse_strengths(self.strengths))
         set_("seeds", parse_seeds(self.seeds))
         idle = [s for s in self.strengths if denoising_steps(self.steps, s) < 1]
         if idle:
             raise InputError("--steps", f"{self.steps} steps at strength {idle[0]:g} run no denoising step (img2img "
                                         f"runs int(steps * strength)); use --steps {math.ceil(1 / idle[0])} or more")
-        if not 1 <= self.jpeg_quality <= 95:
-            raise InputError("--jpeg-quality", f"must be in [1, 95], got {self.jpeg_quality}")
+        check_number("--jpeg-quality", self.jpeg_quality, 1, 95)
         if self.resolution is not None:
             parse_resolution(self.resolution)  # syntax checked now, resolved against the dataset by the runner
-        if self.max_retries < 0:
-            raise InputError("--max-retries", f"must be >= 0, got {self.max_retries}")
-        if self.seconds_per_image <= 0:
-            raise InputError("--seconds-per-image", f"must be > 0, got {self.seconds_per_image}")
-        if self.manifest_interval < 0:
-            raise InputError("--manifest-interval", f"must be >= 0, got {self.manifest_interval}")
+        check_number("--retry-threshold", self.retry_threshold, -1, 1)  # a cosine similarity
+        check_number("--max-retries", self.max_retries, 0, MAX_RETRIES)
+        check_number("--seconds-per-image", self.seconds_per_image, 0, low_open=True)
+        check_number("--manifest-interval", self.manifest_interval, 0)
         if self.backend not in BACKENDS:
             raise InputError("--backend", f"unknown backend {self.backend!r}; one of {', '.join(BACKENDS)}")
         if self.dtype not in DTYPES:
@@ -194,27 +194,28 @@ def parse_seeds(values: Iterable) -> tuple[int, ...]:
             seed = int(text)
         except ValueError:
             raise InputError("--seeds", f"not an integer: {text!r}") from None
-        if seed < 0 or seed in seeds:
-            raise InputError("--seeds", f"seeds must be distinct integers >= 0, got {text}")
+        if not 0 <= seed < SEED_LIMIT or seed in seeds:
+            raise InputError("--seeds", f"seeds must be distinct integers in [0, 2**63), got {text}")
         seeds.append(seed)
     if not seeds:
         raise InputError("--seeds", "no seed given")
     return tuple(sorted(seeds))
 
 
-def parse_resolution(text: str | None) -> tuple[int, int] | None:
-    """``WIDTHxHEIGHT`` → ``(w, h)``; ``native`` (or empty) → ``None`` (keep each image's own size)."""
-    if text is None or text.strip().lower() in ("", "native", "none"):
+def parse_resolution(text: str | None, flag: str = "--resolution", min_side: int = 8) -> tuple[int, int] | None:
+    """``WIDTHxHEIGHT`` → ``(w, h)``, each side in [``min_side``, ``MAX_SIDE``]; ``native`` / ``none`` / empty →
+    ``None`` (keep each image's own size). The one size parser of gene_img.py and comp_clip_scores.py."""
+    if text is None or str(text).strip().lower() in ("", "native", "none"):
         return None
-    try:
-        width, height = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise InputError("--resolution", f"expected WIDTHxHEIGHT or 'native', got {text!r}") from None
-    if width < 8 or height < 8:
-        raise InputError("--resolution", f"sizes below 8 px make no image, got {text!r}")
+    match = re.fullmatch(r"\s*(\d+)\s*[xX×]\s*(\d+)\s*", str(text))
+    if match is None:
+        raise InputError(flag, f"expected WIDTHxHEIGHT (e.g. 480x270) or 'native', got {text!r}")
+    width, height = int(match.group(1)), int(match.group(2))
+    if width < min_side or height < min_side:
+        raise InputError(flag, f"sizes below {min_side} px make no image, got {text!r}")
     if width > MAX_SIDE or height > MAX_SIDE:
-        raise InputError("--resolution", f"at most {MAX_SIDE} px a side (an image that size alone needs gigabytes), "
-                                         f"got {text!r}")
+        raise InputError(flag, f"at most {MAX_SIDE} px a side (an image that size alone needs gigabytes), "
+                               f"got {text!r}")
     return width, height
 
 
@@ -227,3 +228,34 @@ def _split_list(values: Iterable) -> list[str]:
     if isinstance(values, (str, int, float)):
         values = [values]
     return [part for value in values for part in str(value).replace(",", " ").split()]
+
+
+# ------------------------------------------------------------------------------------------------ flag checks
+# Shared by the Phase 1 scripts (gene_img.py, comp_clip_scores.py, make_hard_samples.py, get_text_prompt.py).
+
+def check_number(flag: str, value, low: float | None = None, high: float | None = None, *,
+                 low_open: bool = False, high_open: bool = False) -> None:
+    """``value`` is a finite number between the bounds (``None``: unbounded), or an ``InputError`` naming ``flag``."""
+    Range(low, high, low_open, high_open).check(flag, value)
+
+
+def check_inputs_kept(outputs: Iterable[tuple[str, str | os.PathLike | None]],
+                      inputs: Iterable[tuple[str, str | os.PathLike | None]]) -> None:
+    """No output file (``(flag, path)`` pairs) is, or resolves to, another output or an input: writing it would
+    overwrite that file. The ``InputError`` names both flags."""
+    outputs, inputs = [o for o in outputs if o[1] is not None], [i for i in inputs if i[1] is not None]
+    for index, (out_flag, output) in enumerate(outputs):
+        for other_flag, other in outputs[:index] + inputs:
+            if _same_file(output, other):
+                role = "output" if (other_flag, other) in outputs else "input"
+                raise InputError(out_flag, f"{output} is also the {role} {other_flag}: writing it would overwrite "
+                                           "that file; name another one")
+
+
+def _same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    if Path(a).resolve() == Path(b).resolve():
+        return True
+    try:
+        return os.path.samefile(a, b)  # hard links, case-insensitive file systems
+    except OSError:
+        return False

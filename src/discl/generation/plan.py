@@ -339,13 +339,25 @@ def is_done(output: Path, relpath: str, with_record: bool) -> bool:
 
 
 def read_retry_record(output: Path, relpath: str) -> dict | None:
-    """The retry record of an output image, or ``None`` when it is missing or unreadable (then: not done)."""
+    """The retry record of an output image, or ``None`` when it is missing, unreadable or damaged (then: not done,
+    and the image is made again, which rewrites the record).
+
+    Damaged: not a JSON object, or a value of the wrong type or range (``prompt`` a non-empty string, ``tries`` an
+    integer >= 1, ``generator_seed`` an integer in [0, 2**63)). A record is written by the generator alone, so a
+    damaged one is treated as a missing one (a crash or a stray edit), never trusted and never a stop.
+    """
     try:
         record = json.loads(retry_record_path(output, relpath).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    keys = ("prompt", "tries", "generator_seed")
-    return record if isinstance(record, dict) and all(k in record for k in keys) else None
+    if not isinstance(record, dict) or not isinstance(record.get("prompt"), str) or not record["prompt"]:
+        return None
+    return record if _count(record.get("tries"), 1) and _count(record.get("generator_seed"), 0) else None
+
+
+def _count(value, low: int) -> bool:
+    """``value`` is an integer (not a bool, not a float) in [low, 2**63)."""
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value < 2 ** 63
 
 
 def failure_record(source: SourceImage, error: str) -> dict:
@@ -393,24 +405,15 @@ def build_manifest(groups: Sequence[Group], output: Path, guidance_scale: float,
         "image_guidance": np.array([levels[s] for s in strengths], dtype=np.int64),
         "text_guidance": np.full(len(sources), guidance_scale, dtype=np.float64),
         "seed": np.array(seeds, dtype=np.int64),
-        "generator_seed": _int64([seed if record is None else int(record["generator_seed"])
-                                  for seed, record in zip(derived, records)]),
+        "generator_seed": np.array([seed if record is None else record["generator_seed"]
+                                    for seed, record in zip(derived, records)], dtype=np.int64),
         "synthetic_path": relpaths,
-        "tries": _int64([1 if record is None else int(record["tries"]) for record in records]),
+        "tries": np.array([1 if record is None else record["tries"] for record in records], dtype=np.int64),
         "clip_image_text": [None] * len(sources),
         "clip_image_image": [None] * len(sources),
         "keep": [None] * len(sources),
     }
     return pd.DataFrame(columns, columns=MANIFEST_COLUMNS)
-
-
-def _int64(values: list[int]) -> np.ndarray | list[int]:
-    """The values as an int64 array; the list itself when one is out of range (a retry record's number: manifest
-    validation then names its row)."""
-    try:
-        return np.array(values, dtype=np.int64)
-    except OverflowError:
-        return values
 
 
 def stale_temp_files(output: Path, class_folders: Iterable[str], manifest: Path) -> list[Path]:

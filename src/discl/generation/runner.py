@@ -28,7 +28,8 @@ from discl import runrecord
 from discl.errors import InputError
 from discl.fileio import atomic_save_image, atomic_write_csv, atomic_write_json
 from discl.generation.backend import Img2ImgBackend, backend_class
-from discl.generation.config import GenerationConfig, RetryPolicy, generation_parser, parse_resolution, retry_policy
+from discl.generation.config import (GenerationConfig, RetryPolicy, check_inputs_kept, generation_parser,
+                                     parse_resolution, retry_policy)
 from discl.generation.plan import (FAILURE_COLUMNS, Group, Plan, PromptSource, SourceImage, WorkItem, batches,
                                    build_manifest, failure_record, failures_path, generator_seed, load_prompt_source,
                                    make_plan, manifest_path, part_sources, rank_world, read_sources,
@@ -161,8 +162,9 @@ def load_source(path: str | os.PathLike, size: tuple[int, int] | None, draft: bo
 
 def probe_size(path: str | os.PathLike) -> tuple[int, int]:
     """An image's size from its header (cheap: the pixels are not decoded)."""
-    with Image.open(path) as handle:
-        return handle.size
+    from discl.imageio import image_size
+
+    return image_size(path)
 
 
 def preflight(sources: Sequence[SourceImage], data_csv: Path, size: tuple[int, int] | None, skip_bad: bool,
@@ -242,6 +244,10 @@ class Prepared:
 def prepare(config: GenerationConfig, dataset: Dataset, rank: int = 0, world: int = 1) -> Prepared:
     """Check every input (CSV, prompts, source images) and plan the part; nothing is written, no model loaded."""
     check_part_count(config)
+    outputs = [manifest_path(config.output_dir, config.part, config.total_parts),
+               failures_path(config.output_dir, config.part, config.total_parts, rank, world)]
+    check_inputs_kept([("--output-dir", path) for path in outputs],
+                      [("--data-csv", config.data_csv), ("--prompt-json", config.prompt_json)])
     retry = retry_policy(config, dataset.quality_retry)
     prompts = load_prompt_source(dataset, config.prompt_json, retry.text if retry else "prompt")
     sources = part_sources(read_sources(config.data_csv, dataset, config.image_root), config.part, config.total_parts)

@@ -8,11 +8,12 @@ folder, so it works for any run (any strengths, seeds, dataset) without parsing 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -20,8 +21,9 @@ from PIL import Image
 
 from discl.errors import InputError
 from discl.guidance import REAL, level_from_strength
+from discl.imageio import decode, image_size
 from discl.manifest import read_manifests
-from discl.plots.style import figure_bytes, paper_style, pyplot, save_figure
+from discl.plots.style import FORMATS, figure_bytes, paper_style, pyplot, save_figure
 
 # Geometry in pixels of the PNG (100 dpi, so a tile of w × h pixels is w × h pixels in the file).
 DPI = 100
@@ -44,7 +46,7 @@ def read_output_manifests(output: str | os.PathLike, real_path: str | os.PathLik
     the reference's layout (no manifests), the same table recovered from the folders, given the real images."""
     paths = sorted((Path(output) / "manifests").glob("part*-of*.csv"))
     if paths:
-        return read_manifests(paths)
+        return read_manifests(paths, sources=True)
     if real_path is None or dataset is None:
         raise InputError(Path(output) / "manifests", "no generation manifest (part*-of*.csv) found; for a folder in "
                                                      "the reference's layout give --real_path and --dataset")
@@ -79,8 +81,7 @@ def spectrum_rows(manifest: pd.DataFrame, output: str | os.PathLike, seed: int |
 def _tile(path: str | os.PathLike | None, size: tuple[int, int] | None) -> Image.Image | None:
     if path is None or not Path(path).is_file():
         return None
-    with Image.open(path) as handle:
-        image = handle.convert("RGB")
+    image = decode(path)
     return image.resize(size, Image.LANCZOS) if size is not None and image.size != size else image
 
 
@@ -89,9 +90,27 @@ def _tile_size(grid: list[SpectrumRow]) -> tuple[int, int]:
     for row in grid:
         for _, path in row.synthetic:
             if path is not None and path.is_file():
-                with Image.open(path) as handle:
-                    return handle.size
+                return image_size(path)
     return 64, 64
+
+
+@contextlib.contextmanager
+def _naming_row(manifest: pd.DataFrame, output: str | os.PathLike, path) -> Iterator[None]:
+    """An image that cannot be read becomes an ``InputError`` naming it, and the manifest row that lists it when
+    the table came from manifests (``source``, ``source_row``)."""
+    try:
+        yield
+    except OSError as err:
+        reason = str(err) if err.errno is None else err.strerror  # a decoder's reason (discl.imageio), or errno's
+        if "source_row" in manifest:
+            files = {"synthetic_path": [str(Path(output) / p) for p in manifest["synthetic_path"]],
+                     "real_path": manifest["real_path"].astype(str).tolist()}
+            for column, values in files.items():
+                row = values.index(str(path)) if str(path) in values else None
+                if row is not None and pd.notna(manifest["source_row"].iloc[row]):
+                    raise InputError(manifest["source"].iloc[row], f"cannot read image {path} ({reason})",
+                                     int(manifest["source_row"].iloc[row]), column) from None
+        raise InputError(path, f"cannot read image ({reason})") from None
 
 
 def _wrap(text: str, width: int = 16) -> str:
@@ -105,7 +124,9 @@ def spectrum_figure(manifest: pd.DataFrame, output: str | os.PathLike, seed: int
                     classes: Sequence[str] | None = None):
     """The grid as a matplotlib figure whose PNG at ``DPI`` has every tile at its generated pixel size."""
     seed, strengths, grid = spectrum_rows(manifest, output, seed, rows, classes)
-    width, height = _tile_size(grid)
+    first = next((path for row in grid for _, path in row.synthetic if path is not None and path.is_file()), None)
+    with _naming_row(manifest, output, first):
+        width, height = _tile_size(grid)
     scale = max(1, math.ceil(MIN_TILE / width))
     tile_w, tile_h = width * scale, height * scale
     # columns: synthetic → real, i.e. strength ↓ (guidance ↑), the real photo last
@@ -118,7 +139,10 @@ def spectrum_figure(manifest: pd.DataFrame, output: str | os.PathLike, seed: int
         fig = plt.figure(figsize=(fig_w / DPI, fig_h / DPI), dpi=DPI)
         for r, row in enumerate(grid):
             by_strength = dict(row.synthetic)
-            tiles = [_tile(by_strength.get(s), None) for s in order] + [_tile(row.real_path, (width, height))]
+            tiles = []
+            for path, size in [(by_strength.get(s), None) for s in order] + [(row.real_path, (width, height))]:
+                with _naming_row(manifest, output, path):
+                    tiles.append(_tile(path, size))
             top = TITLE + HEADER + r * (tile_h + GAP)
             for c, tile in enumerate(tiles):
                 left = LABEL_WIDTH + c * (tile_w + GAP)
@@ -149,6 +173,13 @@ def plot_spectrum(manifest: pd.DataFrame, output: str | os.PathLike, seed: int |
 
 def save_spectrum(manifest: pd.DataFrame, output: str | os.PathLike, path: str | os.PathLike,
                   seed: int | None = None, rows: int = 4, classes: Sequence[str] | None = None) -> list[Path]:
-    """Write the grid as PDF (images embedded at their pixel size) and PNG beside ``path``."""
+    """Write the grid as PDF (images embedded at their pixel size) and PNG beside ``path`` (neither may be one of
+    the images drawn)."""
+    from discl.generation.config import check_inputs_kept
+
+    grid = spectrum_rows(manifest, output, seed, rows, classes)[2]
+    drawn = [file for row in grid for file in [row.real_path] + [p for _, p in row.synthetic] if file is not None]
+    check_inputs_kept([("--figure", Path(path).with_suffix(f".{fmt}")) for fmt in FORMATS],
+                      [("image", file) for file in drawn])
     fig = spectrum_figure(manifest, output, seed, rows, classes)
     return save_figure(fig, path, dpi=DPI, bbox_inches=None)

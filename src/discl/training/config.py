@@ -8,12 +8,11 @@ data, docs/train-imagenet-lt.md), once, in its own module.
 from __future__ import annotations
 
 import argparse
-import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Callable
 
-from discl.config import option
+from discl.config import AT_LEAST_ONE, NON_NEGATIVE, Range, check_ranges, option
 from discl.curriculum import ADAPTIVE_CHOICES, SCHEDULES
 from discl.errors import InputError
 from discl.training.stage_data import STAGE_DATA
@@ -110,55 +109,6 @@ class LoopConfig:
         if self.batch_size % self.accum_steps:  # the processes' share is checked when their number is known
             raise InputError("--accum-steps", f"--batch-size {self.batch_size} is not divisible into 1 process(es) × "
                                               f"{self.accum_steps} equal micro-batches")
-
-
-@dataclass(frozen=True)
-class Range:
-    """The values a numeric flag accepts: finite, between ``low`` and ``high`` (``None``: unbounded)."""
-
-    low: float | None = None
-    high: float | None = None
-    low_open: bool = False  # the bound itself is excluded
-    high_open: bool = False
-    text: str | None = None  # how the message names the range, when the bounds read badly
-
-    def describe(self) -> str:
-        """``in (0, 1]``, ``≥ 1`` …"""
-        if self.text is not None:
-            return self.text
-        if self.low is not None and self.high is not None:
-            return f"in {'(' if self.low_open else '['}{self.low}, {self.high}{')' if self.high_open else ']'}"
-        if self.low is not None:
-            return f"{'>' if self.low_open else '≥'} {self.low}"
-        return f"{'<' if self.high_open else '≤'} {self.high}" if self.high is not None else "finite"
-
-    def admits(self, value: float) -> bool:
-        """Whether ``value`` is a finite number inside the range."""
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            return False
-        low_ok = self.low is None or (value > self.low if self.low_open else value >= self.low)
-        return low_ok and (self.high is None or (value < self.high if self.high_open else value <= self.high))
-
-
-POSITIVE = Range(0, low_open=True)
-NON_NEGATIVE = Range(0)
-AT_LEAST_ONE = Range(1)
-
-
-def flag_of(name: str) -> str:
-    """The flag of a config field (``eval_batch_size`` → ``--eval-batch-size``)."""
-    return "--" + name.replace("_", "-")
-
-
-def check_ranges(config: Any, ranges: Mapping[str, Range]) -> None:
-    """Every value of ``config``'s fields in ``ranges`` (each item of a list; ``None``: not set) lies in its
-    range, or an ``InputError`` naming the flag."""
-    for name, allowed in ranges.items():
-        value = getattr(config, name)
-        for item in value if isinstance(value, (list, tuple)) else [value]:
-            if item is not None and not allowed.admits(item):
-                kind = "an integer" if isinstance(item, int) else "a number"
-                raise InputError(flag_of(name), f"expected {kind} {allowed.describe()}, got {item}")
 
 
 # The numeric flags of the loop (every one of them) and their ranges.

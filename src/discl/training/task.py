@@ -12,7 +12,8 @@ import pandas as pd
 import torch
 
 from discl.datasets.base import Dataset
-from discl.training.config import LoopConfig, Range, check_ranges
+from discl.config import Range, check_ranges
+from discl.training.config import LoopConfig
 from discl.training.precision import StepContext, micro_batches
 
 
