@@ -15,7 +15,7 @@ merging parts            ``clipscore.collect_from_manifests``: the part files (o
                          read, validated, merged, resolved
 CLIPScore bookkeeping    ``ClipScorer`` on a warm cache (fingerprints, look-ups, cosines) + ``write_outputs``
 training-table build     ``training_data.run_build`` (scores read, tables built and written)
-trainer table set-up     the loop's table read, label and file checks, FLYP captions
+trainer table set-up     the loop's table read, label, file and duplicate checks, FLYP captions
 stage data               ``StageData.rows`` of every level + the FLYP targets (caption tokens) of each
 epoch sampling           ``GlobalBatchSampler`` batches of one pass over the largest stage
 ======================  ==================================================================================
@@ -232,11 +232,12 @@ def step_tables(world: World) -> None:
 
 def step_trainer_table(world: World) -> None:
     from discl.flyp import with_captions
-    from discl.training.data import check_files, check_labels, read_table
+    from discl.training.data import check_duplicates, check_files, check_labels, read_table
 
     table = read_table(world.state["train_csv"], world.wilds_root)
     check_labels(table, len(world.state["dataset"].class_names()), world.state["train_csv"])
     check_files(table, world.state["train_csv"])
+    check_duplicates(table, world.state["train_csv"])
     world.state["table"] = with_captions(table, world.state["dataset"]).reset_index(drop=True)
 
 

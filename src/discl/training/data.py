@@ -10,7 +10,6 @@ dataset's real training images when there is none.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from typing import Callable, Sequence
 
@@ -27,10 +26,9 @@ from discl.errors import InputError
 from discl.guidance import REAL, REAL_SEED, REAL_STRENGTH
 from discl.imageio import at_least_side, decode
 from discl.seeding import stable_seed
+from discl.tablecache import file_digest
 
 ROW = "table_row"  # the loop's extra column: a row's 1-based data row in its table file (named by errors)
-# What PIL raises for a file that is not a readable image (truncated, empty, another format, a directory …)
-DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
 
 
 class UnreadableImage(InputError):
@@ -109,7 +107,7 @@ class TableImages(torch.utils.data.Dataset):
         is an ``UnreadableImage`` naming its table row (checking 900k images up front would take too long)."""
         try:
             return decode(self.paths[index], at_least_side(self.draft_size))
-        except DECODE_ERRORS as err:
+        except OSError as err:  # discl.imageio.ImageDecodeError, or the file-system's error
             raise self.source.error(index, self.paths[index], err) from None
 
     def __getitem__(self, index: int):
@@ -301,10 +299,4 @@ def numbered(table: pd.DataFrame) -> pd.DataFrame:
 
 def fingerprint(path: str | os.PathLike | None) -> str | None:
     """SHA-256 of a table file's bytes (a resume refuses a table whose contents changed); ``None`` for no file."""
-    if path is None:
-        return None
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return None if path is None else file_digest(path)
