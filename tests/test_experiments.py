@@ -150,14 +150,19 @@ def test_the_pre_flight_runs_the_scripts_config_checks(unit, tmp_path, capsys, c
     assert not (tmp_path / "runs").exists()
 
 
-def test_the_pre_flight_runs_wisefts_check(tmp_path, monkeypatch):
-    monkeypatch.chdir(REPO_ROOT)
-    text = BASE.replace('trainer = "ce"', 'trainer = "flyp"') + """
+def flyp_with_wiseft(wiseft_flags: str) -> str:
+    """BASE with FLYP as its trainer and a FLYP method followed by WiSE-FT with these flags (TOML)."""
+    return BASE.replace('trainer = "ce"', 'trainer = "flyp"') + f"""
 [[methods]]
 name = "FLYP"
 wiseft = true
-wiseft_flags = {{ alphas = [0, 7] }}
+wiseft_flags = {{{{ {wiseft_flags} }}}}
 """
+
+
+def test_the_pre_flight_runs_wisefts_check(tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO_ROOT)
+    text = flyp_with_wiseft("alphas = [0, 7]")
     with pytest.raises(InputError, match="method flyp \\(wiseft_flags\\): --alphas: .*7"):
         R.check_commands(load_experiment(write(tmp_path, text)))
 
@@ -237,12 +242,7 @@ def test_run_states_from_the_folders(unit):
 
 def test_wiseft_is_part_of_a_run(tmp_path, monkeypatch):
     monkeypatch.chdir(REPO_ROOT)
-    text = BASE.replace('trainer = "ce"', 'trainer = "flyp"') + """
-[[methods]]
-name = "FLYP"
-wiseft = true
-wiseft_flags = {{ alphas = [0, 0.5, 1], device = "cpu" }}
-"""
+    text = flyp_with_wiseft('alphas = [0, 0.5, 1], device = "cpu"')
     experiment = load_experiment(write(tmp_path, text))
     run = experiment.runs()[0]
     _finish(run.output_dir, 2, 2)
