@@ -135,6 +135,8 @@ def test_misspelt_flags_and_bad_values_fail_before_any_run(unit, tmp_path, monke
     (("workers = 0", "workers = 0, epochs = -2"), "method ce: --epochs: expected"),  # the loop's check
     (("plots = false", 'train-mode = "onlyfc"'), "method ce: --train-mode onlyfc needs --init"),  # the task's
     (("plots = false", "lr = -1"), "method ce: --lr: expected"),
+    (("plots = false", 'dataset-option = ["val_lst=other.txt"]'),
+     "method ce: --dataset-option: the imagenet_lt dataset has no option 'val_lst'"),  # the dataset's keys
 ])
 def test_the_pre_flight_runs_the_scripts_config_checks(unit, tmp_path, capsys, change, message):
     from discl.cli import run_cli

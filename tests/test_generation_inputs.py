@@ -248,7 +248,10 @@ def test_a_bomb_training_image_is_named(tmp_path):
                         source=tmp_path / "list.txt", rows=[1, 7])
     classifier = Classifier(lambda pixels: pixels.new_zeros(len(pixels), 2),
                             lambda image: torch.zeros(3, 4, 4), "zeros")
-    with pytest.raises(InputError, match=r"bomb\.png: cannot read image"):
+    with pytest.raises(InputError, match=r"list\.txt: row 7: cannot read image .*bomb\.png \(.*decompression bomb"):
+        score_images(classifier, images, ["a", "b"], batch_size=2)
+    images.rows = None  # no list to name: the image itself is named
+    with pytest.raises(InputError, match=r"bomb\.png: cannot read image \("):
         score_images(classifier, images, ["a", "b"], batch_size=2)
 
 

@@ -7,6 +7,7 @@ import textwrap
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from discl import datasets
 from discl.datasets import Dataset, EvalSet, dataset_class, dataset_parser, from_args, get_dataset
@@ -239,3 +240,36 @@ def test_dataset_options_pass_through_the_parser():
     assert dataset.option("split_convention") == "standard"
     with pytest.raises(InputError, match="expected KEY=VALUE"):
         from_args(parser.parse_args(["--dataset-option", "oops"]))
+
+
+@pytest.mark.parametrize("dataset, option, message", [
+    ("folder", "val_fracton=0.2", "--dataset-option: the folder dataset has no option 'val_fracton'; it takes "
+                                  "val_fraction \\(share"),
+    ("iwildcam", "val_fraction=0.2", "the iwildcam dataset has no option 'val_fraction'; it takes none"),
+    ("imagenet_lt", "val_fraction=0.2", "no option 'val_fraction'; it takes val_list .*, test_list"),
+    ("folder", "val_fraction=abc", "--dataset-option val_fraction: expected a number in \\(0, 1\\), got 'abc'"),
+    ("folder", "val_fraction=1", "--dataset-option val_fraction: expected a number in \\(0, 1\\), got 1.0"),
+    ("folder", "val_fraction=nan", "val_fraction: expected a number in \\(0, 1\\), got nan"),
+    ("folder", "val_seed=-1", "--dataset-option val_seed: expected an integer ≥ 0, got -1"),
+    ("folder", "val_seed=2.5", "--dataset-option val_seed: expected an integer ≥ 0, got '2.5'"),
+])
+def test_dataset_options_are_checked_before_any_stage(dataset, option, message):
+    import argparse
+
+    parser = argparse.ArgumentParser(parents=[dataset_parser(required_root=False)])
+    with pytest.raises(InputError, match=message):  # no root needed: nothing is read yet
+        from_args(parser.parse_args(["--dataset", dataset, "--dataset-option", option]))
+
+
+def test_folder_options_given_as_numbers(tmp_path):
+    root = tmp_path / "data"
+    for index in range(10):
+        (root / "train" / "cat").mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (4, 4), (index, 0, 0)).save(root / "train" / "cat" / f"{index}.png")
+        (root / "train" / "dog").mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (4, 4), (0, index, 0)).save(root / "train" / "dog" / f"{index}.png")
+    held = [len(get_dataset("folder", root, val_fraction=fraction).eval_set("val").paths)
+            for fraction in (0.2, "0.2", 0.5)]
+    assert held == [4, 4, 10]
+    with pytest.raises(InputError, match="val_seed: expected an integer"):
+        get_dataset("folder", root, val_seed=1.5).eval_set("val")

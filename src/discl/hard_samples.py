@@ -226,11 +226,19 @@ class _ImageFolderList(TorchDataset):
 
     def __getitem__(self, index: int):
         try:
-            return self.transform(decode(self.paths[index])), index, True
-        except OSError:  # discl.imageio: every decoder failure (a decompression bomb too) is an OSError
+            return self.transform(decode(self.paths[index])), index, ""
+        except OSError as err:  # discl.imageio: every decoder failure (a decompression bomb too) is an OSError
             if self._blank is None:
                 self._blank = self.transform(Image.new("RGB", (32, 32)))
-            return self._blank, index, False
+            return self._blank, index, f"{type(err).__name__}: {err}"
+
+
+def unreadable_image(images: RealImages, index: int, reason: str) -> InputError:
+    """The error for image ``index`` that did not decode: the file and row that listed it, when known."""
+    path = images.paths[index]
+    if images.source is None or images.rows is None:
+        return InputError(path, f"cannot read image ({reason})")
+    return InputError(images.source, f"cannot read image {path} ({reason})", row=images.rows[index])
 
 
 @dataclass
@@ -252,9 +260,10 @@ def score_images(classifier: Classifier, images: RealImages, class_names: Sequen
     true_prob = torch.empty(len(labels))
     pred_id = torch.empty(len(labels), dtype=torch.long)
     pred_prob = torch.empty(len(labels))
-    for pixels, index, ok in progress(loader, desc="scoring training images", unit="batch"):
-        if not bool(ok.all()):
-            raise InputError(images.paths[int(index[~ok][0])], "cannot read image")
+    for pixels, index, failures in progress(loader, desc="scoring training images", unit="batch"):
+        bad = next((k for k, reason in enumerate(failures) if reason), None)
+        if bad is not None:
+            raise unreadable_image(images, int(index[bad]), failures[bad])
         probs = classifier.logits(pixels.to(device)).float().softmax(dim=-1).cpu()
         true_prob[index] = probs.gather(1, labels[index, None]).squeeze(1)
         pred_prob[index], pred_id[index] = probs.max(dim=1)

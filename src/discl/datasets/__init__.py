@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import pkgutil
-from typing import Any
+from typing import Any, Sequence
 
 from discl.datasets.base import (ClassInfo, CsvLayout, Dataset, EvalSet, RealImages,  # noqa: F401
                                  class_folder_name, frame_of, render)
@@ -116,4 +116,18 @@ def dataset_options(args: argparse.Namespace, **extra: Any) -> dict[str, Any]:
 
 def from_args(args: argparse.Namespace, **extra: Any) -> Dataset:
     """The dataset described by ``dataset_parser``'s flags (``extra``: options set by the calling stage)."""
-    return get_dataset(args.dataset, getattr(args, "data_root", None), **dataset_options(args, **extra))
+    options = dataset_options(args, **extra)  # KEY=VALUE form first
+    check_user_options(args.dataset, getattr(args, "dataset_options", None) or [])
+    dataset = get_dataset(args.dataset, getattr(args, "data_root", None), **options)
+    dataset.check_options()
+    return dataset
+
+
+def check_user_options(name: str, items: Sequence[str]) -> None:
+    """Every ``--dataset-option KEY=VALUE`` names an option the dataset declares (``Dataset.user_options``)."""
+    known = dataset_class(name).user_options
+    for item in items:
+        key = item.partition("=")[0].strip().replace("-", "_")
+        if key and key not in known:
+            takes = ("it takes " + ", ".join(f"{k} ({v})" for k, v in known.items())) if known else "it takes none"
+            raise InputError("--dataset-option", f"the {name} dataset has no option {key!r}; {takes}")

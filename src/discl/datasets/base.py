@@ -109,6 +109,8 @@ class Dataset:
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
     root_help: ClassVar[str] = "dataset root folder"
+    # what a user may set with --dataset-option KEY=VALUE (key -> what it is); any other key is refused
+    user_options: ClassVar[dict[str, str]] = {}
 
     # -- hard samples (make_hard_samples.py) --
     csv_layout: ClassVar[CsvLayout] = GENERIC_CSV_LAYOUT
@@ -143,6 +145,9 @@ class Dataset:
         if self.root is None:
             raise InputError("--data-root", f"the {self.name} dataset needs its root folder here")
         return Path(self.root)
+
+    def check_options(self) -> None:
+        """Raise ``InputError`` for an option value the dataset cannot use (called before any stage starts)."""
 
     def option(self, key: str, default: Any = None) -> Any:
         """A dataset option (``--prompt-template``, ``--class-names`` ...) or ``default``."""

@@ -33,6 +33,7 @@ import pandas as pd
 from discl.datasets import register
 from discl.datasets.base import (GENERIC_CSV_LAYOUT, IMAGE_SUFFIXES, CsvLayout, Dataset, EvalSet, RealImages,
                                  render)
+from discl.config import Range
 from discl.errors import InputError
 from discl.seeding import stable_seed
 
@@ -258,6 +259,10 @@ class FolderDataset(Dataset):
     name: ClassVar[str] = "folder"
     description: ClassVar[str] = "your own labelled images: an ImageFolder root or a filepath,label[,split] CSV"
     root_help: ClassVar[str] = "ImageFolder root (train/<class>/<image>, optional val/ test/) or a CSV file"
+    user_options: ClassVar[dict[str, str]] = {
+        "val_fraction": f"share of each class's training images held out as val when there is no val split, "
+                        f"in (0, 1) (default {DEFAULT_VAL_FRACTION})",
+        "val_seed": f"seed of that hold-out, an integer ≥ 0 (default {DEFAULT_VAL_SEED})"}
 
     csv_layout: ClassVar[CsvLayout] = GENERIC_CSV_LAYOUT
     supports_tail_rule: ClassVar[bool] = True  # few-shot classes by training count (< 20 images)
@@ -333,18 +338,41 @@ class FolderDataset(Dataset):
 
     def _hold_out_val(self, splits: dict[str, list[_Item]], classes: list[str],
                       source: Path) -> dict[str, list[_Item]]:
-        fraction = float(self.option("val_fraction", DEFAULT_VAL_FRACTION))
-        if not 0.0 < fraction < 1.0:
-            raise InputError("val_fraction", f"must be in (0, 1), got {fraction}")
+        fraction, seed = self._val_options()
         train = splits["train"]
         held = set(held_out_val([item.key for item in train], [item.label for item in train], classes,
-                                fraction=fraction, seed=int(self.option("val_seed", DEFAULT_VAL_SEED))))
+                                fraction=fraction, seed=seed))
         if not held:
             raise InputError(source, "no val split, and no class has 2 training images to hold one out as val")
         log.info("%s: no val split; held out %d of %d training images as val (%.0f%% per class, seeded)",
                  source, len(held), len(train), 100 * fraction)
         return {**splits, "train": [item for i, item in enumerate(train) if i not in held],
                 "val": [item for i, item in enumerate(train) if i in held]}
+
+    def check_options(self) -> None:
+        """The hold-out options parse and lie in their ranges."""
+        self._val_options()
+
+    def _val_options(self) -> tuple[float, int]:
+        """``val_fraction`` and ``val_seed``."""
+        return (self._number_option("val_fraction", DEFAULT_VAL_FRACTION, float, Range(0, 1, True, True)),
+                self._number_option("val_seed", DEFAULT_VAL_SEED, int, Range(0)))
+
+    def _number_option(self, key: str, default, kind: type, valid: Range):
+        """The option ``key`` as ``kind`` (strings from ``--dataset-option`` parsed), inside ``valid``."""
+        value = self.option(key, default)
+        if isinstance(value, str):
+            try:
+                value = kind(value.strip())
+            except ValueError:
+                raise InputError(f"--dataset-option {key}", f"expected {'an integer' if kind is int else 'a number'} "
+                                                            f"{valid.describe()}, got {value!r}") from None
+        if kind is int and isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if kind is int and not isinstance(value, int):
+            raise InputError(f"--dataset-option {key}", f"expected an integer {valid.describe()}, got {value!r}")
+        valid.check(f"--dataset-option {key}", value)
+        return value
 
     # ------------------------------------------------------------------------------------------ classes
     @property

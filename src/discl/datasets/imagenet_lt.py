@@ -30,6 +30,8 @@ class ImageNetLT(Dataset):
     name = "imagenet_lt"
     description = "ImageNet-LT (ResNet-10 with CE / Balanced Softmax, many / medium / few top-1)"
     root_help = "ImageNet-LT root (ImageNet_LT_{train,val,test}.txt and the images they list)"
+    user_options = {"val_list": "another val list (a file in the ImageNet-LT list format)",
+                    "test_list": "another test list (a file in the ImageNet-LT list format)"}
 
     csv_layout = IMAGENET_LT_CSV_LAYOUT
     supports_tail_rule = True  # the reference's hard set is every image of the few-shot classes
