@@ -327,13 +327,28 @@ def test_a_run_killed_before_its_first_checkpoint_starts_again(resume, mini_imag
     (out / "checkpoints" / ".tmp-last.pt.x1y2z3").write_bytes(b"\0" * 1000)
     (out / ".tmp-summary.json.q9").write_text("{")
     (out / "stats.tsv").write_text("epoch\tloss\n0\t9.5\n")
+    (out / "tensorboard").mkdir()
+    old_events = out / "tensorboard" / "events.out.tfevents.1.killed-run"
+    old_events.write_bytes(b"curves of the killed run")
     with caplog.at_level(logging.INFO):
         assert load_script("curriculum/train.py").main(
-            _ce(mini_imagenet_lt, table, out, *(["--resume"] if resume else []))) == 0
+            _ce(mini_imagenet_lt, table, out, "--tensorboard", *(["--resume"] if resume else []))) == 0
     assert ("starting a fresh run" in caplog.text) == resume
     assert not list(out.rglob(".tmp-*"))
+    events = list((out / "tensorboard").glob("events.out.tfevents.*"))  # only the new run's curves
+    assert not old_events.exists() and len(events) == 1 and events[0].stat().st_size > 0
     assert (out / "checkpoints" / "last.pt").is_file()
     assert pd.read_csv(out / "stats.tsv", sep="\t")["loss"].tolist() != [9.5]  # the old row was redone
+
+
+def test_a_resumed_run_keeps_the_curves_before_its_checkpoint(mini_imagenet_lt, table, tmp_path):
+    out = tmp_path / "run"
+    train = load_script("curriculum/train.py").main
+    assert train(_ce(mini_imagenet_lt, table, out, "--tensorboard", "--epochs", "2", "--stop-after-epoch", "0")) == 0
+    first = list((out / "tensorboard").glob("events.out.tfevents.*"))
+    assert train(_ce(mini_imagenet_lt, table, out, "--tensorboard", "--epochs", "2", "--resume")) == 0
+    events = list((out / "tensorboard").glob("events.out.tfevents.*"))
+    assert len(first) == 1 and first[0] in events and len(events) == 2  # TensorBoard's purge_step drops the rest
 
 
 def test_a_fresh_run_over_an_existing_one_is_still_refused(stopped, mini_imagenet_lt, table, capsys):

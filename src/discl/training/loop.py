@@ -138,6 +138,8 @@ class Trainer:
         outputs.check_run_tables(self.out, None if state is None else state["epoch"])
         if self.info.is_main:  # what a kill during a write left (a checkpoint's temp file can be gigabytes)
             ckpt.remove_stale_temp_files(self.out, self.out / "checkpoints")
+            if state is None:  # a fresh start: a killed run's curves would be drawn beside this one's
+                outputs.remove_old_events(self.out)
         if state is not None:
             self._resume(state)
         self.scalars = outputs.ScalarLoggers(self.out, cfg.tensorboard, cfg.wandb_project, self.run_args,

@@ -166,6 +166,18 @@ def write_figures(out: Path, *, steps_per_epoch: int, last_step: int, splits: Se
                            ylabel="metric", best_epoch=best_epoch, title=titles.get(split, split))
 
 
+def remove_old_events(out: str | os.PathLike) -> list[Path]:
+    """Delete the TensorBoard event files a killed run left before its first checkpoint (a fresh start over it):
+    its curves would be drawn beside the new run's. Returns what was removed."""
+    removed = sorted((Path(out) / "tensorboard").glob("events.out.tfevents.*"))
+    for path in removed:
+        path.unlink()
+    if removed:
+        log.info("a fresh start: removed %d TensorBoard event file(s) of the earlier run in %s", len(removed),
+                 Path(out) / "tensorboard")
+    return removed
+
+
 class ScalarLoggers:
     """TensorBoard (``OUT/tensorboard``) and optional Weights & Biases logging, on rank 0.
 
