@@ -22,8 +22,9 @@ epoch sampling           ``GlobalBatchSampler`` batches of one pass over the lar
 
 All worlds are built first, then each step is timed on every size in turn, ``--repeats`` rounds of that (a machine
 whose speed drifts over a run moves the sizes of a step alike). Each step is timed in CPU time (the best of its
-rounds, more runs for a short step until a second was timed: CPU time hardly moves when other processes share the
-cores) and its peak Python/NumPy allocation measured (tracemalloc, one more run). The stage tables are written with
+rounds; a short step runs several times a round, until a second was timed at the largest size, and as many times
+at every size, since the best of more runs is lower and would tilt the slope; CPU time hardly moves when other
+processes share the cores) and its peak Python/NumPy allocation measured (tracemalloc, one more run). The stage tables are written with
 their validated copies (``discl.tablecache``, in a temporary cache folder), as the stages leave them. Steps that
 only shuffle or look up (a permutation, a hash set) grow a little faster than linearly once their arrays outgrow the
 CPU caches; ``pandas.read_csv`` itself shows the machine's share. Last line: ``growth=<g> ratio=<r>``: ``g`` is the
@@ -349,11 +350,16 @@ def measure(worlds: dict[int, World], embedder, args) -> tuple[dict[int, dict[st
     for name, step in STEPS:
         best = dict.fromkeys(worlds, math.inf)
         beside[name] = math.inf
+        for world in worlds.values():
+            if name == "manifest validation" and "manifest_text" not in world.state:
+                split_parts(world)
+        # every size is run the same number of times: the best of more runs is lower, so a small size timed
+        # more often than a large one would tilt the slope upwards; short steps repeat until 1 s was timed
+        once = timed(lambda: step(largest), 1, at_least=0)
+        runs = max(1, min(50, math.ceil(1.0 / args.repeats / max(once, 1e-6))))
         for _ in range(args.repeats):
             for size, world in worlds.items():
-                if name == "manifest validation" and "manifest_text" not in world.state:
-                    split_parts(world)
-                best[size] = min(best[size], timed(lambda: step(world), 1, at_least=1.0 / args.repeats))
+                best[size] = min(best[size], timed(lambda: step(world), runs, at_least=0))
             beside[name] = min(beside[name], timed(lambda: pd.read_csv(largest.state["manifest"]), 1, at_least=0))
         for size, world in worlds.items():
             if name == "merging parts" and "warm" not in world.state:

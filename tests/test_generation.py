@@ -37,8 +37,9 @@ SMALL = ["--strengths", "0.5", "1.0", "--seeds", "10", "20", "--steps", "2", "--
 
 
 def output_bytes(output: Path) -> dict[str, bytes]:
-    """Every synthetic JPEG under ``output``, relative path → bytes."""
-    return {str(p.relative_to(output)): p.read_bytes() for p in sorted(output.rglob("*.jpg"))}
+    """Every synthetic JPEG under ``output`` (``.jpg``; ImageNet-LT's ``.JPEG``), relative path → bytes."""
+    return {str(p.relative_to(output)): p.read_bytes() for p in sorted(output.rglob("*"))
+            if p.suffix in (".jpg", ".JPEG") and p.parent.name.startswith("Strength")}
 
 
 # ------------------------------------------------------------------------------------------------ fixtures
@@ -496,8 +497,11 @@ def test_imagenet_lt_native_sizes_are_batched_by_size_and_kept(hf_home, mini_ima
         return output_bytes(tmp_path / output)
 
     mixed = generate(list(sizes), "mixed")
+    # the reference's names: a synthetic image is named as its real ImageNet image (.JPEG), which its scorer
+    # and table builder rely on (the real image is found from that name; only *JPEG* files are listed)
+    assert sorted(Path(p).name for p in mixed if "/Strength" in p) == sorted(f"{stem}.JPEG" for stem in sizes)
     for stem, size in sizes.items():
-        path = next(p for p in mixed if p.endswith(f"/{stem}.jpg"))
+        path = next(p for p in mixed if p.endswith(f"/{stem}.JPEG"))
         assert Image.open(io.BytesIO(mixed[path])).size == size
         alone = generate([stem], f"alone_{stem}")
         assert alone[path] == mixed[path]

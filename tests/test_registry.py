@@ -71,7 +71,7 @@ def test_dataset_parser_and_from_args():
 def test_iwildcam_paper_defaults():
     d = IWildCam()
     assert d.clip_threshold == 0.25 and d.clip_resize == (480, 270)
-    assert d.generation_resolution == (480, 270)
+    assert d.generation_resolution == (480, 270) and d.synthetic_suffix == ".jpg"
     assert not d.uses_prompt_json and not d.quality_retry
     assert d.table_min_guidance == 50 and d.table_guidance_levels is None and d.curriculum_val_size == 2000
     assert d.never_regenerated == {"empty"} and not d.supports_tail_rule
@@ -92,6 +92,7 @@ def test_iwildcam_paper_defaults():
 def test_imagenet_lt_paper_defaults():
     d = ImageNetLT()
     assert d.clip_threshold == 0.30 and d.clip_resize is None and d.generation_resolution is None
+    assert d.synthetic_suffix == ".JPEG"  # the reference names a synthetic image as its real one
     assert d.uses_prompt_json and d.quality_retry and d.supports_tail_rule
     assert d.table_min_guidance == 0 and d.table_guidance_levels == (10, 30, 50) and d.curriculum_val_size == 100
     assert tuple(d.caption_templates()) == ("a photo of a {}.",)

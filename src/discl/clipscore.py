@@ -240,7 +240,7 @@ def file_fingerprint(path: str | os.PathLike) -> str:
 _SUBFOLDER = re.compile(r"^Strength(\d+)_guidance(\d+)_seed(\d+)$")
 # generation and scoring bookkeeping, not class folders
 _NOT_CLASS_FOLDERS = {"manifests", "failures", CACHE_DIR, runrecord.RECORDS_DIR}
-LAYOUT = "<class>/Strength{100s}_guidance{10g}_seed{seed}/<stem>.jpg"
+LAYOUT = "<class>/Strength{100s}_guidance{10g}_seed{seed}/<stem>.jpg (or .JPEG, .png)"
 
 
 class RealImageFinder:

@@ -60,9 +60,11 @@ def sample_id(class_folder: str, subfolder: str, image_stem: str) -> str:
     return f"{class_folder}={subfolder}={image_stem}"
 
 
-def synthetic_relpath(class_folder: str, strength: float, text_guidance: float, seed: int, image_stem: str) -> str:
-    """Output path of one synthetic image relative to the generation output root."""
-    return f"{class_folder}/{subfolder_name(strength, text_guidance, seed)}/{image_stem}.jpg"
+def synthetic_relpath(class_folder: str, strength: float, text_guidance: float, seed: int, image_stem: str,
+                      suffix: str = ".jpg") -> str:
+    """Output path of one synthetic image relative to the generation output root (``suffix``: the dataset's
+    ``synthetic_suffix``)."""
+    return f"{class_folder}/{subfolder_name(strength, text_guidance, seed)}/{image_stem}{suffix}"
 
 
 # A class folder or image stem becomes a file or folder name: the longest file made from one is the temp file of a

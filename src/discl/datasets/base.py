@@ -120,6 +120,7 @@ class Dataset:
 
     # -- generation (gene_img.py) --
     generation_resolution: ClassVar[tuple[int, int] | None] = None  # None: each image's native size
+    synthetic_suffix: ClassVar[str] = ".jpg"  # a synthetic image's file is <stem><suffix> (JPEG data)
     uses_prompt_json: ClassVar[bool] = False  # prompts drawn from an LLM prompt JSON (get_text_prompt.py)
     quality_retry: ClassVar[bool] = False  # regenerate while CLIP(image, prompt) <= threshold
 

@@ -37,6 +37,7 @@ class ImageNetLT(Dataset):
     supports_tail_rule = True  # the reference's hard set is every image of the few-shot classes
 
     generation_resolution = None  # the reference keeps the native size
+    synthetic_suffix = ".JPEG"  # the reference names a synthetic image as its real one (ImageNet's .JPEG)
     uses_prompt_json = True  # LLM scene descriptions per class
     quality_retry = True  # regenerate while CLIP(image, prompt) <= 0.3
 

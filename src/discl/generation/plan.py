@@ -57,6 +57,7 @@ class SourceImage:
     real_path: str
     image_stem: str
     size: tuple[int, int] = (0, 0)  # the size the pipeline gets (after --resolution); filled by the preflight
+    suffix: str = ".jpg"  # of its synthetic images' files (the dataset's ``synthetic_suffix``)
 
     @property
     def image_id(self) -> str:
@@ -75,7 +76,7 @@ class WorkItem:
     def relpath(self, guidance_scale: float) -> str:
         """Output path relative to the output root (the reference's layout)."""
         return synthetic_relpath(self.source.class_folder, self.strength, guidance_scale, self.seed,
-                                 self.source.image_stem)
+                                 self.source.image_stem, self.source.suffix)
 
 
 @dataclass(frozen=True)
@@ -154,7 +155,7 @@ def batches(items: Sequence, batch_size: int) -> list[list]:
 def group_relpaths(group: Group, guidance_scale: float) -> list[str]:
     """``item.relpath(guidance_scale)`` of every item of ``group``, in item order (the folder names computed once)."""
     subfolders = [subfolder_name(group.strength, guidance_scale, seed) for seed in group.seeds]
-    return [f"{image.class_folder}/{subfolder}/{image.image_stem}.jpg" for image in group.images
+    return [f"{image.class_folder}/{subfolder}/{image.image_stem}{image.suffix}" for image in group.images
             for subfolder in subfolders]
 
 
@@ -272,7 +273,7 @@ def read_sources(data_csv: Path, dataset: Dataset, image_root: Path | None = Non
     skipped: dict[str, int] = {}
     for row, record in enumerate(frame.itertuples(index=False), start=1):
         source = SourceImage(row, int(record.class_id), record.class_name, record.class_folder, record.real_path,
-                             record.image_stem)
+                             record.image_stem, suffix=dataset.synthetic_suffix)
         if source.class_name in dataset.never_regenerated:
             skipped[source.class_name] = skipped.get(source.class_name, 0) + 1
             continue
