@@ -258,8 +258,9 @@ def test_read_list_with_guidance(tmp_path):
 
 
 @pytest.mark.parametrize("text, message", [
-    ("a.JPEG 0\nb.JPEG\n", r"line 2: expected 'relative/path label \[guidance\]', got 1 fields"),
-    ("a.JPEG 0\nb.JPEG 1 50 7\n", "line 2: expected .* got 4 fields"),
+    ("a.JPEG 0\nb.JPEG\n", r"line 2: expected 'path label \[guidance \[train_count\]\]', got 1 fields"),
+    ("a.JPEG 0\nb.JPEG 1 50 7 2\n", "line 2: expected .* got 5 fields"),
+    ("a.JPEG 0\nb.JPEG 1 50 -7\n", "line 2: train_count must be >= 0, got -7"),
     ("a.JPEG zero\n", "line 1: label must be an integer, got 'zero'"),
     ("a.JPEG 0\nb.JPEG 1\nc.JPEG -3\n", "line 3: label must be >= 0, got -3"),
     ("a.JPEG 0 101\n", "line 1: guidance must be in 0..100"),

@@ -49,10 +49,11 @@ def test_a_list_error_names_the_line_blank_lines_counted(tmp_path):
         read_training_table(path, "/real", "/syn")
     assert str(err.value) == f"{path}: line 6: label must be >= 0, got -1"
     path.write_text("a.JPEG 0 100\n\n/abs/b.JPEG 0 100\n")
-    with pytest.raises(InputError, match="^" + str(path) + ": line 3: path '/abs/b.JPEG' must be relative$"):
+    with pytest.raises(InputError, match="^" + str(path) + ": line 3: path '/abs/b.JPEG' of a real image must be "
+                                                           "relative to the ImageNet root$"):
         read_training_table(path, "/real", "/syn")
-    path.write_text("\na.JPEG 0 100\nb.JPEG 0 100 7\n")
-    with pytest.raises(InputError, match="line 3: expected 'relative/path label \\[guidance\\]', got 4 fields"):
+    path.write_text("\na.JPEG 0 100\nb.JPEG 0 100 7 1\n")
+    with pytest.raises(InputError, match="line 3: expected 'path label \\[guidance \\[train_count\\]\\]', got 5 fields"):
         lists.read_list(path)
     path.write_text("\n\na.JPEG 0\nb.JPEG 0\n")
     assert [entry.line for entry in lists.read_list(path)] == [3, 4]

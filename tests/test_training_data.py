@@ -3,6 +3,7 @@ on the mini datasets with hand-made scores, the table readers, and bad input."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -109,8 +110,12 @@ def test_table_round_trip_and_validation(tmp_path):
     (tmp_path / "list.txt").write_text("train/a.JPEG 1 100\nsyn/b.jpg 1\n")
     with pytest.raises(InputError, match="list.txt: row 2: expected"):
         read_imagenet_lt_list(tmp_path / "list.txt", "/r", "/s")
-    with pytest.raises(InputError, match="must be relative"):
+    with pytest.raises(InputError, match="row 1: column 'path': path '/abs.jpg' of a real image must be relative"):
         write_imagenet_lt_list(pd.DataFrame({"path": ["/abs.jpg"], "label": [1], "guidance": [100]}), tmp_path / "l")
+    write_imagenet_lt_list(pd.DataFrame({"path": ["train/a.JPEG", "/s/b.JPEG"], "label": [1, 1], "guidance": [100, 10],
+                                         "train_cnt": [7, 7]}), tmp_path / "l")
+    assert (tmp_path / "l").read_text() == "train/a.JPEG 1 100 7\n/s/b.JPEG 1 10 7\n"
+    assert read_imagenet_lt_list(tmp_path / "l", "/r", "/x")["filepath"].tolist() == ["/r/train/a.JPEG", "/s/b.JPEG"]
     with pytest.raises(InputError, match="data_roots.json: not found"):
         read_imagenet_lt_list(tmp_path / "list.txt")
 
@@ -169,12 +174,13 @@ def test_iwildcam_builder_end_to_end(mini_iwildcam, iwildcam_hard, repo_root, tm
     assert "a photo of cheetah." in set(train["title"]) or "a photo of puma." in set(train["title"])
 
 
-def test_imagenet_lt_builder_end_to_end(mini_imagenet_lt, repo_root, tmp_path):
+@pytest.mark.parametrize("syn_name", ["gen", "my gen"])
+def test_imagenet_lt_builder_end_to_end(mini_imagenet_lt, repo_root, tmp_path, syn_name, caplog):
     from discl.data.imagenet_lt import read_list
 
     train_list = [line.split() for line in (mini_imagenet_lt / "ImageNet_LT_train.txt").read_text().splitlines()]
     few = [(path, int(label), f"class {label}") for path, label in train_list if int(label) >= 6][:3]
-    syn = tmp_path / "gen"
+    syn = tmp_path / syn_name
     write_manifest(scored_rows("imagenet_lt", few, (0.9, 0.7, 0.5, 0.2), (10,)), syn / "clip_scores.csv")
     script = load_script("curriculum/ImageNet_LT/build_data.py")
     script.main(["--syn_path", str(syn), "--data-root", str(mini_imagenet_lt), "--save_folder",
@@ -193,6 +199,20 @@ def test_imagenet_lt_builder_end_to_end(mini_imagenet_lt, repo_root, tmp_path):
     entries = read_list(tmp_path / "data/train.txt")
     assert [(e.path, e.label, e.guidance) for e in entries] == list(train[["path", "label", "guidance"]].itertuples(
         index=False, name=None))
+    # what the reference's loader (LT_Dataset_MIX) does with a line: split it, join the path to its one root (the
+    # ImageNet root), read guidance and the class's training count (its tail rule: count < 20)
+    counts = pd.Series([int(label) for _, label in train_list]).value_counts()
+    absolute = " " not in syn_name
+    for line in (tmp_path / "data/train.txt").read_text().splitlines():
+        path, label, guidance, train_cnt = line.split()
+        assert int(train_cnt) == counts[int(label)]
+        if int(guidance) == 100:
+            assert os.path.isfile(os.path.join(mini_imagenet_lt, path))
+        else:  # absolute: the one root reaches them (unless a space in the root would split the line)
+            assert os.path.isabs(path) == absolute and path.startswith(str(syn.resolve())) == absolute
+    assert ("contains whitespace" in caplog.text) == (not absolute)
+    # the loader's curriculum list is {train_file}_curri.txt
+    assert (tmp_path / "data/train_curri.txt").read_bytes() == (tmp_path / "data/validate.txt").read_bytes()
 
 
 # ------------------------------------------------------------------------------------------------ bad input

@@ -2,8 +2,8 @@
 
 From ImageNet_LT_train.txt and the scored synthetic spectrum (clip_scores.csv from comp_clip_scores.py),
 write into --save_folder the canonical train.csv / validate.csv, the reference's list files train.txt and
-validate.txt (one 'relative/path label guidance' per line: real rows, guidance 100, relative to --data-root;
-synthetic rows relative to --syn_path), data_roots.json (those two roots) and levels.csv.
+validate.txt (+ its copy train_curri.txt; one 'path label guidance train_cnt' per line: real rows, guidance 100,
+relative to --data-root; synthetic rows absolute), data_roots.json (the two roots) and levels.csv.
 See docs/filtering-and-training-data.md.
 
     python curriculum/ImageNet_LT/build_data.py --syn_path runs/gen/imagenet_lt --data-root data/imagenet \

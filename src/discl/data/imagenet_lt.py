@@ -1,4 +1,4 @@
-"""ImageNet-LT: the ``relative/path label [guidance]`` list files, class names, and the many/medium/few split."""
+"""ImageNet-LT: the ``path label [guidance [train_count]]`` list files, class names, and the many/medium/few split."""
 
 from __future__ import annotations
 
@@ -20,18 +20,22 @@ CONVENTIONS = ("reference", "standard")
 
 @dataclass(frozen=True)
 class ListEntry:
-    """One line of a list file: an image path relative to the ImageNet root, its label, its guidance level
-    (``line``: its 1-based line in the file, blank lines counted; 0 when not read from a file)."""
+    """One line of a list file: an image path (relative to the ImageNet root, or absolute), its label, its guidance
+    level, the training count of its class as the reference's loader reads it (``train_count``; our trainers take
+    the counts of ``ImageNet_LT_train.txt``) and ``line``, its 1-based line in the file, blank lines counted (0
+    when not read from a file)."""
 
     path: str
     label: int
     guidance: int | None = None
     line: int = field(default=0, compare=False)
+    train_count: int | None = field(default=None, compare=False)
 
 
 def read_list(path: str | os.PathLike, allow_guidance: bool = True) -> list[ListEntry]:
-    """Parse a ``relative/path label [guidance]`` list; ``InputError`` names the file and line of a bad one
-    (``line N``: the list has no header and may have blank lines, so a line number is what an editor shows)."""
+    """Parse a ``relative/path label [guidance [train_count]]`` list; ``InputError`` names the file and line of a
+    bad one (``line N``: the list has no header and may have blank lines, so a line number is what an editor
+    shows)."""
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "list file not found")
@@ -53,17 +57,19 @@ def line_error(path: str | os.PathLike, line_number: int, message: str) -> Input
 
 
 def _parse_line(path: Path, line_number: int, fields: list[str], allow_guidance: bool) -> ListEntry:
-    max_fields = 3 if allow_guidance else 2
+    max_fields = 4 if allow_guidance else 2
     if not 2 <= len(fields) <= max_fields:
-        expected = "'relative/path label [guidance]'" if allow_guidance else "'relative/path label'"
+        expected = "'path label [guidance [train_count]]'" if allow_guidance else "'relative/path label'"
         raise line_error(path, line_number, f"expected {expected}, got {len(fields)} fields")
     label = _non_negative_int(path, line_number, "label", fields[1])
-    guidance = None
-    if len(fields) == 3:
+    guidance = train_count = None
+    if len(fields) >= 3:
         guidance = _non_negative_int(path, line_number, "guidance", fields[2])
         if guidance > 100:
             raise line_error(path, line_number, f"guidance must be in 0..100, got {guidance}")
-    return ListEntry(fields[0], label, guidance, line_number)
+    if len(fields) == 4:
+        train_count = _non_negative_int(path, line_number, "train_count", fields[3])
+    return ListEntry(fields[0], label, guidance, line_number, train_count)
 
 
 def _non_negative_int(path: Path, line_number: int, column: str, text: str) -> int:

@@ -5,7 +5,7 @@ guidance, seed, img_id`` (the reference's iWildCam format; the curriculum-valida
 columns). ``filepath`` is written absolute; a relative one is read relative to the table's folder.
 ``read_training_table`` reads these and also the ImageNet-LT reference lists below.
 
-ImageNet-LT also gets the reference's list files, one ``relative/path label guidance`` per line, no header.
+ImageNet-LT also gets the reference's list files, one ``path label guidance train_cnt`` per line, no header.
 Real rows (guidance 100) are relative to the ImageNet-LT root (as in ``ImageNet_LT_train.txt``); synthetic rows
 (guidance < 100) are relative to the generation output root. ``data_roots.json`` beside the lists records both
 roots, so a reader needs no extra arguments.
@@ -33,6 +33,7 @@ from discl.tablecache import read_cache, write_table
 TABLE_COLUMNS = ["title", "filepath", "label", "strength", "guidance", "seed", "img_id"]
 BUILD_RECORD = "tables.json"
 IMAGENET_LT_COLUMNS = ["path", "label", "guidance"]
+TRAIN_COUNT = "train_cnt"  # the optional fourth field: the class's training count (the reference loader's tail flag)
 DATA_ROOTS_FILE = "data_roots.json"
 CACHE_KIND = "training-table/1"  # the validated copy's kind (discl.tablecache): change it when the rules change
 
@@ -145,30 +146,34 @@ def _read_tsv_table(path: str | os.PathLike) -> pd.DataFrame:
 
 
 def validate_imagenet_lt_list(frame: pd.DataFrame, file: str | os.PathLike = "<list>") -> pd.DataFrame:
-    """Check an ImageNet-LT list table (``path, label, guidance``); return a typed copy."""
+    """Check an ImageNet-LT list table (``path, label, guidance`` and, when present, ``train_cnt``); return a typed
+    copy. Real rows (guidance 100) are relative to the ImageNet root; synthetic rows may be absolute."""
     missing = [c for c in IMAGENET_LT_COLUMNS if c not in frame.columns]
     if missing:
         raise InputError(file, f"missing column(s) {', '.join(missing)}; expected {', '.join(IMAGENET_LT_COLUMNS)}")
-    frame = frame[IMAGENET_LT_COLUMNS].reset_index(drop=True)
+    frame = frame[IMAGENET_LT_COLUMNS + [TRAIN_COUNT] * (TRAIN_COUNT in frame.columns)].reset_index(drop=True)
     _blank_check(frame, "path", file)
     paths = frame["path"].astype(str)
     row = _first_bad(paths.str.contains(r"\s", regex=True).to_numpy())
     if row is not None:
         raise InputError(file, f"path {paths[row - 1]!r} contains whitespace (lists are space-separated)", row, "path")
-    row = _first_bad(paths.map(os.path.isabs).to_numpy())
+    guidance = _int_column(frame, "guidance", file, 0, 100)
+    row = _first_bad((paths.map(os.path.isabs) & (guidance == REAL)).to_numpy())
     if row is not None:
-        raise InputError(file, f"path {paths[row - 1]!r} must be relative", row, "path")
-    return pd.DataFrame({
-        "path": paths,
-        "label": _int_column(frame, "label", file, lo=0),
-        "guidance": _int_column(frame, "guidance", file, 0, 100),
-    })
+        raise InputError(file, f"path {paths[row - 1]!r} of a real image must be relative to the ImageNet root", row,
+                         "path")
+    typed = pd.DataFrame({"path": paths, "label": _int_column(frame, "label", file, lo=0), "guidance": guidance})
+    if TRAIN_COUNT in frame.columns:
+        typed[TRAIN_COUNT] = _int_column(frame, TRAIN_COUNT, file, lo=0)
+    return typed
 
 
 def write_imagenet_lt_list(frame: pd.DataFrame, path: str | os.PathLike) -> None:
-    """Validate and write an ImageNet-LT list file (``relative/path label guidance`` per line) atomically."""
+    """Validate and write an ImageNet-LT list file atomically: ``path label guidance`` per line, and the class's
+    training count as a fourth field when the frame has ``train_cnt`` (the reference's loader reads it)."""
     typed = validate_imagenet_lt_list(frame, path)
-    lines = [f"{p} {label} {g}\n" for p, label, g in zip(typed["path"], typed["label"], typed["guidance"])]
+    columns = [typed[c].astype(str) for c in IMAGENET_LT_COLUMNS + ([TRAIN_COUNT] if TRAIN_COUNT in typed else [])]
+    lines = [" ".join(fields) + "\n" for fields in zip(*columns)]
     with atomic_write(path, "w") as handle:
         handle.writelines(lines)
 
@@ -212,9 +217,9 @@ def read_imagenet_lt_list(path: str | os.PathLike, real_root: str | os.PathLike 
     with decoding(path), open(path, encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):
             parts = line.split()
-            if len(parts) != 3:
-                raise InputError(path, f"expected 'relative/path label guidance', got {line.strip()!r}", number)
-            records.append(parts)
+            if len(parts) not in (3, 4):
+                raise InputError(path, f"expected 'path label guidance [train_cnt]', got {line.strip()!r}", number)
+            records.append(parts[:3])
     # one record per line (blank lines are rejected above), so data row N is line N
     typed = validate_imagenet_lt_list(pd.DataFrame(records, columns=IMAGENET_LT_COLUMNS), path)
     real_root, synthetic_root = Path(real_root), Path(synthetic_root)
@@ -256,7 +261,7 @@ def read_training_table(path: str | os.PathLike, real_root: str | os.PathLike | 
                         synthetic_root: str | os.PathLike | None = None) -> pd.DataFrame:
     """A training or curriculum-validation table with exactly the columns ``TABLE_COLUMNS``.
 
-    A ``.txt`` ImageNet-LT list (``relative/path label [guidance]``) is accepted too: real rows under
+    A ``.txt`` ImageNet-LT list (``path label [guidance [train_count]]``) is accepted too: real rows under
     ``real_root``, synthetic rows under ``synthetic_root`` (default: ``data_roots.json`` beside the list); its
     titles are empty, seeds 100 (real) / 0 (unknown), img_ids ``-1, -2, …`` for real rows and ``0, 1, …`` for
     synthetic rows.
@@ -275,9 +280,10 @@ def read_training_table(path: str | os.PathLike, real_root: str | os.PathLike | 
     if any(roots[k] is None for k in needed):
         saved = dict(zip(("real", "synthetic"), read_data_roots(path.parent)))
         roots = {k: saved[k] if v is None else v for k, v in roots.items()}
-    bad = next((i for i, e in enumerate(entries) if os.path.isabs(e.path)), None)
+    bad = next((i for i, (e, r) in enumerate(zip(entries, real)) if r and os.path.isabs(e.path)), None)
     if bad is not None:
-        raise line_error(path, entries[bad].line, f"path {entries[bad].path!r} must be relative")
+        raise line_error(path, entries[bad].line, f"path {entries[bad].path!r} of a real image must be relative to "
+                                                  "the ImageNet root")
     img_id = np.where(real, -np.cumsum(real), np.cumsum(~real) - 1)
     return pd.DataFrame({
         "title": "", "filepath": [str(Path(roots["real" if r else "synthetic"]) / e.path)

@@ -9,18 +9,23 @@ groups cut from the canonical training counts (option ``split_convention``: ``re
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import pandas as pd
 
 from discl.data import imagenet_lt as lists
 from discl.datasets import register
 from discl.datasets.base import GENERIC_CSV_LAYOUT, ClassInfo, Dataset, EvalSet, RealImages, class_folder_name
 from discl.errors import InputError
+from discl.guidance import REAL
 
 IMAGENET_LT_CSV_LAYOUT = GENERIC_CSV_LAYOUT  # the reference's ImageNet-LT template is the generic layout
+
+log = logging.getLogger(__name__)
 
 
 @register
@@ -140,13 +145,32 @@ class ImageNetLT(Dataset):
         return ("a photo of a {}.",)
 
     def write_reference_tables(self, tables, folder: Path, synthetic_root: Path) -> dict[str, Path]:
-        """``train.txt`` / ``validate.txt`` (``relative/path label guidance``) and ``data_roots.json``."""
-        from discl.data.training_tables import write_data_roots, write_imagenet_lt_list
+        """The lists the reference's loader (``LT_Dataset_MIX``) reads, ``path label guidance train_cnt`` per line:
+        ``train.txt``, and ``validate.txt`` with its copy ``train_curri.txt`` (the name the loader derives from
+        ``--train_file train``); ``data_roots.json``. Real rows are relative to the ImageNet root, synthetic rows
+        absolute, so the loader's one ``--datapath`` (the ImageNet root) finds both; ``train_cnt`` is the class's
+        count in ``ImageNet_LT_train.txt`` (the loader's tail rule)."""
+        from discl.data.training_tables import TRAIN_COUNT, write_data_roots, write_imagenet_lt_list
 
         folder = Path(folder)
-        paths = {"train_list": folder / "train.txt", "validation_list": folder / "validate.txt"}
-        write_imagenet_lt_list(tables.train, paths["train_list"])
-        write_imagenet_lt_list(tables.validation, paths["validation_list"])
+        counts = np.asarray(self.class_counts(), dtype=np.int64)
+        paths = {"train_list": folder / "train.txt", "validation_list": folder / "validate.txt",
+                 "curriculum_list": folder / "train_curri.txt"}
+        # a space would split the line: such a root keeps its rows relative to it (data_roots.json names it)
+        absolute = not any(character.isspace() for character in str(synthetic_root))
+        if not absolute:
+            log.warning("%s contains whitespace: the synthetic rows of %s stay relative to it (data_roots.json); "
+                        "the reference's loader, which joins every row to one root, cannot read them", synthetic_root,
+                        paths["train_list"])
+        tables_and_names = ((tables.train, ["train_list"]), (tables.validation, ["validation_list", "curriculum_list"]))
+        for table, names in tables_and_names:
+            real = (table["guidance"].to_numpy() == REAL) | (not absolute)
+            rows = pd.DataFrame({"path": np.where(real, table["path"].to_numpy(dtype=object),
+                                                  table["filepath"].to_numpy(dtype=object)),
+                                 "label": table["label"].to_numpy(), "guidance": table["guidance"].to_numpy(),
+                                 TRAIN_COUNT: counts[table["label"].to_numpy(dtype=np.int64)]})
+            for name in names:
+                write_imagenet_lt_list(rows, paths[name])
         paths["roots"] = write_data_roots(folder, self.require_root(), synthetic_root)
         return paths
 
