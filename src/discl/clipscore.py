@@ -303,6 +303,13 @@ def collect_from_manifests(syn_root: str | os.PathLike, finder: RealImageFinder)
     return table
 
 
+def class_folders(syn_root: str | os.PathLike) -> list[Path]:
+    """The class folders of a generation output, sorted: its folders that are not bookkeeping (manifests, run
+    records, the embedding cache, failure lists) or a temp folder."""
+    return sorted(p for p in Path(syn_root).iterdir()
+                  if p.is_dir() and p.name not in _NOT_CLASS_FOLDERS and not is_temp_file(p))
+
+
 def collect_from_layout(syn_root: str | os.PathLike, finder: RealImageFinder, dataset: Dataset | str,
                         describe_class: Callable[[str, str | os.PathLike | None], ClassInfo] | None = None
                         ) -> pd.DataFrame:
@@ -319,7 +326,7 @@ def collect_from_layout(syn_root: str | os.PathLike, finder: RealImageFinder, da
     if not syn_root.is_dir():
         raise InputError(syn_root, "--syn_path is not a folder")
     records = []
-    for class_dir in sorted(p for p in syn_root.iterdir() if p.is_dir() and p.name not in _NOT_CLASS_FOLDERS):
+    for class_dir in class_folders(syn_root):
         info = describe_class(class_dir.name, finder.real_root)
         for sub_dir in sorted(class_dir.iterdir()):
             match = _SUBFOLDER.match(sub_dir.name)
