@@ -11,7 +11,7 @@
 set -euo pipefail
 source "$(dirname "$0")/flow_lib.sh"
 export DATASET=imagenet_lt
-export DATA_ROOT="${DATA_ROOT:-${IMAGENET_ROOT:-}}" SYN="${SYN:-${OUTPUT:-}}"
+export DATA_ROOT="${DATA_ROOT:-${IMAGENET_ROOT:-${INLT:-}}}" SYN="${SYN:-${OUTPUT:-}}"
 require DATA_ROOT "set it to the ImageNet root holding ImageNet_LT_train.txt"
 require SYN "set it to the folder of the synthetic images"
 [ -f "$DATA_ROOT/ImageNet_LT_train.txt" ] || die "DATA_ROOT=$DATA_ROOT holds no ImageNet_LT_train.txt"

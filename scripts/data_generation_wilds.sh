@@ -12,7 +12,7 @@
 set -euo pipefail
 source "$(dirname "$0")/flow_lib.sh"
 export DATASET=iwildcam
-export DATA_ROOT="${DATA_ROOT:-${WILDS_ROOT:-}}" SYN="${SYN:-${OUTPUT:-}}"
+export DATA_ROOT="${DATA_ROOT:-${WILDS_ROOT:-${WILDS:-}}}" SYN="${SYN:-${OUTPUT:-}}"
 require DATA_ROOT "set it to the WILDS root (the folder holding iwildcam_v2.0/)"
 require SYN "set it to the folder of the synthetic images"
 [ -d "$DATA_ROOT/iwildcam_v2.0" ] || die "DATA_ROOT=$DATA_ROOT holds no iwildcam_v2.0/"

@@ -14,7 +14,7 @@
 # Rerun the same command to continue: complete lists are kept and a run with checkpoints/last.pt resumes.
 set -euo pipefail
 source "$(dirname "$0")/flow_lib.sh"
-DATA_ROOT="${DATA_ROOT:-${INLT:-}}"
+DATA_ROOT="${DATA_ROOT:-${INLT:-${IMAGENET_ROOT:-}}}"
 require DATA_ROOT "set it to the ImageNet-LT root (ImageNet_LT_{train,val,test}.txt and the images)"
 require SYN "set it to the generation output folder scored by comp_clip_scores.py"
 OUT="${OUT:-runs/imagenet_lt}"

@@ -248,3 +248,19 @@ def test_the_documented_commands_run_as_written(lab, monkeypatch):
     assert (root / "data/syn/iwildcam/clip_scores.csv").is_file()
     assert (root / "data/syn/imagenet_lt/prompts.json").is_file()
     assert (root / "runs/tiny_world/hf_home").is_dir()
+
+
+@pytest.mark.parametrize("script, name", [
+    ("data_generation_wilds.sh", "WILDS_ROOT"), ("data_generation_wilds.sh", "WILDS"),
+    ("data_generation_inlt.sh", "IMAGENET_ROOT"), ("data_generation_inlt.sh", "INLT"),
+    ("train_iwildcam.sh", "WILDS_ROOT"), ("train_iwildcam.sh", "WILDS"),
+    ("train_imagenet_lt.sh", "INLT"), ("train_imagenet_lt.sh", "IMAGENET_ROOT"),
+])
+def test_every_flow_takes_the_old_names_of_its_root(script, name, tmp_path):
+    """docs/cluster.md: the old names of DATA_ROOT still work (the flow goes on to check the folder it names)."""
+    env = {key: value for key, value in os.environ.items() if key not in ("DATA_ROOT", "SYN")}
+    env.update({name: str(tmp_path / "no_root"), "SYN": str(tmp_path / "syn"), "OUTPUT": str(tmp_path / "syn")})
+    done = subprocess.run(["bash", str(REPO_ROOT / "scripts" / script)], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "DATA_ROOT is not set" not in done.stderr
+    assert str(tmp_path / "no_root") in done.stderr, done.stderr

@@ -127,6 +127,7 @@ def add_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls
         help_text = meta.get("help") or field.name.replace("_", " ")
         if meta.get("paper"):
             help_text += f" [paper: {meta['paper']}]"
+        help_text = help_text.replace("%", "%%")  # argparse formats help text: "5% warm-up" must stay text
         kwargs: dict[str, Any] = {"dest": field.name, "help": help_text}
         if tp is bool:
             kwargs["default"] = default
@@ -150,7 +151,7 @@ def add_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls
             kwargs["help"] += " (required)"
         else:
             kwargs["default"] = default
-            kwargs["help"] += f" (default: {_default_text(default)})"
+            kwargs["help"] += f" (default: {_default_text(default)})".replace("%", "%%")
         parser.add_argument(*names, **kwargs)
 
 

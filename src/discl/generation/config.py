@@ -83,8 +83,8 @@ class GenerationConfig:
     skip_bad: bool = option(False, "skip unreadable source images (listed in failures/) instead of failing")
     manifest_interval: float = option(300.0, "seconds between manifest refreshes during a run")
     jpeg_draft: bool = option(False, "decode JPEG sources at 1/2, 1/4 or 1/8 scale (still >= the input size) before "
-                                     "the resize: ~3.5x less decoding for 1920x1080 frames, pixels within a few grey "
-                                     "levels of the full decode (docs/performance.md)")
+                                     "the resize: ~5x less decoding for 1920x1080 frames at 480x270, pixels within "
+                                     "a few grey levels of the full decode (docs/performance.md)")
     compile: bool = option(False, "torch.compile the UNet (inductor; the first calls of each batch shape compile)")
     dry_run: bool = option(False, "print the images, UNet evaluations, disk space and GPU-hours this part would "
                                   "take (resume-aware); load no model, write nothing")
