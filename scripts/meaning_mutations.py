@@ -329,23 +329,30 @@ MUTATIONS = [
      'selection_metric = "acc"',
      'tests/test_paper_meaning_more.py'),
 ]
-only = sys.argv[1:]
-missed = 0
-for name, path, old, new, tests in MUTATIONS:
-    if only and name not in only:
-        continue
-    p = ROOT / path
-    text = p.read_text()
-    if old not in text:
-        print(f"STALE  {name}: the text to change is no longer in {path}")
-        missed += 1
-        continue
-    p.write_text(text.replace(old, new, 1))
-    try:
-        r = subprocess.run(f"bash scripts/test.sh -x -q -p no:cacheprovider {tests}", shell=True, cwd=ROOT,
-                           capture_output=True, text=True, timeout=600)
-        print(("CAUGHT " if r.returncode else "MISSED ") + name, flush=True)
-        missed += r.returncode == 0
-    finally:
-        p.write_text(text)
-sys.exit(1 if missed else 0)
+
+
+def main(only: list[str]) -> int:
+    """Run the mutations named in ``only`` (all when empty); 1 when one was missed or is stale."""
+    missed = 0
+    for name, path, old, new, tests in MUTATIONS:
+        if only and name not in only:
+            continue
+        p = ROOT / path
+        text = p.read_text()
+        if old not in text:
+            print(f"STALE  {name}: the text to change is no longer in {path}")
+            missed += 1
+            continue
+        p.write_text(text.replace(old, new, 1))
+        try:
+            r = subprocess.run(f"bash scripts/test.sh -x -q -p no:cacheprovider {tests}", shell=True, cwd=ROOT,
+                               capture_output=True, text=True, timeout=600)
+            print(("CAUGHT " if r.returncode else "MISSED ") + name, flush=True)
+            missed += r.returncode == 0
+        finally:
+            p.write_text(text)
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
