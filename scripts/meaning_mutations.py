@@ -1,11 +1,12 @@
 """Deliberate changes of the paper's definitions: each must make the test suite fail ("CAUGHT").
 
     .venv/bin/python scripts/meaning_mutations.py            # every mutation (~30 min on 2 cores)
-    .venv/bin/python scripts/meaning_mutations.py "argmin"   # some of them, by name
+    .venv/bin/python scripts/meaning_mutations.py "argmin"   # some of them, by their exact names
 
 Each mutation replaces one exact string in one file, runs the tests that should notice, and restores the file
 (also when interrupted). Run it on a clean work tree.
 """
+import argparse
 import pathlib
 import subprocess
 import sys
@@ -331,8 +332,20 @@ MUTATIONS = [
 ]
 
 
-def main(only: list[str]) -> int:
-    """Run the mutations named in ``only`` (all when empty); 1 when one was missed or is stale."""
+def get_args_parser() -> argparse.ArgumentParser:
+    """The command-line flags."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("names", nargs="*", help="mutations to run, by their exact names (default: all)")
+    return parser
+
+
+def main(argv=None) -> int:
+    """Run the mutations named on the command line (all when none); 1 when one was missed or is stale."""
+    only = get_args_parser().parse_args(argv).names
+    unknown = sorted(set(only) - {mutation[0] for mutation in MUTATIONS})
+    if unknown:
+        print(f"error: no mutation named {', '.join(map(repr, unknown))}", file=sys.stderr)
+        return 2
     missed = 0
     for name, path, old, new, tests in MUTATIONS:
         if only and name not in only:
@@ -355,4 +368,4 @@ def main(only: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main())
