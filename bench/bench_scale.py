@@ -24,8 +24,8 @@ All worlds are built first, then each step is timed on every size in turn, ``--r
 whose speed drifts over a run moves the sizes of a step alike). Each step is timed in CPU time (the best of its
 rounds; a short step runs several times a round, until a second was timed at the largest size, and as many times
 at every size, since the best of more runs is lower and would tilt the slope; CPU time hardly moves when other
-processes share the cores) and its peak Python/NumPy allocation measured (tracemalloc, one more run). The stage tables are written with
-their validated copies (``discl.tablecache``, in a temporary cache folder), as the stages leave them. Steps that
+processes share the cores) and its peak Python/NumPy allocation measured (tracemalloc, one more run). The stage
+tables are written with their validated copies (``discl.tablecache``, in a temporary cache folder), as the stages leave them. Steps that
 only shuffle or look up (a permutation, a hash set) grow a little faster than linearly once their arrays outgrow the
 CPU caches; ``pandas.read_csv`` itself shows the machine's share. Last line: ``growth=<g> ratio=<r>``: ``g`` is the
 largest log-log slope of any step between the two largest sizes (1 = linear), ``r`` is all the steps together at the

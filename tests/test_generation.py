@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from helpers import load_script
+from helpers import load_script, one_hard_imagenet_lt_image
 
 from discl import generation
 from discl.cli import run_cli
@@ -322,19 +322,8 @@ def test_torchrun_processes_split_a_part(full_run, iwildcam_csv, mini_iwildcam, 
 @pytest.fixture(scope="session")
 def imagenet_lt_inputs(mini_imagenet_lt, tmp_path_factory) -> tuple[Path, Path]:
     """Hard-sample CSV (one tail-class image) and a prompt JSON for it."""
-    import json
-
-    from discl.data.imagenet_lt import class_names, read_split
-
-    entry = read_split(mini_imagenet_lt, "train")[-1]
-    folder = tmp_path_factory.mktemp("inlt")
-    name = class_names()[entry.label]
-    frame = pd.DataFrame({"class_id": [entry.label], "class_name": [name], "real_path": [entry.path],
-                          "image_stem": [Path(entry.path).stem]})
-    write_hard_sample_csv(frame, folder / "hard.csv", "imagenet_lt")
-    prompts = {name: [f"a {name} in scene number {k}, photographed in daylight" for k in range(3)]}
-    (folder / "prompts.json").write_text(json.dumps(prompts))
-    return folder / "hard.csv", folder / "prompts.json"
+    return one_hard_imagenet_lt_image(mini_imagenet_lt, tmp_path_factory.mktemp("inlt"),
+                                      [f"a {{}} in scene number {k}, photographed in daylight" for k in range(3)])
 
 
 def imagenet_lt_args(inputs, root: Path, output: Path, *extra: str) -> list[str]:

@@ -9,11 +9,10 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import load_script
+from helpers import load_script, one_hard_imagenet_lt_image
 from PIL import Image
 
 from discl import curriculum
@@ -142,18 +141,8 @@ def test_the_diffusion_model_is_the_sdxl_refiner():
 @pytest.fixture(scope="module")
 def one_hard_image(mini_imagenet_lt, tmp_path_factory) -> tuple[Path, Path]:
     """Hard-sample CSV with one ImageNet-LT training image, and a prompt JSON for its class."""
-    from discl.data.hard_sample_csv import write_hard_sample_csv
-    from discl.data.imagenet_lt import class_names, read_split
-
-    entry = read_split(mini_imagenet_lt, "train")[-1]
-    folder = tmp_path_factory.mktemp("retry")
-    name = class_names()[entry.label]
-    frame = pd.DataFrame({"class_id": [entry.label], "class_name": [name], "real_path": [entry.path],
-                          "image_stem": [Path(entry.path).stem]})
-    write_hard_sample_csv(frame, folder / "hard.csv", "imagenet_lt")
-    (folder / "prompts.json").write_text(json.dumps({name: [f"a {name} photographed in daylight, scene {k}"
-                                                            for k in range(3)]}))
-    return folder / "hard.csv", folder / "prompts.json"
+    return one_hard_imagenet_lt_image(mini_imagenet_lt, tmp_path_factory.mktemp("retry"),
+                                      [f"a {{}} photographed in daylight, scene {k}" for k in range(3)])
 
 
 def _generate(script, inputs, root: Path, output: Path, threshold: str) -> dict:
