@@ -21,19 +21,18 @@ CONVENTIONS = ("reference", "standard")
 @dataclass(frozen=True)
 class ListEntry:
     """One line of a list file: an image path (relative to the ImageNet root, or absolute), its label, its guidance
-    level, the training count of its class as the reference's loader reads it (``train_count``; our trainers take
-    the counts of ``ImageNet_LT_train.txt``) and ``line``, its 1-based line in the file, blank lines counted (0
-    when not read from a file)."""
+    level and ``line``, its 1-based line in the file, blank lines counted (0 when not read from a file). A fourth
+    field, the class's training count the reference's loader reads, is checked and not kept: our trainers take the
+    counts of ``ImageNet_LT_train.txt``."""
 
     path: str
     label: int
     guidance: int | None = None
     line: int = field(default=0, compare=False)
-    train_count: int | None = field(default=None, compare=False)
 
 
 def read_list(path: str | os.PathLike, allow_guidance: bool = True) -> list[ListEntry]:
-    """Parse a ``relative/path label [guidance [train_count]]`` list; ``InputError`` names the file and line of a
+    """Parse a ``path label [guidance [train_count]]`` list; ``InputError`` names the file and line of a
     bad one (``line N``: the list has no header and may have blank lines, so a line number is what an editor
     shows)."""
     path = Path(path)
@@ -62,14 +61,14 @@ def _parse_line(path: Path, line_number: int, fields: list[str], allow_guidance:
         expected = "'path label [guidance [train_count]]'" if allow_guidance else "'relative/path label'"
         raise line_error(path, line_number, f"expected {expected}, got {len(fields)} fields")
     label = _non_negative_int(path, line_number, "label", fields[1])
-    guidance = train_count = None
+    guidance = None
     if len(fields) >= 3:
         guidance = _non_negative_int(path, line_number, "guidance", fields[2])
         if guidance > 100:
             raise line_error(path, line_number, f"guidance must be in 0..100, got {guidance}")
     if len(fields) == 4:
-        train_count = _non_negative_int(path, line_number, "train_count", fields[3])
-    return ListEntry(fields[0], label, guidance, line_number, train_count)
+        _non_negative_int(path, line_number, "train_count", fields[3])
+    return ListEntry(fields[0], label, guidance, line_number)
 
 
 def _non_negative_int(path: Path, line_number: int, column: str, text: str) -> int:

@@ -7,8 +7,8 @@ columns). ``filepath`` is written absolute; a relative one is read relative to t
 
 ImageNet-LT also gets the reference's list files, one ``path label guidance train_cnt`` per line, no header.
 Real rows (guidance 100) are relative to the ImageNet-LT root (as in ``ImageNet_LT_train.txt``); synthetic rows
-(guidance < 100) are relative to the generation output root. ``data_roots.json`` beside the lists records both
-roots, so a reader needs no extra arguments.
+(guidance < 100) are absolute, or relative to the generation output root. ``data_roots.json`` beside the lists
+records both roots, so a reader needs no extra arguments.
 
 The tables of one build belong together (a training table with another build's validation table would probe
 other images): ``build_data.py`` marks its folder with ``tables.json`` saying ``"complete": false`` before it

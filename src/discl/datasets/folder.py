@@ -30,10 +30,10 @@ from typing import Any, ClassVar, Sequence
 import numpy as np
 import pandas as pd
 
+from discl.config import Range
 from discl.datasets import register
 from discl.datasets.base import (GENERIC_CSV_LAYOUT, IMAGE_SUFFIXES, CsvLayout, Dataset, EvalSet, RealImages,
                                  render)
-from discl.config import Range
 from discl.errors import InputError
 from discl.seeding import stable_seed
 

@@ -348,12 +348,10 @@ def _check_training(args, trainer: str) -> None:
 
     if not all(hasattr(args, f.name) for f in dataclasses.fields(LoopConfig)):
         return
-    if getattr(args, "dataset", None):
-        from discl.datasets import check_user_options, dataset_options, get_dataset
+    if getattr(args, "dataset", None):  # what the script does first: option keys and values (nothing is read)
+        from discl.datasets import from_args as dataset_from_args
 
-        options = dataset_options(args)
-        check_user_options(args.dataset, getattr(args, "dataset_options", None) or [])
-        get_dataset(args.dataset, None, **options).check_options()
+        dataset_from_args(args)
     task = task_class(getattr(args, "trainer", None) or trainer)
     loop = from_args(LoopConfig, args)
     loop.check()
