@@ -174,6 +174,73 @@ def test_iwildcam_builder_end_to_end(mini_iwildcam, iwildcam_hard, repo_root, tm
     assert "a photo of cheetah." in set(train["title"]) or "a photo of puma." in set(train["title"])
 
 
+def test_text_only_table_holds_out_the_discl_tables_images(mini_iwildcam, iwildcam_hard, tmp_path, caplog):
+    """--holdout-from: the text-only table (guidance 0) holds out the DisCL table's validation images, so both
+    tables have the same real rows; what differs is the synthetic rows."""
+    syn = tmp_path / "gen"
+    # image 1 has no kept guidance-0 version: it is held out all the same, with its real row only
+    scores = scored_rows("iwildcam", iwildcam_hard, (0.3, 0.5, 1.0), (10, 20),
+                         text_score=lambda stem, s, seed: 0.1 if stem == Path(iwildcam_hard[1][0]).stem and s == 1.0
+                         else 0.3)
+    write_manifest(scores, syn / "clip_scores.csv")
+    script = load_script("curriculum/iWildCam/build_data.py")
+    common = ["--syn_path", str(syn), "--data-root", str(mini_iwildcam)]
+    assert script.main([*common, "--save_folder", str(tmp_path / "discl"), "--val-size", "2"]) == 0
+    text_only = ["--min-guidance", "0", "--guidance-levels", "0", "--random-state", "7"]
+    assert script.main([*common, "--save_folder", str(tmp_path / "own"), *text_only]) == 0
+    with caplog.at_level("WARNING"):
+        assert script.main([*common, "--save_folder", str(tmp_path / "text"), *text_only,
+                            "--holdout-from", str(tmp_path / "discl")]) == 0
+    assert "lack 1 of their (image, level) rows" in caplog.text
+
+    def real_paths(folder: str, table: str) -> list[str]:
+        rows = read_training_table(tmp_path / folder / table)
+        return sorted(rows.loc[rows["guidance"] == 100, "filepath"])
+
+    held_out = real_paths("discl", "validate.csv")
+    assert len(held_out) == 2 and real_paths("text", "validate.csv") == held_out
+    assert real_paths("text", "train.csv") == real_paths("discl", "train.csv")
+    assert real_paths("own", "train.csv") != real_paths("discl", "train.csv")  # what the option is for
+    text = read_training_table(tmp_path / "text/train.csv")
+    assert set(text["guidance"]) == {0, 100} and not set(text["filepath"]) & set(held_out)
+    validation = read_training_table(tmp_path / "text/validate.csv")
+    assert any(p.endswith(iwildcam_hard[1][0]) for p in held_out)  # the sample (seed 42) holds image 1 out
+    assert sorted(validation["guidance"]) == [0, 100, 100]
+
+
+def test_holdout_from_refuses_a_folder_it_cannot_match(mini_iwildcam, iwildcam_hard, tmp_path, capsys):
+    syn = tmp_path / "gen"
+    write_manifest(scored_rows("iwildcam", iwildcam_hard, (0.5, 1.0), (10,)), syn / "clip_scores.csv")
+    script = load_script("curriculum/iWildCam/build_data.py")
+    common = ["--syn_path", str(syn), "--data-root", str(mini_iwildcam), "--min-guidance", "0"]
+    assert script.main([*common, "--save_folder", str(tmp_path / "discl"), "--val-size", "1"]) == 0
+
+    def error(folder: Path) -> str:
+        with pytest.raises(SystemExit) as exit_info:
+            run_cli(script.main, [*common, "--save_folder", str(tmp_path / "out"), "--holdout-from", str(folder)])
+        assert exit_info.value.code == 2
+        return capsys.readouterr().err.strip()
+
+    assert "validate.csv: column '--holdout-from': not found (an output folder of build_data.py" in error(tmp_path / "nowhere")
+    table = read_training_table(tmp_path / "discl/validate.csv")
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    real = table["guidance"] == 100
+    write_training_table(table.assign(filepath=table["filepath"].where(~real, "/elsewhere/x.jpg")),
+                         moved / "validate.csv")
+    row = int(real.to_numpy().nonzero()[0][0]) + 1
+    assert f"validate.csv: row {row}: column 'filepath': real image '/elsewhere/x.jpg' is not a training image" \
+        in error(moved)
+    write_training_table(table[~real], moved / "validate.csv")
+    assert "holds no real rows" in error(moved)
+    record = (tmp_path / "discl/tables.json")
+    record.write_text(record.read_text().replace('"iwildcam"', '"imagenet_lt"'))
+    assert "tables.json: column '--holdout-from': was built for dataset 'imagenet_lt'" in error(tmp_path / "discl")
+    record.write_text('{"complete": false}')
+    assert "did not finish" in error(tmp_path / "discl")
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("syn_name", ["gen", "my gen"])
 def test_imagenet_lt_builder_end_to_end(mini_imagenet_lt, repo_root, tmp_path, syn_name, caplog):
     from discl.data.imagenet_lt import read_list

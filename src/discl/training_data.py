@@ -11,6 +11,7 @@ to the dataset's class attributes. Every dataset gets the canonical ``train.csv`
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -69,6 +70,10 @@ class BuildConfig:
     max_val_fraction: float = option(0.5, "the validation hold-out takes at most this fraction of the hard "
                                           "images, so training keeps synthetic rows of every level")
     random_state: int = option(DEFAULT_RANDOM_STATE, "seed of the validation sample")
+    holdout_from: str | None = option(None, "hold out the curriculum-validation images of the build_data.py output "
+                                            "in this folder (its validate.csv) instead of sampling --val-size new "
+                                            "ones: two tables whose real rows are the same (the text-only table "
+                                            "beside DisCL's)")
 
     def check(self) -> None:
         """The numeric flags' ranges (``InputError`` naming the flag), before anything is read or written."""
@@ -216,9 +221,16 @@ def sample_validation(frame: pd.DataFrame, size: int, random_state: int = DEFAUL
                     "(asked for %d)", len(candidates), levels, size)
     rng = np.random.RandomState(random_state)
     chosen = [candidates[i] for i in sorted(rng.choice(len(candidates), min(size, len(candidates)), replace=False))]
-    rows = frame[frame["key"].isin(chosen) & frame["guidance"].isin(levels)]
-    # one row per (image, level): among that level's seeds (in frame order), a random one; the groups in sorted
-    # (image, level) order, found by one sort instead of a frame per group
+    return validation_rows(frame, chosen, levels, rng)
+
+
+def validation_rows(frame: pd.DataFrame, images: Sequence[str], levels: Sequence[int],
+                    rng: np.random.RandomState) -> pd.DataFrame:
+    """One row per (image, level) of ``images`` (keys) at ``levels``: among that level's seeds (in frame order), a
+    random one; in frame order. A pair without rows gives none."""
+    frame = frame.reset_index(drop=True)
+    rows = frame[frame["key"].isin(list(images)) & frame["guidance"].isin(list(levels))]
+    # the groups in sorted (image, level) order, found by one sort instead of a frame per group
     rows = rows.assign(position=np.arange(len(rows))).sort_values(["key", "guidance", "position"])
     keys, guidance, index = (rows["key"].to_numpy(dtype=object), rows["guidance"].to_numpy(),
                              rows.index.to_numpy())
@@ -226,6 +238,34 @@ def sample_validation(frame: pd.DataFrame, size: int, random_state: int = DEFAUL
     sizes = np.diff(np.r_[starts, len(rows)])
     picks = [index[start + rng.randint(size)] for start, size in zip(starts.tolist(), sizes.tolist())]
     return frame.loc[sorted(picks)].reset_index(drop=True)
+
+
+def held_out_images(folder: str | os.PathLike, real: pd.DataFrame, dataset_name: str) -> list[str]:
+    """The real images (keys of ``real``) that the build in ``folder`` held out: the real rows of its
+    ``validate.csv``, in its order."""
+    from discl.data.training_tables import BUILD_RECORD, read_training_table
+
+    path = Path(folder) / OUTPUT_FILES[1]
+    if not path.is_file():
+        raise InputError(path, "not found (an output folder of build_data.py has one)",
+                         column="--holdout-from")
+    table = read_training_table(path)  # a build that did not finish is refused here
+    record = Path(folder) / BUILD_RECORD
+    built_for = json.loads(record.read_text(encoding="utf-8")).get("dataset") if record.is_file() else None
+    if built_for not in (None, dataset_name):
+        raise InputError(record, f"was built for dataset {built_for!r}, not {dataset_name!r}", column="--holdout-from")
+    key_of = dict(zip(real["filepath"].tolist(), real["key"].tolist()))
+    filepaths = table["filepath"].tolist()
+    keys = []
+    for row in np.flatnonzero(table["guidance"].to_numpy() == REAL).tolist():
+        key = key_of.get(filepaths[row])
+        if key is None:
+            raise InputError(path, f"real image {filepaths[row]!r} is not a training image of this {dataset_name} "
+                                   "data root (built from another --data-root?)", row + 1, "filepath")
+        keys.append(key)
+    if not keys:
+        raise InputError(path, "holds no real rows: no curriculum-validation image to hold out", column="--holdout-from")
+    return list(dict.fromkeys(keys))
 
 
 def capped_val_size(val_size: int, hard_images: int, max_fraction: float = 0.5) -> int:
@@ -243,11 +283,14 @@ def capped_val_size(val_size: int, hard_images: int, max_fraction: float = 0.5) 
 
 
 def build_curriculum(real: pd.DataFrame, synthetic: pd.DataFrame, val_size: int,
-                     random_state: int = DEFAULT_RANDOM_STATE, max_val_fraction: float = 0.5) -> CurriculumTables:
+                     random_state: int = DEFAULT_RANDOM_STATE, max_val_fraction: float = 0.5,
+                     holdout: Sequence[str] | None = None) -> CurriculumTables:
     """Real + synthetic rows → training rows (validation images removed) and curriculum-validation rows.
 
-    The hold-out takes at most ``max_val_fraction`` of the hard images; a level left without training rows is an
-    ``InputError`` (the schedule would stage it with nothing to train on).
+    The hold-out is ``val_size`` images sampled among the hard images having every level, at most
+    ``max_val_fraction`` of them; or, given ``holdout`` (keys), those images, with a row at each of this build's
+    levels they have. A level left without training rows is an ``InputError`` (the schedule would stage it with
+    nothing to train on).
     """
     if val_size < 0:
         raise InputError(None, f"validation size must be >= 0, got {val_size}", column="--val-size")
@@ -256,9 +299,16 @@ def build_curriculum(real: pd.DataFrame, synthetic: pd.DataFrame, val_size: int,
     frame = frame.sort_values(["key", "guidance", "seed"], kind="stable", key=_real_order(real)).reset_index(drop=True)
     frame["img_id"] = assign_image_ids(frame)
     levels = guidance_levels(frame)
-    hard = frame[frame["img_id"] >= 0]
-    size = capped_val_size(val_size, int(hard["key"].nunique()), max_val_fraction)
-    validation = sample_validation(hard, size, random_state, levels)
+    if holdout is None:
+        hard = frame[frame["img_id"] >= 0]
+        size = capped_val_size(val_size, int(hard["key"].nunique()), max_val_fraction)
+        validation = sample_validation(hard, size, random_state, levels)
+    else:
+        validation = validation_rows(frame, holdout, levels, np.random.RandomState(random_state))
+        missing = len(holdout) * len(levels) - len(validation)
+        if missing:
+            log.warning("curriculum validation: the %d held-out images lack %d of their (image, level) rows at "
+                        "levels %s in this build", len(holdout), missing, levels)
     train = frame[~frame["key"].isin(set(validation["key"]))].reset_index(drop=True)
     empty = [level for level in levels if not (train["guidance"] == level).any()]
     if empty:
@@ -341,7 +391,8 @@ def run_build(config: BuildConfig, dataset: Dataset) -> tuple[CurriculumTables, 
     if synthetic.empty:
         raise InputError(scores_path, f"no synthetic image is kept ({len(scores)} scored; threshold, --min-guidance "
                                       f"{min_guidance} and --guidance-levels leave none): a curriculum needs some")
-    tables = build_curriculum(real, synthetic, val_size, config.random_state, config.max_val_fraction)
+    holdout = None if config.holdout_from is None else held_out_images(config.holdout_from, real, dataset.name)
+    tables = build_curriculum(real, synthetic, val_size, config.random_state, config.max_val_fraction, holdout)
     runrecord.start(config.save_folder, {**to_plain(config), "dataset": dataset.name,
                                          "data_root": None if dataset.root is None else str(dataset.root)})
     return tables, write_tables(tables, dataset, config.save_folder, syn_root)
