@@ -221,7 +221,8 @@ def test_holdout_from_refuses_a_folder_it_cannot_match(mini_iwildcam, iwildcam_h
         assert exit_info.value.code == 2
         return capsys.readouterr().err.strip()
 
-    assert "validate.csv: column '--holdout-from': not found (an output folder of build_data.py" in error(tmp_path / "nowhere")
+    missing = error(tmp_path / "nowhere")
+    assert "validate.csv: column '--holdout-from': not found (an output folder of build_data.py" in missing
     table = read_training_table(tmp_path / "discl/validate.csv")
     moved = tmp_path / "moved"
     moved.mkdir()

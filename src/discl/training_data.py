@@ -264,7 +264,8 @@ def held_out_images(folder: str | os.PathLike, real: pd.DataFrame, dataset_name:
                                    "data root (built from another --data-root?)", row + 1, "filepath")
         keys.append(key)
     if not keys:
-        raise InputError(path, "holds no real rows: no curriculum-validation image to hold out", column="--holdout-from")
+        raise InputError(path, "holds no real rows: no curriculum-validation image to hold out",
+                         column="--holdout-from")
     return list(dict.fromkeys(keys))
 
 
