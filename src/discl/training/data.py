@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, Sampler
 
 from discl import distributed as D
 from discl.bulk import gc_paused
+from discl.data.training_tables import TABLE_COLUMNS
 from discl.datasets.base import render
 from discl.errors import InputError
 from discl.guidance import REAL, REAL_SEED, REAL_STRENGTH
@@ -225,9 +226,6 @@ def predict(logits_fn: Callable[[torch.Tensor], torch.Tensor], paths: Sequence[s
 
 
 # ------------------------------------------------------------------------------------------------ tables ----
-TABLE_COLUMNS = ["title", "filepath", "label", "strength", "guidance", "seed", "img_id"]
-
-
 def real_table(dataset) -> pd.DataFrame:
     """The dataset's real training images as a canonical table: one row per caption template, img_id < 0."""
     images = dataset.training_images()
