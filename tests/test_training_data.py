@@ -239,6 +239,7 @@ def test_holdout_from_refuses_a_folder_it_cannot_match(mini_iwildcam, iwildcam_h
     assert "tables.json: column '--holdout-from': was built for dataset 'imagenet_lt'" in error(tmp_path / "discl")
     record.write_text('{"complete": false}')
     assert "did not finish" in error(tmp_path / "discl")
+    assert "column '--holdout-from': is the output folder" in error(tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 

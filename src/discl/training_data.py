@@ -88,6 +88,9 @@ class BuildConfig:
             raise InputError(None, f"validation size must be >= 0, got {self.val_size}", column="--val-size")
         if not 0 <= self.max_val_fraction <= 1:  # NaN fails too
             raise InputError(None, f"must be in [0, 1], got {self.max_val_fraction}", column="--max-val-fraction")
+        if self.holdout_from is not None and Path(self.holdout_from).resolve() == Path(self.save_folder).resolve():
+            raise InputError(None, "is the output folder: a build killed while rewriting it would lose the hold-out; "
+                                   "write the new tables to another folder", column="--holdout-from")
         if not 0 <= self.random_state < 2 ** 32:
             raise InputError(None, f"expected a seed in 0..{2 ** 32 - 1}, got {self.random_state}",
                              column="--random-state")
