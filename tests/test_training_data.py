@@ -371,6 +371,13 @@ def test_validation_hold_out_is_capped_and_an_emptied_level_is_an_error(caplog):
     with pytest.raises(InputError, match=r"column '--val-size': guidance level\(s\) \[90\] have no training rows"):
         build_curriculum(real, only_a, val_size=1, max_val_fraction=1.0)
     assert build_curriculum(real, only_a, val_size=0).validation.empty
+    with pytest.raises(InputError, match=r"column '--holdout-from': guidance level\(s\) \[90\] have no training rows "
+                                         r".*only the held-out images have them"):
+        build_curriculum(real, only_a, val_size=0, holdout=["a"])
+    held_out = build_curriculum(real, synthetic, val_size=0, holdout=["d", "b"])  # d has no synthetic rows
+    assert sorted(zip(held_out.validation["key"], held_out.validation["guidance"])) == [
+        ("b", 50), ("b", 70), ("b", 100), ("d", 100)]
+    assert not {"b", "d"} & set(held_out.train["key"])
 
 
 def test_a_users_dataset_gets_the_canonical_tables_and_its_own_captions(mini_imagenet_lt, tmp_path):

@@ -316,9 +316,10 @@ def build_curriculum(real: pd.DataFrame, synthetic: pd.DataFrame, val_size: int,
     train = frame[~frame["key"].isin(set(validation["key"]))].reset_index(drop=True)
     empty = [level for level in levels if not (train["guidance"] == level).any()]
     if empty:
+        flag = "--val-size" if holdout is None else "--holdout-from"
+        remedy = "lower --val-size" if holdout is None else "only the held-out images have them"
         raise InputError(None, f"guidance level(s) {empty} have no training rows left after holding out "
-                               f"{validation['key'].nunique()} curriculum-validation images; lower --val-size",
-                         column="--val-size")
+                               f"{validation['key'].nunique()} curriculum-validation images; {remedy}", column=flag)
     if validation.empty:
         log.warning("the curriculum-validation table is empty: the adaptive schedule cannot probe")
     return CurriculumTables(train, validation, levels)
