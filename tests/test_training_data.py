@@ -3,6 +3,7 @@ on the mini datasets with hand-made scores, the table readers, and bad input."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -192,6 +193,9 @@ def test_text_only_table_holds_out_the_discl_tables_images(mini_iwildcam, iwildc
         assert script.main([*common, "--save_folder", str(tmp_path / "text"), *text_only,
                             "--holdout-from", str(tmp_path / "discl")]) == 0
     assert "lack 1 of their (image, level) rows" in caplog.text
+    record = json.loads((tmp_path / "text/tables.json").read_text())
+    assert record["complete"] and record["holdout_from"] == str((tmp_path / "discl").resolve())
+    assert "holdout_from" not in json.loads((tmp_path / "own/tables.json").read_text())
 
     def real_paths(folder: str, table: str) -> list[str]:
         rows = read_training_table(tmp_path / folder / table)

@@ -359,9 +359,10 @@ def titled_rows(frame: pd.DataFrame, text_names: Sequence[str], templates: Seque
 
 
 def write_tables(tables: CurriculumTables, dataset: Dataset, folder: str | os.PathLike,
-                 synthetic_root: str | os.PathLike) -> dict[str, Path]:
+                 synthetic_root: str | os.PathLike, holdout_from: str | os.PathLike | None = None) -> dict[str, Path]:
     """``train.csv`` (every caption template), ``validate.csv`` (the first template), the dataset's reference
-    tables, and ``levels.csv``; returns the written paths."""
+    tables, and ``levels.csv``; returns the written paths. ``tables.json`` names the build whose hold-out was
+    reused (``holdout_from``), if any."""
     folder = Path(folder)
     names, templates = dataset.text_names(), list(dataset.caption_templates())
     paths = {"train": folder / OUTPUT_FILES[0], "validation": folder / OUTPUT_FILES[1], "levels": folder / "levels.csv"}
@@ -372,7 +373,8 @@ def write_tables(tables: CurriculumTables, dataset: Dataset, folder: str | os.Pa
     atomic_write_csv(paths["levels"], level_counts(tables))
     finish_build(folder, {"dataset": dataset.name, "synthetic_root": str(synthetic_root), "levels": tables.levels,
                           "train_rows": len(tables.train), "validation_images": int(tables.validation["key"].nunique()),
-                          "files": sorted(p.name for p in paths.values())})
+                          "files": sorted(p.name for p in paths.values()),
+                          **({} if holdout_from is None else {"holdout_from": str(Path(holdout_from).resolve())})})
     return paths
 
 
@@ -400,7 +402,7 @@ def run_build(config: BuildConfig, dataset: Dataset) -> tuple[CurriculumTables, 
     tables = build_curriculum(real, synthetic, val_size, config.random_state, config.max_val_fraction, holdout)
     runrecord.start(config.save_folder, {**to_plain(config), "dataset": dataset.name,
                                          "data_root": None if dataset.root is None else str(dataset.root)})
-    return tables, write_tables(tables, dataset, config.save_folder, syn_root)
+    return tables, write_tables(tables, dataset, config.save_folder, syn_root, config.holdout_from)
 
 
 def dataset_defaults(cls: type[Dataset] | None) -> dict:
