@@ -11,7 +11,6 @@ to the dataset's class attributes. Every dataset gets the canonical ``train.csv`
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -26,7 +25,8 @@ from discl import runrecord
 from discl.bulk import gc_paused
 from discl.clipscore import SCORES_FILE, check_threshold, peek_dataset, read_scores
 from discl.config import add_arguments, option, to_plain
-from discl.data.training_tables import TABLE_COLUMNS, finish_build, start_build, write_training_table
+from discl.data.training_tables import (BUILD_RECORD, TABLE_COLUMNS, build_record, finish_build, read_training_table,
+                                        start_build, write_training_table)
 from discl.datasets.base import Dataset, RealImages, frame_of, render
 from discl.errors import InputError
 from discl.fileio import atomic_write_csv
@@ -216,7 +216,6 @@ def validation_candidates(frame: pd.DataFrame, levels: Sequence[int]) -> list[st
 def sample_validation(frame: pd.DataFrame, size: int, random_state: int = DEFAULT_RANDOM_STATE,
                       levels: Sequence[int] | None = None) -> pd.DataFrame:
     """The curriculum-validation rows: ``size`` images having every level, one row per (image, level)."""
-    frame = frame.reset_index(drop=True)
     levels = guidance_levels(frame) if levels is None else list(levels)
     candidates = validation_candidates(frame, levels)
     if len(candidates) < size:
@@ -246,17 +245,15 @@ def validation_rows(frame: pd.DataFrame, images: Sequence[str], levels: Sequence
 def held_out_images(folder: str | os.PathLike, real: pd.DataFrame, dataset_name: str) -> list[str]:
     """The real images (keys of ``real``) that the build in ``folder`` held out: the real rows of its
     ``validate.csv``, in its order."""
-    from discl.data.training_tables import BUILD_RECORD, read_training_table
-
     path = Path(folder) / OUTPUT_FILES[1]
     if not path.is_file():
         raise InputError(path, "not found (an output folder of build_data.py has one)",
                          column="--holdout-from")
     table = read_training_table(path)  # a build that did not finish is refused here
-    record = Path(folder) / BUILD_RECORD
-    built_for = json.loads(record.read_text(encoding="utf-8")).get("dataset") if record.is_file() else None
+    built_for = (build_record(folder) or {}).get("dataset")
     if built_for not in (None, dataset_name):
-        raise InputError(record, f"was built for dataset {built_for!r}, not {dataset_name!r}", column="--holdout-from")
+        raise InputError(Path(folder) / BUILD_RECORD, f"was built for dataset {built_for!r}, not {dataset_name!r}",
+                         column="--holdout-from")
     key_of = dict(zip(real["filepath"].tolist(), real["key"].tolist()))
     filepaths = table["filepath"].tolist()
     keys = []

@@ -238,15 +238,23 @@ def finish_build(folder: str | os.PathLike, info: dict) -> None:
     atomic_write_json(Path(folder) / BUILD_RECORD, {"complete": True, **info})
 
 
-def build_complete(folder: str | os.PathLike) -> bool | None:
-    """``True``/``False`` from ``folder``'s build record; ``None`` for a folder without one (tables made by hand)."""
+def build_record(folder: str | os.PathLike) -> dict | None:
+    """``folder``'s build record; ``None`` for a folder without one (tables made by hand), ``{}`` for one that does
+    not parse (an unfinished build)."""
     record = Path(folder) / BUILD_RECORD
     if not record.is_file():
         return None
     try:
-        return bool(json.loads(record.read_text(encoding="utf-8")).get("complete"))
-    except (ValueError, AttributeError):
-        return False
+        info = json.loads(record.read_text(encoding="utf-8"))
+    except ValueError:
+        return {}
+    return info if isinstance(info, dict) else {}
+
+
+def build_complete(folder: str | os.PathLike) -> bool | None:
+    """``True``/``False`` from ``folder``'s build record; ``None`` for a folder without one (tables made by hand)."""
+    info = build_record(folder)
+    return None if info is None else bool(info.get("complete"))
 
 
 def check_build_complete(path: str | os.PathLike) -> None:
